@@ -1,0 +1,66 @@
+"""What every meta-learner offers the trainer and the evaluator.
+
+A meta-learner owns its models and outer optimiser; the trainer calls
+``meta_update(tasks)`` once per meta-iteration and checkpoints ``state_dict()``; the
+evaluator asks for ``agent()``, the thing that adapts to a new task under the
+evaluation protocol (by gradient steps, or within its memory for RL²).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from torch import nn
+
+from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
+from adaptrl.adaptation.sgd import StepSize
+from adaptrl.models.functional import Params, detach_params
+from adaptrl.rollouts.trajectories import Trajectories
+from adaptrl.tasks.base import Tasks
+
+
+@dataclass
+class GradientAgent:
+    """An initialisation plus an inner update rule: adapts by gradient steps.
+
+    ``step_sizes[k]`` is the step size of adaptation step ``k`` (the last one repeats),
+    e.g. the MAML paper's meta-test schedule ``[0.1, 0.05]``. A learned step size (a dict
+    of tensors, Meta-SGD) is used as it is.
+    """
+
+    policy: nn.Module
+    params: Params
+    adapter: PolicyGradientAdapter
+    step_sizes: list[StepSize] = field(default_factory=lambda: [0.1])
+    unit: str = "gradient_steps"
+
+    def initial_params(self) -> Params:
+        return detach_params(self.params)
+
+    def adapt(self, params: Params, support: Trajectories, step: int) -> Params:
+        """Adapted per-task parameters after one more inner step on ``support``."""
+        lr = self.step_sizes[min(step, len(self.step_sizes) - 1)]
+        adv = self.adapter.advantages(support)
+        new = self.adapter.step(params, support, adv, lr, first_order=True, create_graph=False)
+        return detach_params(new)
+
+
+@runtime_checkable
+class MetaLearner(Protocol):
+    """The interface the trainer and the evaluator drive every algorithm through."""
+
+    policy: nn.Module
+    env_steps: int
+
+    def meta_update(self, tasks: Tasks) -> dict[str, float]:
+        """One outer-loop iteration on a batch of training tasks; returns metrics."""
+        ...
+
+    def agent(self, step_sizes: list[float] | None = None) -> Any:
+        """The adapting agent the evaluation protocol scores."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...

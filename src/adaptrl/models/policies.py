@@ -1,0 +1,120 @@
+"""Policies: MLP Gaussian (continuous actions) and MLP categorical (discrete actions).
+
+Each policy maps ``(observation, params)`` to a :class:`torch.distributions.Distribution`
+whose ``log_prob`` is per-sample (summed over action dimensions). ``params`` is a dict as
+returned by ``named_params(policy)``, optionally with a leading task dimension
+(see :mod:`adaptrl.models.functional`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import gymnasium as gym
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import nn
+from torch.distributions import Categorical, Distribution, Independent, Normal
+
+from adaptrl.models.functional import MLP, Params, named_params
+
+
+def _per_task(x: torch.Tensor, like: torch.Tensor, task_dim: int) -> torch.Tensor:
+    """Reshape a per-task vector ``[n, d]`` to broadcast against ``like`` (tasks at ``task_dim``)."""
+    if x.dim() == 1:
+        return x
+    shape = [1] * like.dim()
+    shape[task_dim], shape[-1] = x.shape[0], x.shape[-1]
+    return x.reshape(shape)
+
+
+class GaussianMLPPolicy(nn.Module):
+    """Gaussian policy: MLP mean, learned state-independent log-std (MAML paper, App. A.2)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (100, 100),
+                 activation: str = "relu", init_std: float = 1.0,
+                 min_log_std: float = -6.0) -> None:
+        super().__init__()
+        self.mean = MLP(obs_dim, act_dim, hidden, activation, out_gain=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(torch.tensor(init_std).log())))
+        self.min_log_std = min_log_std
+
+    def distribution(self, obs: torch.Tensor, params: Params | None = None,
+                     task_dim: int = 0) -> Distribution:
+        """``pi(.|obs)``; per-task ``params`` need the task dimension of ``obs`` at ``task_dim``."""
+        p = named_params(self) if params is None else params
+        mean = self.mean(obs, p, prefix="mean.", task_dim=task_dim)
+        log_std = _per_task(p["log_std"], mean, task_dim).clamp_min(self.min_log_std)
+        return Independent(Normal(mean, log_std.exp(), validate_args=False), 1,
+                           validate_args=False)
+
+    @staticmethod
+    def sample(dist: Distribution, generator: torch.Generator) -> torch.Tensor:
+        base = dist.base_dist  # type: ignore[attr-defined]
+        noise = torch.randn(base.loc.shape, generator=generator, device=base.loc.device)
+        return base.loc + base.scale * noise
+
+
+class CategoricalMLPPolicy(nn.Module):
+    """Categorical policy over ``n`` discrete actions with MLP logits."""
+
+    def __init__(self, obs_dim: int, num_actions: int, hidden: tuple[int, ...] = (100, 100),
+                 activation: str = "relu") -> None:
+        super().__init__()
+        self.logits = MLP(obs_dim, num_actions, hidden, activation, out_gain=0.01)
+
+    def distribution(self, obs: torch.Tensor, params: Params | None = None,
+                     task_dim: int = 0) -> Distribution:
+        """``pi(.|obs)``; per-task ``params`` need the task dimension of ``obs`` at ``task_dim``."""
+        p = named_params(self) if params is None else params
+        logits = self.logits(obs, p, prefix="logits.", task_dim=task_dim)
+        return Categorical(logits=logits, validate_args=False)
+
+    @staticmethod
+    def sample(dist: Distribution, generator: torch.Generator) -> torch.Tensor:
+        probs = dist.probs  # type: ignore[attr-defined]
+        flat = probs.reshape(-1, probs.shape[-1])
+        return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+
+
+def space_dims(space: gym.Space) -> int:
+    """Flat size of a Box, or the number of values of a Discrete space (one-hot input)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, gym.spaces.Box):
+        return int(torch.tensor(space.shape).prod())
+    raise ValueError(f"unsupported space {space}; allowed: Box, Discrete")
+
+
+def make_policy(observation_space: gym.Space, action_space: gym.Space,
+                hidden: tuple[int, ...] = (100, 100), activation: str = "relu",
+                init_std: float = 1.0) -> GaussianMLPPolicy | CategoricalMLPPolicy:
+    """The feed-forward policy that fits the spaces: Gaussian for Box, categorical for Discrete."""
+    obs_dim = space_dims(observation_space)
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden, activation)
+    if isinstance(action_space, gym.spaces.Box):
+        return GaussianMLPPolicy(obs_dim, space_dims(action_space), hidden, activation, init_std)
+    raise ValueError(f"unsupported action space {action_space}; allowed: Box, Discrete")
+
+
+class PolicyConfig(BaseModel):
+    """Feed-forward policy settings (default: the MAML paper's 2 x 100 ReLU)."""
+
+    model_config = ConfigDict(extra="forbid")
+    hidden: list[int] = Field(default_factory=lambda: [100, 100],
+                              description="hidden layer sizes")
+    activation: Literal["relu", "tanh", "elu", "gelu", "silu"] = "relu"
+    init_std: float = Field(1.0, gt=0, description="initial std of a Gaussian policy")
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(h < 1 for h in v):
+            raise ValueError(f"hidden sizes must be >= 1, got {v}")
+        return v
+
+    def build(self, observation_space: gym.Space, action_space: gym.Space
+              ) -> GaussianMLPPolicy | CategoricalMLPPolicy:
+        return make_policy(observation_space, action_space, tuple(self.hidden),
+                           self.activation, self.init_std)

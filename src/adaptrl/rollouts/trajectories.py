@@ -1,0 +1,59 @@
+"""The trajectory container: everything sampled from a batched env, time-major."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+
+@dataclass(frozen=True)
+class Trajectories:
+    """Tensors shaped ``[T, tasks, episodes, ...]`` (``T`` = time steps).
+
+    ``masks[t]`` is 1 where step ``t`` was taken in a live episode (before termination or
+    truncation) and 0 for the frozen padding after it: losses weight by ``masks`` so no
+    transition after an episode's end ever counts. ``terminated[t]`` marks that step ``t``
+    reached a terminal state (no bootstrapping past it).
+    """
+
+    observations: torch.Tensor  # [T, n, e, *obs]
+    actions: torch.Tensor  # [T, n, e, *act]
+    rewards: torch.Tensor  # [T, n, e]
+    masks: torch.Tensor  # [T, n, e] float
+    terminated: torch.Tensor  # [T, n, e] bool
+    log_probs: torch.Tensor  # [T, n, e] (behaviour policy, detached)
+
+    @property
+    def horizon(self) -> int:
+        return self.rewards.shape[0]
+
+    @property
+    def num_tasks(self) -> int:
+        return self.rewards.shape[1]
+
+    @property
+    def episodes_per_task(self) -> int:
+        return self.rewards.shape[2]
+
+    @property
+    def num_steps(self) -> int:
+        """Environment steps actually taken (live transitions)."""
+        return int(self.masks.sum().item())
+
+    def episode_returns(self) -> torch.Tensor:
+        """Undiscounted return of every episode, ``[tasks, episodes]``."""
+        return (self.rewards * self.masks).sum(0)
+
+    def task_returns(self) -> torch.Tensor:
+        """Mean undiscounted episode return per task, ``[tasks]``."""
+        return self.episode_returns().mean(-1)
+
+    def select_tasks(self, index: torch.Tensor | slice) -> Trajectories:
+        return replace(self, **{f.name: getattr(self, f.name)[:, index] for f in fields(self)})
+
+    def select_episodes(self, index: torch.Tensor | slice) -> Trajectories:
+        return replace(self, **{f.name: getattr(self, f.name)[:, :, index] for f in fields(self)})
+
+    def to(self, device: torch.device | str) -> Trajectories:
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})

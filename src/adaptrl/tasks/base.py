@@ -1,0 +1,117 @@
+"""The task API: task families, batches of tasks and batched environments.
+
+A *task family* is a distribution p(T) over MDPs. A *task* is one MDP, given by its
+parameters (a goal, a velocity, a mass, arm probabilities). A batch of tasks is a
+:class:`Tasks`: a dict of parameter tensors sharing a leading dimension ``n``.
+
+A :class:`BatchedEnv` steps ``tasks x episodes`` environments at once with tensors
+shaped ``[tasks, episodes, ...]``.
+
+Episode-end semantics (every built-in env follows them):
+
+* ``terminated`` (the MDP reached a terminal state) and ``truncated`` (the horizon ran
+  out) are kept apart.
+* There is **no autoreset**. Once an episode has ended, the env keeps that episode
+  frozen: further ``step`` calls return the same observation, zero reward and
+  ``terminated``/``truncated`` unchanged. The sampler records an ``alive`` mask so that a
+  transition after (or across) the end of an episode never enters a loss. A new episode
+  starts only with ``reset()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
+
+import gymnasium as gym
+import torch
+
+Split = Literal["train", "test"]
+SPLITS: tuple[str, ...] = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Tasks:
+    """A batch of ``n`` tasks: parameter tensors with a shared leading dimension."""
+
+    params: dict[str, torch.Tensor]
+
+    def __post_init__(self) -> None:
+        sizes = {k: v.shape[0] for k, v in self.params.items()}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"task parameters disagree on the number of tasks: {sizes}")
+
+    def __len__(self) -> int:
+        return next(iter(self.params.values())).shape[0] if self.params else 0
+
+    def __getitem__(self, index: int | slice | torch.Tensor) -> Tasks:
+        """Select tasks (keeps the leading dimension)."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return Tasks({k: v[index] for k, v in self.params.items()})
+
+    def to(self, device: torch.device | str) -> Tasks:
+        return Tasks({k: v.to(device) for k, v in self.params.items()})
+
+    @staticmethod
+    def cat(batches: list[Tasks]) -> Tasks:
+        keys = batches[0].params.keys()
+        return Tasks({k: torch.cat([b.params[k] for b in batches]) for k in keys})
+
+
+class StepResult(NamedTuple):
+    """What ``BatchedEnv.step`` returns; every tensor is ``[tasks, episodes, ...]``."""
+
+    observation: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+
+
+@runtime_checkable
+class BatchedEnv(Protocol):
+    """``tasks x episodes`` environments stepped together (no autoreset, see module doc)."""
+
+    num_tasks: int
+    episodes_per_task: int
+    horizon: int
+    device: torch.device
+
+    def reset(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Start a fresh episode everywhere; returns observations ``[tasks, episodes, *obs]``.
+
+        A stochastic env keeps ``generator`` and draws every later random number of the
+        episode (initial states, transitions, rewards) from it, so that a seeded generator
+        makes the whole rollout reproducible.
+        """
+        ...
+
+    def step(self, action: torch.Tensor) -> StepResult:
+        """Advance every live episode by one step."""
+        ...
+
+
+@runtime_checkable
+class TaskFamily(Protocol):
+    """A distribution over MDPs with disjoint ``train`` / ``test`` splits."""
+
+    name: str
+    observation_space: gym.Space
+    action_space: gym.Space
+    horizon: int
+
+    def sample(self, n: int, split: Split, generator: torch.Generator) -> Tasks:
+        """Draw ``n`` tasks from ``split``; the two splits never share a task."""
+        ...
+
+    def make_env(
+        self, tasks: Tasks, episodes_per_task: int, device: torch.device | str = "cpu"
+    ) -> BatchedEnv:
+        """A batched env over ``tasks`` with ``episodes_per_task`` parallel episodes each."""
+        ...
+
+
+def check_split(split: str) -> Split:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return split  # type: ignore[return-value]
