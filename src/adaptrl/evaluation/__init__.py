@@ -1,0 +1,6 @@
+"""The meta-test protocol, statistics and classic baselines."""
+
+from adaptrl.evaluation.protocol import adaptation_curve, gradient_curve, oracle_curve
+from adaptrl.evaluation.statistics import curve_summary, mean_ci95
+
+__all__ = ["adaptation_curve", "curve_summary", "gradient_curve", "mean_ci95", "oracle_curve"]

@@ -1,0 +1,80 @@
+"""The meta-test protocol, one for every algorithm (DESIGN.md).
+
+Held-out tasks from the ``test`` split, a fixed evaluation seed, K adaptation units and
+the score after each unit: the mean episode return per task, summarised by its mean and
+95% CI over tasks. For a gradient-based agent a unit is one inner gradient step (each on
+``episodes`` fresh episodes sampled with the current adapted policy, which are also the
+episodes scored: the MAML paper's meta-test); for a memory-based agent a unit is one
+episode of the trial.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+
+from adaptrl.algorithms.base import GradientAgent
+from adaptrl.models.functional import expand_params
+from adaptrl.rollouts.sampler import rollout
+from adaptrl.tasks.base import TaskFamily, Tasks
+
+
+class EpisodicAgent(Protocol):
+    """An agent that adapts within its memory over the episodes of a trial (RL²)."""
+
+    unit: str
+
+    def episode_returns(self, family: TaskFamily, tasks: Tasks, num_episodes: int,
+                        trials_per_task: int, generator: torch.Generator,
+                        device: torch.device) -> torch.Tensor: ...
+
+
+def gradient_curve(family: TaskFamily, agent: GradientAgent, tasks: Tasks, steps: int,
+                   episodes: int, generator: torch.Generator, device: torch.device
+                   ) -> tuple[torch.Tensor, list[Any]]:
+    """Scores ``[steps+1, tasks]`` after 0..K gradient steps, and the episodes of each step."""
+    env = family.make_env(tasks, episodes, device)
+    params = expand_params(agent.initial_params(), len(tasks))
+    scores, trajs = [], []
+    for k in range(steps + 1):
+        traj = rollout(env, agent.policy, params, generator)
+        scores.append(traj.task_returns())
+        trajs.append(traj)
+        if k < steps:
+            params = agent.adapt(params, traj, k)
+    return torch.stack(scores), trajs
+
+
+def episodic_curve(family: TaskFamily, agent: EpisodicAgent, tasks: Tasks, steps: int,
+                   episodes: int, generator: torch.Generator, device: torch.device
+                   ) -> torch.Tensor:
+    """Scores ``[steps+1, tasks]``: mean return of the k-th episode of ``episodes`` trials."""
+    return agent.episode_returns(family, tasks, steps + 1, episodes, generator, device)
+
+
+def adaptation_curve(family: TaskFamily, agent: Any, tasks: Tasks, steps: int, episodes: int,
+                     seed: int, device: torch.device) -> torch.Tensor:
+    """The adaptation curve of any agent on ``tasks``, sampling from a generator seeded ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    if getattr(agent, "unit", "gradient_steps") == "episodes":
+        return episodic_curve(family, agent, tasks, steps, episodes, generator, device)
+    return gradient_curve(family, agent, tasks, steps, episodes, generator, device)[0]
+
+
+def oracle_curve(family: TaskFamily, tasks: Tasks, steps: int, episodes: int,
+                 device: torch.device) -> torch.Tensor | None:
+    """The return of the family's task-aware oracle (flat over units), if it has one."""
+    oracle = getattr(family, "oracle_action", None)
+    if oracle is None:
+        return None
+    env = family.make_env(tasks, 1, device)
+    obs = env.reset(torch.Generator().manual_seed(0))
+    total = torch.zeros(len(tasks), 1, device=device)
+    for _ in range(env.horizon):
+        res = env.step(oracle(tasks, obs))
+        total += res.reward
+        obs = res.observation
+        if bool((res.terminated | res.truncated).all()):
+            break
+    return total.mean(-1).expand(steps + 1, len(tasks)).cpu()

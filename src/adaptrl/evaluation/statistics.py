@@ -1,0 +1,24 @@
+"""Summary statistics for the evaluation protocol: means and 95% confidence intervals."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from scipy import stats
+
+
+def mean_ci95(x: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean over ``dim`` and the half-width of its 95% Student-t confidence interval."""
+    n = x.shape[dim]
+    mean = x.mean(dim)
+    if n < 2:
+        return mean, torch.full_like(mean, math.nan)
+    sem = x.std(dim, unbiased=True) / math.sqrt(n)
+    return mean, sem * float(stats.t.ppf(0.975, n - 1))
+
+
+def curve_summary(scores: torch.Tensor) -> dict[str, list[float]]:
+    """``scores [units+1, tasks]`` -> ``{"steps", "mean", "ci95"}`` over tasks."""
+    mean, ci = mean_ci95(scores.double(), dim=1)
+    return {"steps": list(range(scores.shape[0])), "mean": mean.tolist(), "ci95": ci.tolist()}

@@ -1,0 +1,1 @@
+"""Experiments: config schema and validation, run directories, checkpoints, training, evaluation."""

@@ -1,0 +1,224 @@
+"""The experiment config: schema, validation with readable errors, overrides, YAML I/O.
+
+A config is YAML (read with ``yaml.safe_load`` only) validated by pydantic. The
+``algorithm`` section is validated by the schema its ``name`` registers, so every
+meta-learner brings its own fields while sharing one file format. A user mistake
+(unknown key, wrong type, out-of-range value, unknown name) raises :class:`ConfigError`
+whose message names each offending field and what is allowed: no traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from adaptrl.algorithms.registry import algorithm_spec, algorithms
+from adaptrl.tasks.registry import registered
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; ``str(err)`` lists every problem, one per line."""
+
+
+class FamilyConfig(BaseModel):
+    """Which task family to train and test on, and its parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="a registered task family (see `adaptrl list`)")
+    params: dict[str, Any] = Field(default_factory=dict, description="family parameters")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in registered():
+            raise ValueError(f"unknown task family {v!r}; allowed: {sorted(registered())}")
+        return v
+
+
+class EvaluationConfig(BaseModel):
+    """The meta-test protocol: held-out tasks, K adaptation units, scores with 95% CIs."""
+
+    model_config = ConfigDict(extra="forbid")
+    num_tasks: int = Field(40, ge=2, description="held-out test tasks")
+    steps: int = Field(3, ge=0, description="adaptation units K (gradient steps or episodes)")
+    episodes: int = Field(40, ge=1, description="episodes per task per adaptation step")
+    step_sizes: list[float] = Field(
+        default_factory=lambda: [0.1, 0.05],
+        description="inner step size per adaptation step; the last one repeats")
+    seed: int = Field(12345, description="evaluation seed (test tasks and sampling)")
+    baselines: list[Literal["pretrained", "scratch", "oracle"]] = Field(
+        default_factory=lambda: ["pretrained", "scratch", "oracle"],
+        description="baselines evaluated beside the agent")
+    checkpoint: Literal["best", "latest"] = Field(
+        "best", description="which checkpoint to evaluate (paper: the best)")
+
+    @field_validator("step_sizes")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if not v or any(s <= 0 for s in v):
+            raise ValueError(f"step_sizes must be a non-empty list of values > 0, got {v}")
+        return v
+
+
+class BaselinesConfig(BaseModel):
+    """How the *pretrained* baseline is trained (multi-task TRPO, no meta-learning)."""
+
+    model_config = ConfigDict(extra="forbid")
+    pretrained_iterations: int | None = Field(
+        None, ge=1, description="training iterations (default: the same as the meta-learner)")
+
+
+class LoggingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tensorboard: bool = Field(True, description="write TensorBoard scalars when installed")
+    progress: bool = Field(True, description="show a progress bar")
+
+
+class ExperimentConfig(BaseModel):
+    """A whole experiment: what to train, on what, for how long, and how to score it."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field("run", description="run name (default run directory: runs/<name>)")
+    seed: int = Field(0, description="seed of the run's torch.Generator")
+    device: str = Field("cpu", description="torch device, e.g. cpu or cuda")
+    iterations: int = Field(500, ge=1, description="meta-iterations")
+    checkpoint_every: int = Field(10, ge=1, description="iterations between checkpoints")
+    family: FamilyConfig
+    algorithm: dict[str, Any] = Field(description="the meta-learner and its settings")
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        import torch
+
+        try:
+            torch.device(v)
+        except RuntimeError as err:
+            raise ValueError(f"invalid device {v!r}; allowed: cpu, cuda, cuda:N, mps") from err
+        return v
+
+    def algorithm_config(self) -> BaseModel:
+        """The validated algorithm section (its schema comes from the algorithm registry)."""
+        return algorithm_spec(self.algorithm["name"]).config_cls.model_validate(self.algorithm)
+
+
+# -- error formatting -------------------------------------------------------------------
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """The field names allowed at ``loc`` inside ``model`` (for unknown-key errors)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        current = field.annotation
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return None
+
+
+def _format(err: ValidationError, model: type[BaseModel], prefix: str = "") -> list[str]:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        path = prefix + ".".join(str(p) for p in loc)
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, loc)
+            hint = f"; allowed keys: {allowed}" if allowed else ""
+            lines.append(f"{path}: unknown key{hint}")
+        elif e["type"] == "missing":
+            lines.append(f"{path}: required field is missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            got = e.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"{path}: {msg}{shown}")
+    return lines
+
+
+def validate_config(data: Any) -> tuple[ExperimentConfig, BaseModel]:
+    """Validate a raw config dict; returns the experiment and the algorithm config."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config must be a mapping of keys to values, got {type(data).__name__}")
+    problems: list[str] = []
+    exp: ExperimentConfig | None = None
+    try:
+        exp = ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        problems += _format(err, ExperimentConfig)
+    algo = data.get("algorithm")
+    algo_cfg: BaseModel | None = None
+    if isinstance(algo, dict):
+        name = algo.get("name")
+        if name not in algorithms():
+            problems.append(f"algorithm.name: unknown algorithm {name!r}; "
+                            f"allowed: {sorted(algorithms())}")
+        else:
+            cls = algorithm_spec(name).config_cls
+            try:
+                algo_cfg = cls.model_validate(algo)
+            except ValidationError as err:
+                problems += _format(err, cls, prefix="algorithm.")
+    elif algo is not None:
+        problems.append("algorithm: must be a mapping with at least a `name`")
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    assert exp is not None and algo_cfg is not None
+    exp = exp.model_copy(update={"algorithm": algo_cfg.model_dump()})
+    return exp, algo_cfg
+
+
+# -- files and overrides --------------------------------------------------------------
+def read_yaml(path: Path) -> Any:
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror}") from err
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` overrides with dotted keys; values are parsed as YAML scalars/lists."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE with a dotted KEY, got {item!r}")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"--set: malformed key {key!r}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML") from err
+        node = data
+        for p in parts[:-1]:
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {p!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: Path, overrides: list[str] | None = None
+                ) -> tuple[ExperimentConfig, BaseModel]:
+    """Read, override and validate a config file."""
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return validate_config(apply_overrides(data, overrides or []))
+
+
+def dump_config(config: ExperimentConfig, path: Path) -> None:
+    """Write the resolved config (every default filled in) as YAML."""
+    Path(path).write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))

@@ -1,0 +1,97 @@
+"""Evaluate a run directory under the protocol, with its baselines, into ``eval.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from adaptrl.algorithms.base import GradientAgent
+from adaptrl.evaluation.protocol import adaptation_curve, oracle_curve
+from adaptrl.evaluation.statistics import curve_summary
+from adaptrl.experiment.checkpoints import load_checkpoint
+from adaptrl.experiment.config import ConfigError, ExperimentConfig, read_yaml, validate_config
+from adaptrl.experiment.learners import build_family, build_learner, pretrained_config
+from adaptrl.experiment.run_dir import RunDir
+from adaptrl.experiment.seeding import make_generator
+
+
+def load_run(run_path: Path) -> tuple[RunDir, ExperimentConfig, Any]:
+    run = RunDir(Path(run_path))
+    if not run.config.exists():
+        raise ConfigError(f"{run.path} is not a run directory (no config.yaml)")
+    config, algo_cfg = validate_config(read_yaml(run.config))
+    return run, config, algo_cfg
+
+
+def load_learner(run: RunDir, config: ExperimentConfig, algo_cfg: Any,
+                 checkpoint: str = "best") -> Any:
+    """The run's learner restored from its ``best`` or ``latest`` checkpoint."""
+    path = run.best if checkpoint == "best" else run.latest
+    if not path.exists():
+        raise ConfigError(f"{run.path}: no {checkpoint} checkpoint; train the run first")
+    family = build_family(config)
+    learner = build_learner(family, algo_cfg, make_generator(config.seed),
+                            torch.device(config.device), init_seed=config.seed)
+    state = load_checkpoint(path)
+    learner.load_state_dict(state["learner"])
+    learner.checkpoint_iteration = int(state["iteration"]) - 1
+    return learner
+
+
+def baseline_agents(run: RunDir, config: ExperimentConfig, algo_cfg: Any,
+                    step_sizes: list[float], seed: int) -> dict[str, GradientAgent]:
+    """The *pretrained* (multi-task TRPO) and *scratch* (random init) agents, same inner loop."""
+    agents: dict[str, GradientAgent] = {}
+    base_cfg = pretrained_config(algo_cfg)
+    family = build_family(config)
+    device = torch.device(config.device)
+    names = config.evaluation.baselines
+    if "pretrained" in names and run.baseline("pretrained").best.exists():
+        sub = run.baseline("pretrained")
+        learner = build_learner(family, base_cfg, make_generator(seed), device, config.seed)
+        learner.load_state_dict(load_checkpoint(sub.best)["learner"])
+        agents["pretrained"] = learner.agent(step_sizes)
+    if "scratch" in names:
+        learner = build_learner(family, base_cfg, make_generator(seed), device, init_seed=seed)
+        agents["scratch"] = learner.agent(step_sizes)
+    return agents
+
+
+def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None = None,
+                 seed: int | None = None, checkpoint: str | None = None,
+                 write: bool = True) -> dict[str, Any]:
+    """Run the protocol on held-out tasks for the agent and its baselines; write eval.json."""
+    run, config, algo_cfg = load_run(run_path)
+    ev = config.evaluation
+    n = num_tasks or ev.num_tasks
+    k = ev.steps if steps is None else steps
+    s = ev.seed if seed is None else seed
+    ckpt = checkpoint or ev.checkpoint
+    if n < 2:
+        raise ConfigError(f"--tasks must be >= 2 (a CI needs two tasks), got {n}")
+    family = build_family(config)
+    device = torch.device(config.device)
+    tasks = family.sample(n, "test", torch.Generator().manual_seed(s))
+    learner = load_learner(run, config, algo_cfg, ckpt)
+    agent = learner.agent(ev.step_sizes)
+    unit = getattr(agent, "unit", "gradient_steps")
+    agents: dict[str, Any] = {"agent": agent}
+    if unit == "gradient_steps":
+        agents.update(baseline_agents(run, config, algo_cfg, ev.step_sizes, s))
+    methods = {name: curve_summary(adaptation_curve(family, a, tasks, k, ev.episodes, s, device))
+               for name, a in agents.items()}
+    if "oracle" in ev.baselines:
+        oracle = oracle_curve(family, tasks, k, ev.episodes, device)
+        if oracle is not None:
+            methods["oracle"] = curve_summary(oracle)
+    result = {"family": config.family.name, "split": "test", "num_tasks": n, "unit": unit,
+              "seed": s, "episodes_per_step": ev.episodes, "step_sizes": ev.step_sizes,
+              "algorithm": algo_cfg.name, "checkpoint": ckpt,
+              "checkpoint_iteration": getattr(learner, "checkpoint_iteration", None),
+              "methods": methods}
+    if write:
+        run.eval_json.write_text(json.dumps(result, indent=2))
+    return result

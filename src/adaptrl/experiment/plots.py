@@ -1,0 +1,122 @@
+"""Figures of a run: learning curve, adaptation curve with CI bands, 2D paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from adaptrl.evaluation.protocol import gradient_curve  # noqa: E402
+from adaptrl.experiment.evaluate import load_learner, load_run  # noqa: E402
+from adaptrl.experiment.learners import build_family  # noqa: E402
+from adaptrl.experiment.run_dir import RunDir, read_metrics  # noqa: E402
+
+COLORS = {"agent": "tab:blue", "pretrained": "tab:orange", "scratch": "tab:gray",
+          "oracle": "tab:green"}
+
+
+def plot_learning_curve(run: RunDir, out: Path) -> Path | None:
+    """Pre- and post-adaptation training returns against the meta-iteration."""
+    if not run.metrics.exists():
+        return None
+    rows = read_metrics(run.metrics)
+    keys = [k for k in ("return_pre", "return_post", "return_trial") if rows and k in rows[0]]
+    if not keys:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k in keys:
+        ax.plot([r["iteration"] for r in rows], [r[k] for r in rows],
+                label=k.replace("return_", "") + "-adaptation" if k != "return_trial" else "trial")
+    pre = run.baseline("pretrained").metrics
+    if pre.exists():
+        prow = read_metrics(pre)
+        ax.plot([r["iteration"] for r in prow], [r["return_post"] for r in prow],
+                label="pretrained (training)", color=COLORS["pretrained"], alpha=0.6)
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel("average return (training tasks)")
+    ax.set_title("learning curve")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_adaptation_curve(eval_result: dict[str, Any], out: Path) -> Path:
+    """Held-out score against adaptation units for the agent and its baselines (95% CI bands)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, m in eval_result["methods"].items():
+        steps = m["steps"]
+        mean = torch.tensor(m["mean"])
+        ci = torch.tensor(m["ci95"]).nan_to_num(0.0)
+        style = "--" if name == "oracle" else "-o"
+        ax.plot(steps, mean, style, label=name, color=COLORS.get(name))
+        ax.fill_between(steps, mean - ci, mean + ci, alpha=0.2, color=COLORS.get(name))
+    unit = eval_result["unit"].replace("_", " ")
+    ax.set_xlabel(unit)
+    ax.set_ylabel("average return (held-out tasks)")
+    ax.set_title(f"{eval_result['family']}: adaptation on {eval_result['num_tasks']} test tasks")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_paths(run_path: Path, out: Path, num_tasks: int = 4, steps: int = 1,
+               seed: int = 0) -> Path | None:
+    """2D paths on a few test tasks before and after adaptation (for 2D-position families)."""
+    run, config, algo_cfg = load_run(run_path)
+    family = build_family(config)
+    if family.observation_space.shape is None or len(family.observation_space.shape) != 1 \
+            or family.observation_space.shape[0] < 2:
+        return None
+    learner = load_learner(run, config, algo_cfg, config.evaluation.checkpoint)
+    agent = learner.agent(config.evaluation.step_sizes)
+    if getattr(agent, "unit", "") != "gradient_steps":
+        return None
+    g = torch.Generator().manual_seed(seed)
+    tasks = family.sample(num_tasks, "test", g)
+    _, trajs = gradient_curve(family, agent, tasks, steps, 1, g, torch.device(config.device))
+    draw = getattr(family, "draw_task", None)
+    fig, axes = plt.subplots(1, num_tasks, figsize=(3.2 * num_tasks, 3.4), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        if draw is not None:
+            draw(ax, tasks[i])
+        for k, traj in enumerate(trajs):
+            n = int(traj.masks[:, i, 0].sum())
+            xy = traj.observations[: n + 1, i, 0, :2] if n < traj.horizon else \
+                traj.observations[:, i, 0, :2]
+            ax.plot(xy[:, 0], xy[:, 1], label="before adaptation" if k == 0 else
+                    f"after {k} step{'s' if k > 1 else ''}")
+        goal = tasks.params.get("goal")
+        if goal is not None and draw is None:
+            ax.plot(*goal[i].tolist(), "r*", markersize=12, label="goal")
+        ax.set_aspect("equal")
+        ax.set_title(f"test task {i}")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_run(run_path: Path) -> list[Path]:
+    """Every figure available for a run, under ``RUN_DIR/plots/``."""
+    run = RunDir(Path(run_path))
+    run.plots.mkdir(parents=True, exist_ok=True)
+    made = [plot_learning_curve(run, run.plots / "learning_curve.png")]
+    if run.eval_json.exists():
+        result = json.loads(run.eval_json.read_text())
+        made.append(plot_adaptation_curve(result, run.plots / "adaptation_curve.png"))
+    made.append(plot_paths(run.path, run.plots / "paths.png"))
+    return [p for p in made if p is not None]

@@ -1,0 +1,136 @@
+"""The training loop shared by every meta-learner: sample tasks, meta-update, log, checkpoint.
+
+Resuming is exact: the checkpoint holds the learner (weights and optimiser state), the
+run generator's state and the counters, and the metrics log is cut back to the
+checkpoint's iteration, so a resumed run writes the same metrics as an unbroken one
+(apart from ``wall_time_s``). Ctrl-C saves a checkpoint of the last finished iteration.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+
+from adaptrl.experiment.checkpoints import load_checkpoint, save_checkpoint
+from adaptrl.experiment.config import ConfigError, ExperimentConfig, dump_config
+from adaptrl.experiment.learners import (build_family, build_learner, meta_batch_size,
+                                         pretrained_config)
+from adaptrl.experiment.progress import TrainingProgress
+from adaptrl.experiment.run_dir import MetricsLog, RunDir
+from adaptrl.experiment.scalars import Scalars
+from adaptrl.experiment.seeding import make_generator
+from adaptrl.tasks.base import TaskFamily
+
+SCORE_KEYS = ("return_post", "return_trial", "return")
+
+
+def score_of(metrics: dict[str, Any]) -> float | None:
+    """The number "best checkpoint" is judged by: the post-adaptation return if any."""
+    for k in SCORE_KEYS:
+        if k in metrics and metrics[k] is not None:
+            return float(metrics[k])
+    return None
+
+
+@dataclass
+class TrainResult:
+    run: RunDir
+    iterations: int
+    best_iteration: int | None
+    best_score: float | None
+    wall_time_s: float
+
+
+def train_learner(run: RunDir, family: TaskFamily, algo_cfg: BaseModel, *, iterations: int,
+                  seed: int, device: torch.device, checkpoint_every: int, resume: bool,
+                  progress: bool, tensorboard: bool, label: str) -> TrainResult:
+    """Train one learner in ``run`` (a run directory or a baseline's sub-run)."""
+    generator = make_generator(seed)
+    learner = build_learner(family, algo_cfg, generator, device, init_seed=seed)
+    start, best_score, best_iter, wall = 0, None, None, 0.0
+    if resume and run.latest.exists():
+        state = load_checkpoint(run.latest)
+        learner.load_state_dict(state["learner"])
+        generator.set_state(state["generator"])
+        start, wall = int(state["iteration"]), float(state["wall_time_s"])
+        best_score, best_iter = state.get("best_score"), state.get("best_iteration")
+    run.path.mkdir(parents=True, exist_ok=True)
+    log = MetricsLog(run.metrics, keep_iterations_below=start)
+    scalars = Scalars(run.path / "tensorboard", tensorboard)
+    batch = meta_batch_size(algo_cfg)
+
+    def checkpoint(path: Path, iteration: int) -> None:
+        save_checkpoint({"iteration": iteration, "learner": learner.state_dict(),
+                         "generator": generator.get_state(), "wall_time_s": wall,
+                         "best_score": best_score, "best_iteration": best_iter}, path)
+
+    done = start
+    try:
+        with TrainingProgress(iterations, start, label, progress) as bar:
+            for it in range(start, iterations):
+                t0 = time.perf_counter()
+                tasks = family.sample(batch, "train", generator)
+                metrics = learner.meta_update(tasks)
+                wall += time.perf_counter() - t0
+                record = {"iteration": it, "wall_time_s": round(wall, 4),
+                          "env_steps": int(learner.env_steps), **metrics}
+                log.write(record)
+                scalars.write(it, metrics)
+                done = it + 1
+                score = score_of(metrics)
+                if score is not None and (best_score is None or score > best_score):
+                    best_score, best_iter = score, it
+                    checkpoint(run.best, done)
+                if done % checkpoint_every == 0 or done == iterations:
+                    checkpoint(run.latest, done)
+                bar.update(metrics)
+    except KeyboardInterrupt:
+        checkpoint(run.latest, done)
+        raise
+    finally:
+        log.close()
+        scalars.close()
+    if not run.best.exists():
+        checkpoint(run.best, done)
+    return TrainResult(run, done, best_iter, best_score, wall)
+
+
+def prepare_run(config: ExperimentConfig, run_path: Path, resume: bool) -> RunDir:
+    """Create (or reopen, when resuming) the run directory and write the resolved config."""
+    run = RunDir(Path(run_path))
+    if resume:
+        if not run.latest.exists():
+            raise ConfigError(f"--resume: no checkpoint in {run.checkpoints}; "
+                              "start the run without --resume")
+    elif run.latest.exists():
+        raise ConfigError(f"{run.path} already holds a run; pass --resume to continue it "
+                          "or --run-dir to start a new one")
+    run.path.mkdir(parents=True, exist_ok=True)
+    dump_config(config, run.config)
+    return run
+
+
+def train(config: ExperimentConfig, algo_cfg: BaseModel, run_path: Path, *,
+          resume: bool = False, baselines: bool = True) -> TrainResult:
+    """Meta-train per ``config`` in ``run_path``; then train the *pretrained* baseline if used."""
+    run = prepare_run(config, run_path, resume)
+    family = build_family(config)
+    device = torch.device(config.device)
+    common = dict(seed=config.seed, device=device, checkpoint_every=config.checkpoint_every,
+                  progress=config.logging.progress, tensorboard=config.logging.tensorboard)
+    result = train_learner(run, family, algo_cfg, iterations=config.iterations, resume=resume,
+                           label=f"{algo_cfg.name} meta-train",  # type: ignore[attr-defined]
+                           **common)  # type: ignore[arg-type]
+    if baselines and "pretrained" in config.evaluation.baselines and \
+            hasattr(algo_cfg, "episodes_per_task"):
+        sub = run.baseline("pretrained")
+        iters = config.baselines.pretrained_iterations or config.iterations
+        train_learner(sub, family, pretrained_config(algo_cfg), iterations=iters,
+                      resume=sub.latest.exists(), label="pretrained baseline",
+                      **common)  # type: ignore[arg-type]
+    return result
