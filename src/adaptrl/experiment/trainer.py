@@ -8,6 +8,7 @@ checkpoint's iteration, so a resumed run writes the same metrics as an unbroken 
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,9 +65,14 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: BaseModel, *, itera
     scalars = Scalars(run.path / "tensorboard", tensorboard)
     batch = meta_batch_size(algo_cfg)
 
+    # the generator state at the end of the last finished iteration: an interrupt mid-way
+    # through an iteration must not record the draws that iteration had already made
+    gen_state = generator.get_state()
+    learner_state = copy.deepcopy(learner.state_dict())
+
     def checkpoint(path: Path, iteration: int) -> None:
-        save_checkpoint({"iteration": iteration, "learner": learner.state_dict(),
-                         "generator": generator.get_state(), "wall_time_s": wall,
+        save_checkpoint({"iteration": iteration, "learner": learner_state,
+                         "generator": gen_state, "wall_time_s": wall,
                          "best_score": best_score, "best_iteration": best_iter}, path)
 
     done = start
@@ -82,6 +88,8 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: BaseModel, *, itera
                 log.write(record)
                 scalars.write(it, metrics)
                 done = it + 1
+                gen_state = generator.get_state()
+                learner_state = copy.deepcopy(learner.state_dict())
                 score = score_of(metrics)
                 if score is not None and (best_score is None or score > best_score):
                     best_score, best_iter = score, it
