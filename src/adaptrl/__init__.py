@@ -1,3 +1,42 @@
-"""adaptrl: meta-reinforcement learning on PyTorch."""
+"""adaptrl: meta-reinforcement learning on PyTorch.
+
+The public API mirrors the CLI::
+
+    import adaptrl
+    config, algo = adaptrl.load_config("configs/maml-navigation.yaml", ["iterations=50"])
+    adaptrl.train(config, algo, "runs/nav")
+    result = adaptrl.evaluate("runs/nav")      # also writes runs/nav/eval.json
+
+Lower layers (``adaptrl.tasks``, ``adaptrl.algorithms``, ``adaptrl.rollouts`` ...) are
+importable on their own for scripting.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # pragma: no cover
+    from adaptrl.experiment.config import load_config
+    from adaptrl.experiment.evaluate import evaluate_run as evaluate
+    from adaptrl.experiment.plots import plot_run as plot
+    from adaptrl.experiment.trainer import train
+
+_LAZY = {"load_config": ("adaptrl.experiment.config", "load_config"),
+         "train": ("adaptrl.experiment.trainer", "train"),
+         "evaluate": ("adaptrl.experiment.evaluate", "evaluate_run"),
+         "plot": ("adaptrl.experiment.plots", "plot_run")}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the experiment-level API on first use (keeps ``import adaptrl`` light)."""
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'adaptrl' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "evaluate", "load_config", "plot", "train"]

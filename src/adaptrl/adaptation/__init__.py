@@ -1,6 +1,7 @@
 """Inner-loop updates: differentiable SGD, learned step sizes, learned optimisers."""
 
 from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
-from adaptrl.adaptation.sgd import StepSize, sgd_step
+from adaptrl.adaptation.sgd import StepJacobian, StepSize, sgd_step, sgd_step_with_jacobian
 
-__all__ = ["PolicyGradientAdapter", "StepSize", "sgd_step"]
+__all__ = ["PolicyGradientAdapter", "StepJacobian", "StepSize", "sgd_step",
+           "sgd_step_with_jacobian"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from adaptrl.adaptation.sgd import StepSize, sgd_step
+from adaptrl.adaptation.sgd import StepJacobian, StepSize, sgd_step_with_jacobian
 from adaptrl.models.functional import Params, is_batched
 from adaptrl.rollouts.baselines import advantages
 from adaptrl.rollouts.losses import reinforce_loss
@@ -40,6 +40,14 @@ class PolicyGradientAdapter:
     def step(self, params: Params, traj: Trajectories, adv: torch.Tensor, lr: StepSize, *,
              first_order: bool, create_graph: bool = True) -> Params:
         """One inner VPG step for every task in ``traj``; returns per-task parameters."""
+        return self.step_with_jacobian(params, traj, adv, lr, first_order=first_order,
+                                       create_graph=create_graph)[0]
+
+    def step_with_jacobian(self, params: Params, traj: Trajectories, adv: torch.Tensor,
+                           lr: StepSize, *, first_order: bool, create_graph: bool = True
+                           ) -> tuple[Params, StepJacobian]:
+        """:meth:`step`, also returning ``d phi / d params`` (see :class:`StepJacobian`)."""
         batched = is_batched(params, self.policy)
-        return sgd_step(params, lambda p: self.loss(p, traj, adv), lr, traj.num_tasks,
-                        batched=batched, first_order=first_order, create_graph=create_graph)
+        return sgd_step_with_jacobian(params, lambda p: self.loss(p, traj, adv), lr,
+                                      traj.num_tasks, batched=batched,
+                                      first_order=first_order, create_graph=create_graph)

@@ -23,16 +23,21 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
+from adaptrl.adaptation.sgd import StepJacobian
 from adaptrl.algorithms.base import GradientAgent
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.models.functional import Params, detach_params, named_params
 from adaptrl.models.policies import PolicyConfig
+from adaptrl.optim.fisher import KLHessian, flat_product, pullback_metric
 from adaptrl.optim.trpo import TRPOConfig, trpo_step
 from adaptrl.rollouts.baselines import advantages
 from adaptrl.rollouts.losses import importance_loss, mean_kl
 from adaptrl.rollouts.sampler import rollout, trajectory_distribution
 from adaptrl.rollouts.trajectories import Trajectories
-from adaptrl.tasks.base import TaskFamily, Tasks
+from adaptrl.tasks.base import BatchedEnv, TaskFamily, Tasks
+
+Support = tuple[Trajectories, torch.Tensor]
+"""Support episodes of one inner step and their advantages."""
 
 
 class InnerLoopConfig(BaseModel):
@@ -71,8 +76,8 @@ class MAML:
         self.env_steps = 0
 
     # -- the inner loop --------------------------------------------------------------
-    def _adapt(self, params: Params, supports: list[tuple[Trajectories, torch.Tensor]],
-               differentiable: bool) -> Params:
+    def _adapt(self, params: Params, supports: list[Support], differentiable: bool) -> Params:
+        """``phi(params)``: the inner steps on the recorded support episodes."""
         inner = self.config.inner
         for traj, adv in supports:
             params = self.adapter.step(params, traj, adv, inner.lr,
@@ -80,67 +85,94 @@ class MAML:
                                        create_graph=differentiable)
         return params
 
-    def _sample(self, tasks: Tasks) -> tuple[list[tuple[Trajectories, torch.Tensor]],
-                                              Trajectories, Params]:
-        """Support episodes for each inner step, then query episodes from the adapted policy."""
-        env = self.family.make_env(tasks, self.config.episodes_per_task, self.device)
-        phi = detach_params(named_params(self.policy))
-        supports = []
-        for _ in range(self.config.inner.steps):
-            traj = rollout(env, self.policy, phi, self.generator)
+    def _sample_and_adapt(self, env: BatchedEnv) -> tuple[list[Support], Params, list[Params],
+                                                          list[StepJacobian], Trajectories]:
+        """Algorithm 3's sampling: support episodes with the current adapted policy, one
+        inner step on them, ..., then query episodes with the final adapted policy.
+
+        The inner steps are taken *differentiably* (graphs kept, unless first-order) as
+        the episodes come in, so the outer loss reuses them instead of adapting again.
+        Returns the supports, ``phi(theta)`` with its graph, the points each inner step
+        started from (detached), the steps' Jacobians and the query episodes.
+        """
+        inner = self.config.inner
+        phi = named_params(self.policy)
+        supports: list[Support] = []
+        points: list[Params] = []
+        jacobians: list[StepJacobian] = []
+        for _ in range(inner.steps):
+            start = detach_params(phi)
+            traj = rollout(env, self.policy, start, self.generator)
             adv = self.adapter.advantages(traj)
+            phi, jac = self.adapter.step_with_jacobian(phi, traj, adv, inner.lr,
+                                                       first_order=inner.first_order)
             supports.append((traj, adv))
-            phi = detach_params(self._adapt(phi, [(traj, adv)], differentiable=False))
-        query = rollout(env, self.policy, phi, self.generator)
+            points.append(start)
+            jacobians.append(jac)
+        query = rollout(env, self.policy, detach_params(phi), self.generator)
         self.env_steps += query.num_steps + sum(t.num_steps for t, _ in supports)
-        return supports, query, phi
+        return supports, phi, points, jacobians, query
 
     # -- the outer loop --------------------------------------------------------------
     def meta_update(self, tasks: Tasks) -> dict[str, float]:
         cfg = self.config
-        supports, query, phi_old = self._sample(tasks)
+        env = self.family.make_env(tasks, cfg.episodes_per_task, self.device)
+        supports, phi, points, jacobians, query = self._sample_and_adapt(env)
         q_adv = advantages(query, cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages)
+        phi_old = detach_params(phi)
         with torch.no_grad():
             old_dist = trajectory_distribution(self.policy, query, phi_old)
 
         def surrogate(differentiable: bool) -> tuple[torch.Tensor, torch.Tensor]:
             with torch.enable_grad():
                 phi = self._adapt(named_params(self.policy), supports, differentiable)
-            if not differentiable:
-                phi = detach_params(phi)
-            dist = trajectory_distribution(self.policy, query, phi)
-            loss = importance_loss(dist, query, q_adv).mean()
-            kl = mean_kl(old_dist, dist, query.masks).mean()
+            with torch.set_grad_enabled(differentiable):
+                dist = trajectory_distribution(self.policy, query, phi)
+                loss = importance_loss(dist, query, q_adv).mean()
+                kl = mean_kl(old_dist, dist, query.masks).mean()
             return loss, kl
 
-        fisher_kl = None
-        m = max(1, round(cfg.trpo.fisher_fraction * cfg.episodes_per_task))
-        if m < cfg.episodes_per_task:
-            fisher_kl = self._subsampled_kl(supports, query, slice(0, m))
-        info = trpo_step(list(self.policy.parameters()), surrogate, cfg.trpo, fisher_kl)
+        loss = importance_loss(trajectory_distribution(self.policy, query, phi), query,
+                               q_adv).mean()
+        metric = self._metric(supports, points, jacobians, query, phi_old)
+        info = trpo_step(list(self.policy.parameters()), surrogate, cfg.trpo,
+                         fisher_product=metric, loss=loss)
         pre = supports[0][0] if supports else query
         return {"return_pre": float(pre.task_returns().mean()),
                 "return_post": float(query.task_returns().mean()),
                 **{f"trpo/{k}": v for k, v in info.items()}}
 
-    def _subsampled_kl(self, supports: list[tuple[Trajectories, torch.Tensor]],
-                       query: Trajectories, episodes: slice) -> Callable[[], torch.Tensor]:
-        """The KL through the inner loop on a subset of every task's episodes.
+    def _metric(self, supports: list[Support], points: list[Params],
+                jacobians: list[StepJacobian], query: Trajectories, phi_old: Params
+                ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The TRPO metric: the Hessian of the mean KL through the inner loop, at theta_old.
 
-        Episodes are i.i.d., so the first ``m`` of each task are a uniform subsample. Its
-        Hessian at the current parameters is the TRPO metric ``J^T F J`` estimated on the
-        subset (``J`` = Jacobian of the inner update, ``F`` = Fisher of the adapted policy).
+        Exactly ``J^T F J`` (:func:`adaptrl.optim.fisher.pullback_metric`): ``F`` is the
+        Fisher of the adapted policies on the query episodes, ``J`` the inner steps'
+        Jacobians (identity for first-order MAML). With ``trpo.fisher_fraction < 1`` both
+        are estimated on the first ``m`` episodes of every task (a uniform subsample, as
+        episodes are i.i.d.): the inner-loss Hessians on the support subsets, taken at the
+        same points as the full inner steps, and ``F`` on the query subset at ``phi_old``.
         """
-        sub_supports = [(t.select_episodes(episodes), a[:, :, episodes]) for t, a in supports]
-        sub_query = query.select_episodes(episodes)
-
-        def kl() -> torch.Tensor:
-            phi = self._adapt(named_params(self.policy), sub_supports, differentiable=True)
-            dist = trajectory_distribution(self.policy, sub_query, phi)
-            old = trajectory_distribution(self.policy, sub_query, detach_params(phi))
-            return mean_kl(old, dist, sub_query.masks).mean()
-
-        return kl
+        cfg = self.config
+        e = cfg.episodes_per_task
+        m = max(1, round(cfg.trpo.fisher_fraction * e))
+        if m < e:
+            sub = slice(0, m)
+            query = query.select_episodes(sub)
+            jacobians = [
+                self.adapter.step_with_jacobian(start, traj.select_episodes(sub), adv[:, :, sub],
+                                                cfg.inner.lr, first_order=cfg.inner.first_order)[1]
+                for start, (traj, adv) in zip(points, supports)]
+        leaf = {k: v.detach().requires_grad_(True) for k, v in phi_old.items()}
+        with torch.no_grad():
+            old = trajectory_distribution(self.policy, query, phi_old)
+        with torch.enable_grad():
+            kl = mean_kl(old, trajectory_distribution(self.policy, query, leaf), query.masks)
+            fisher = KLHessian(kl.mean(), leaf)
+        theta = named_params(self.policy)
+        product = pullback_metric(fisher, jacobians, query.num_tasks if supports else None)
+        return flat_product(product, theta)
 
     # -- evaluation and checkpoints ---------------------------------------------------
     def agent(self, step_sizes: list[float] | None = None) -> GradientAgent:

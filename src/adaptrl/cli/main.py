@@ -138,6 +138,32 @@ def list_() -> None:
     console.print(a)
 
 
+@app.command()
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., help="run directories on the same task family"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder for comparison.json, "
+                                       "comparison.md and adaptation_curves.png"),
+    tasks: Optional[int] = typer.Option(None, "--tasks", help="number of held-out tasks "
+                                        "(default: the first run's evaluation.num_tasks)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="evaluation seed "
+                                       "(default: the first run's evaluation.seed)"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="adaptation units K "
+                                        "(default: the first run's evaluation.steps)"),
+) -> None:
+    """Score several runs on the same held-out tasks; print a markdown table (README-ready)."""
+    from adaptrl.experiment.compare import compare_runs, markdown_table, write_comparison
+    from adaptrl.experiment.config import ConfigError
+
+    try:
+        result = compare_runs(list(run_dirs), tasks, seed, steps)
+    except ConfigError as err:
+        _fail(str(err))
+    typer.echo(markdown_table(result))
+    if out is not None:
+        for p in write_comparison(result, out):
+            console.print(f"wrote {p}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -49,7 +49,7 @@ class EvaluationConfig(BaseModel):
         default_factory=lambda: [0.1, 0.05],
         description="inner step size per adaptation step; the last one repeats")
     seed: int = Field(12345, description="evaluation seed (test tasks and sampling)")
-    baselines: list[Literal["pretrained", "scratch", "oracle"]] = Field(
+    baselines: list[Literal["pretrained", "scratch", "oracle", "aggregation"]] = Field(
         default_factory=lambda: ["pretrained", "scratch", "oracle"],
         description="baselines evaluated beside the agent")
     checkpoint: Literal["best", "latest"] = Field(
@@ -64,10 +64,13 @@ class EvaluationConfig(BaseModel):
 
 
 class BaselinesConfig(BaseModel):
-    """How the *pretrained* baseline is trained (multi-task TRPO, no meta-learning)."""
+    """How the trained baselines are trained: *pretrained* (multi-task TRPO, no
+    meta-learning) and *aggregation* (averaged per-task policies, opt-in)."""
 
     model_config = ConfigDict(extra="forbid")
     pretrained_iterations: int | None = Field(
+        None, ge=1, description="training iterations (default: the same as the meta-learner)")
+    aggregation_iterations: int | None = Field(
         None, ge=1, description="training iterations (default: the same as the meta-learner)")
 
 

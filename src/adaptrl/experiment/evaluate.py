@@ -13,7 +13,8 @@ from adaptrl.evaluation.protocol import adaptation_curve, oracle_curve
 from adaptrl.evaluation.statistics import curve_summary
 from adaptrl.experiment.checkpoints import load_checkpoint
 from adaptrl.experiment.config import ConfigError, ExperimentConfig, read_yaml, validate_config
-from adaptrl.experiment.learners import build_family, build_learner, pretrained_config
+from adaptrl.experiment.learners import (TRAINED_BASELINES, build_family, build_learner,
+                                         pretrained_config)
 from adaptrl.experiment.run_dir import RunDir
 from adaptrl.experiment.seeding import make_generator
 
@@ -43,17 +44,20 @@ def load_learner(run: RunDir, config: ExperimentConfig, algo_cfg: Any,
 
 def baseline_agents(run: RunDir, config: ExperimentConfig, algo_cfg: Any,
                     step_sizes: list[float], seed: int) -> dict[str, GradientAgent]:
-    """The *pretrained* (multi-task TRPO) and *scratch* (random init) agents, same inner loop."""
+    """The trained baselines (*pretrained*: multi-task TRPO, *aggregation*: averaged per-task
+    policies) and *scratch* (random init), all adapting with the same inner loop."""
     agents: dict[str, GradientAgent] = {}
     base_cfg = pretrained_config(algo_cfg)
     family = build_family(config)
     device = torch.device(config.device)
     names = config.evaluation.baselines
-    if "pretrained" in names and run.baseline("pretrained").best.exists():
-        sub = run.baseline("pretrained")
-        learner = build_learner(family, base_cfg, make_generator(seed), device, config.seed)
-        learner.load_state_dict(load_checkpoint(sub.best)["learner"])
-        agents["pretrained"] = learner.agent(step_sizes)
+    for name, baseline_config in TRAINED_BASELINES.items():
+        sub = run.baseline(name)
+        if name in names and sub.best.exists():
+            learner = build_learner(family, baseline_config(algo_cfg), make_generator(seed),
+                                    device, config.seed)
+            learner.load_state_dict(load_checkpoint(sub.best)["learner"])
+            agents[name] = learner.agent(step_sizes)
     if "scratch" in names:
         learner = build_learner(family, base_cfg, make_generator(seed), device, init_seed=seed)
         agents["scratch"] = learner.agent(step_sizes)
@@ -62,8 +66,12 @@ def baseline_agents(run: RunDir, config: ExperimentConfig, algo_cfg: Any,
 
 def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None = None,
                  seed: int | None = None, checkpoint: str | None = None,
-                 write: bool = True) -> dict[str, Any]:
-    """Run the protocol on held-out tasks for the agent and its baselines; write eval.json."""
+                 write: bool = True, baselines: bool = True) -> dict[str, Any]:
+    """Run the protocol on held-out tasks for the agent and its baselines; write eval.json.
+
+    ``baselines=False`` scores the agent alone (``adaptrl compare`` takes the baselines
+    from one run only).
+    """
     run, config, algo_cfg = load_run(run_path)
     ev = config.evaluation
     n = num_tasks or ev.num_tasks
@@ -79,11 +87,11 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
     agent = learner.agent(ev.step_sizes)
     unit = getattr(agent, "unit", "gradient_steps")
     agents: dict[str, Any] = {"agent": agent}
-    if unit == "gradient_steps":
+    if unit == "gradient_steps" and baselines:
         agents.update(baseline_agents(run, config, algo_cfg, ev.step_sizes, s))
     methods = {name: curve_summary(adaptation_curve(family, a, tasks, k, ev.episodes, s, device))
                for name, a in agents.items()}
-    if "oracle" in ev.baselines:
+    if "oracle" in ev.baselines and baselines:
         oracle = oracle_curve(family, tasks, k, ev.episodes, device)
         if oracle is not None:
             methods["oracle"] = curve_summary(oracle)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from pydantic import BaseModel
 
+from adaptrl.algorithms.aggregation import AggregationConfig
 from adaptrl.algorithms.maml import InnerLoopConfig, MAMLConfig
 from adaptrl.algorithms.registry import algorithm_spec
-from adaptrl.experiment.config import ExperimentConfig
+from pathlib import Path
+
+from adaptrl.experiment.checkpoints import load_checkpoint
+from adaptrl.experiment.config import ConfigError, ExperimentConfig
+from adaptrl.experiment.run_dir import RunDir
 from adaptrl.experiment.seeding import seeded_init
 from adaptrl.tasks import make
 from adaptrl.tasks.base import TaskFamily
@@ -25,6 +30,30 @@ def build_learner(family: TaskFamily, algo_cfg: BaseModel, generator: torch.Gene
     spec = algorithm_spec(algo_cfg.name)  # type: ignore[attr-defined]
     with seeded_init(init_seed):
         return spec.build(family, algo_cfg, generator, device)
+
+
+def apply_init_from(learner: Any, algo_cfg: BaseModel) -> None:
+    """Start ``learner`` from the best policy of the run named by ``algorithm.init_from``.
+
+    Any run whose learner checkpoints a ``policy`` of the same architecture qualifies
+    (typically an ``aggregation`` run, whose averaged policy is meant as an initialisation).
+    """
+    source = getattr(algo_cfg, "init_from", None)
+    if not source:
+        return
+    run = RunDir(Path(source))
+    if not run.best.exists():
+        raise ConfigError(f"algorithm.init_from: {source} has no checkpoints/best.pt; "
+                          "give a trained run directory")
+    policy = load_checkpoint(run.best)["learner"].get("policy")
+    if policy is None:
+        raise ConfigError(f"algorithm.init_from: the learner of {source} has no policy")
+    try:
+        learner.policy.load_state_dict(policy)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise ConfigError(f"algorithm.init_from: the policy of {source} does not fit this "
+                          f"run's policy (same policy.hidden and family needed): {first}") from err
 
 
 def meta_batch_size(algo_cfg: BaseModel) -> int:
@@ -43,3 +72,19 @@ def pretrained_config(algo_cfg: BaseModel) -> MAMLConfig:
               ("meta_batch_size", "episodes_per_task", "gamma", "gae_lambda",
                "normalize_advantages", "policy", "trpo") if hasattr(algo_cfg, k)}
     return base.model_copy(update={**fields, "inner": InnerLoopConfig(steps=0)})
+
+
+def aggregation_config(algo_cfg: BaseModel) -> AggregationConfig:
+    """The *aggregation* baseline: model aggregation (default settings) with the
+    meta-learner's policy architecture, batch sizes and discounting."""
+    fields = {k: getattr(algo_cfg, k) for k in
+              ("meta_batch_size", "episodes_per_task", "gamma", "gae_lambda",
+               "normalize_advantages", "policy") if hasattr(algo_cfg, k)}
+    return AggregationConfig(**fields)
+
+
+TRAINED_BASELINES: dict[str, Callable[[BaseModel], BaseModel]] = {
+    "pretrained": pretrained_config,
+    "aggregation": aggregation_config,
+}
+"""Baselines trained in ``RUN_DIR/baselines/<name>`` after the meta-learner: name -> config."""

@@ -19,8 +19,8 @@ from pydantic import BaseModel
 
 from adaptrl.experiment.checkpoints import load_checkpoint, save_checkpoint
 from adaptrl.experiment.config import ConfigError, ExperimentConfig, dump_config
-from adaptrl.experiment.learners import (build_family, build_learner, meta_batch_size,
-                                         pretrained_config)
+from adaptrl.experiment.learners import (TRAINED_BASELINES, apply_init_from, build_family,
+                                         build_learner, meta_batch_size)
 from adaptrl.experiment.progress import TrainingProgress
 from adaptrl.experiment.run_dir import MetricsLog, RunDir
 from adaptrl.experiment.scalars import Scalars
@@ -60,6 +60,8 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: BaseModel, *, itera
         generator.set_state(state["generator"])
         start, wall = int(state["iteration"]), float(state["wall_time_s"])
         best_score, best_iter = state.get("best_score"), state.get("best_iteration")
+    else:
+        apply_init_from(learner, algo_cfg)
     run.path.mkdir(parents=True, exist_ok=True)
     log = MetricsLog(run.metrics, keep_iterations_below=start)
     scalars = Scalars(run.path / "tensorboard", tensorboard)
@@ -125,7 +127,8 @@ def prepare_run(config: ExperimentConfig, run_path: Path, resume: bool) -> RunDi
 
 def train(config: ExperimentConfig, algo_cfg: BaseModel, run_path: Path, *,
           resume: bool = False, baselines: bool = True) -> TrainResult:
-    """Meta-train per ``config`` in ``run_path``; then train the *pretrained* baseline if used."""
+    """Meta-train per ``config`` in ``run_path``; then train the baselines that need training
+    (*pretrained*, *aggregation*) if the evaluation uses them."""
     run = prepare_run(config, run_path, resume)
     family = build_family(config)
     device = torch.device(config.device)
@@ -134,11 +137,13 @@ def train(config: ExperimentConfig, algo_cfg: BaseModel, run_path: Path, *,
     result = train_learner(run, family, algo_cfg, iterations=config.iterations, resume=resume,
                            label=f"{algo_cfg.name} meta-train",  # type: ignore[attr-defined]
                            **common)  # type: ignore[arg-type]
-    if baselines and "pretrained" in config.evaluation.baselines and \
-            hasattr(algo_cfg, "episodes_per_task"):
-        sub = run.baseline("pretrained")
-        iters = config.baselines.pretrained_iterations or config.iterations
-        train_learner(sub, family, pretrained_config(algo_cfg), iterations=iters,
-                      resume=sub.latest.exists(), label="pretrained baseline",
+    for name, baseline_config in TRAINED_BASELINES.items():
+        if not (baselines and name in config.evaluation.baselines and
+                hasattr(algo_cfg, "episodes_per_task")):
+            continue
+        sub = run.baseline(name)
+        iters = getattr(config.baselines, f"{name}_iterations") or config.iterations
+        train_learner(sub, family, baseline_config(algo_cfg), iterations=iters,
+                      resume=sub.latest.exists(), label=f"{name} baseline",
                       **common)  # type: ignore[arg-type]
     return result

@@ -8,6 +8,7 @@ returned by ``named_params(policy)``, optionally with a leading task dimension
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import gymnasium as gym
@@ -17,6 +18,8 @@ from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from adaptrl.models.functional import MLP, Params, named_params
+
+_LOG_2PI = math.log(2 * math.pi)
 
 
 def _per_task(x: torch.Tensor, like: torch.Tensor, task_dim: int) -> torch.Tensor:
@@ -39,14 +42,36 @@ class GaussianMLPPolicy(nn.Module):
         self.log_std = nn.Parameter(torch.full((act_dim,), float(torch.tensor(init_std).log())))
         self.min_log_std = min_log_std
 
-    def distribution(self, obs: torch.Tensor, params: Params | None = None,
-                     task_dim: int = 0) -> Distribution:
-        """``pi(.|obs)``; per-task ``params`` need the task dimension of ``obs`` at ``task_dim``."""
+    def mean_log_std(self, obs: torch.Tensor, params: Params | None = None,
+                     task_dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Gaussian's mean ``[..., act]`` and log-std (broadcastable to the mean)."""
         p = named_params(self) if params is None else params
         mean = self.mean(obs, p, prefix="mean.", task_dim=task_dim)
         log_std = _per_task(p["log_std"], mean, task_dim).clamp_min(self.min_log_std)
+        return mean, log_std
+
+    def distribution(self, obs: torch.Tensor, params: Params | None = None,
+                     task_dim: int = 0) -> Distribution:
+        """``pi(.|obs)``; per-task ``params`` need the task dimension of ``obs`` at ``task_dim``."""
+        mean, log_std = self.mean_log_std(obs, params, task_dim)
         return Independent(Normal(mean, log_std.exp(), validate_args=False), 1,
                            validate_args=False)
+
+    def act(self, obs: torch.Tensor, params: Params | None, generator: torch.Generator,
+            deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``a = mean + std * noise`` and its log-density in one pass (the sampler's
+        hot path: no distribution object; draws the same noise as :meth:`sample`).
+
+        ``log pi(a|s) = -|noise|^2 / 2 - sum(log std) - d/2 log(2 pi)``; deterministic
+        acting returns the mean (noise 0).
+        """
+        mean, log_std = self.mean_log_std(obs, params)
+        const = log_std.sum(-1) + 0.5 * mean.shape[-1] * _LOG_2PI
+        if deterministic:
+            return mean, (-const).expand(mean.shape[:-1])
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+        action = torch.addcmul(mean, log_std.exp(), noise)
+        return action, noise.square_().sum(-1).mul_(-0.5).sub_(const)
 
     @staticmethod
     def sample(dist: Distribution, generator: torch.Generator) -> torch.Tensor:
@@ -69,6 +94,18 @@ class CategoricalMLPPolicy(nn.Module):
         p = named_params(self) if params is None else params
         logits = self.logits(obs, p, prefix="logits.", task_dim=task_dim)
         return Categorical(logits=logits, validate_args=False)
+
+    def act(self, obs: torch.Tensor, params: Params | None, generator: torch.Generator,
+            deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample an action (greedy if ``deterministic``) and its log-probability."""
+        p = named_params(self) if params is None else params
+        log_probs = torch.log_softmax(self.logits(obs, p, prefix="logits."), dim=-1)
+        if deterministic:
+            action = log_probs.argmax(-1)
+        else:
+            flat = log_probs.exp().reshape(-1, log_probs.shape[-1])
+            action = torch.multinomial(flat, 1, generator=generator).reshape(log_probs.shape[:-1])
+        return action, log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
 
     @staticmethod
     def sample(dist: Distribution, generator: torch.Generator) -> torch.Tensor:

@@ -15,6 +15,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from adaptrl.optim.fisher import KLHessian, flat_product
+
 
 class TRPOConfig(BaseModel):
     """TRPO settings (defaults: MAML paper / its reference code)."""
@@ -34,6 +36,12 @@ class TRPOConfig(BaseModel):
 def conjugate_gradient(mvp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor,
                        iters: int, tol: float = 1e-10) -> torch.Tensor:
     """Approximately solve ``A x = b`` for symmetric positive-definite ``A`` given ``v -> A v``."""
+    return _cg(mvp, b, iters, tol)[0]
+
+
+def _cg(mvp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int,
+        tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conjugate gradient; returns ``x`` and the residual ``r = b - A x`` (kept recursively)."""
     x = torch.zeros_like(b)
     r = b.clone()
     p = b.clone()
@@ -48,7 +56,7 @@ def conjugate_gradient(mvp: Callable[[torch.Tensor], torch.Tensor], b: torch.Ten
         rr_new = r @ r
         p = r + (rr_new / rr) * p
         rr = rr_new
-    return x
+    return x, r
 
 
 Surrogate = Callable[[bool], tuple[torch.Tensor, torch.Tensor]]
@@ -56,39 +64,67 @@ Surrogate = Callable[[bool], tuple[torch.Tensor, torch.Tensor]]
 
 
 def trpo_step(params: list[torch.nn.Parameter], surrogate: Surrogate, config: TRPOConfig,
-              fisher_kl: Callable[[], torch.Tensor] | None = None) -> dict[str, float]:
+              fisher_kl: Callable[[], torch.Tensor] | None = None, *,
+              fisher_product: Callable[[torch.Tensor], torch.Tensor] | None = None,
+              loss: torch.Tensor | None = None) -> dict[str, float]:
     """One TRPO update of ``params`` in place; returns diagnostics.
 
     ``surrogate(True)`` must build a graph (with ``create_graph`` through any inner
     update, for second-order meta-gradients); ``surrogate(False)`` is used by the line
-    search and need not. ``fisher_kl()``, if given, is the KL whose Hessian is the metric
-    (e.g. on a subsample of the data); it must be minimal (zero) at the current parameters.
+    search and need not. The metric ``F`` is, by priority: ``fisher_product`` (``v -> F v``
+    on flat vectors, undamped, e.g. :func:`adaptrl.optim.fisher.pullback_metric`; it may
+    use the graph of ``loss``, which is retained), else the Hessian of ``fisher_kl()``
+    (e.g. the KL on a subsample of the data; it must be minimal at the current
+    parameters), else the Hessian of the surrogate's KL. ``loss``, if given, is the
+    differentiable surrogate already evaluated at the current parameters (spares a call).
+
+    The step is ``x = F^-1 g`` by conjugate gradient, scaled to the KL bound by
+    ``sqrt(2 delta / x^T F x)`` (Schulman et al. 2015, App. C) with ``x^T F x = x^T (g - r)``
+    from CG's residual ``r`` (no extra product), then backtracked until the surrogate
+    improves and the KL bound holds; a fully rejected search restores the parameters.
     """
-    loss, kl = surrogate(True)
-    grads = torch.autograd.grad(loss, params, retain_graph=fisher_kl is None)
-    g = parameters_to_vector(grads)
-    metric_kl = kl if fisher_kl is None else fisher_kl()
-    grad_kl = parameters_to_vector(torch.autograd.grad(metric_kl, params, create_graph=True))
+    kl = None
+    if loss is None:
+        loss, kl = surrogate(True)
+    grads = torch.autograd.grad(loss, params, retain_graph=True)
+    g = parameters_to_vector(grads).detach()
+    if fisher_product is None:
+        metric_kl = fisher_kl() if fisher_kl is not None else kl
+        if metric_kl is None:
+            metric_kl = surrogate(True)[1]
+        named = {str(i): p for i, p in enumerate(params)}
+        fisher_product = flat_product(KLHessian(metric_kl, named), named)
+    metric = fisher_product
 
-    def fisher_product(v: torch.Tensor) -> torch.Tensor:
-        hv = torch.autograd.grad(grad_kl @ v, params, retain_graph=True)
-        return parameters_to_vector(hv) + config.cg_damping * v
+    def damped(v: torch.Tensor) -> torch.Tensor:
+        return metric(v) + config.cg_damping * v
 
-    step_dir = conjugate_gradient(fisher_product, g.detach(), config.cg_iters)
-    shs = 0.5 * step_dir @ fisher_product(step_dir)
+    step_dir, residual = _cg(damped, g, config.cg_iters, tol=1e-10)
+    shs = 0.5 * step_dir @ (g - residual)
     lagrange = torch.sqrt(shs.clamp_min(1e-12) / config.max_kl)
     full_step = (step_dir / lagrange).detach()
-    del grad_kl
-
-    old = parameters_to_vector(params).detach().clone()
     old_loss = float(loss.detach())
-    info = {"loss_before": old_loss, "grad_norm": float(g.norm()), "accepted": 0.0}
+    del metric, fisher_product, grads, loss  # free the graphs before the line search
+
+    info = {"grad_norm": float(g.norm())}
+    info.update(backtracking_line_search(params, full_step, old_loss, surrogate, config))
+    return info
+
+
+def backtracking_line_search(params: list[torch.nn.Parameter], full_step: torch.Tensor,
+                             old_loss: float, surrogate: Surrogate,
+                             config: TRPOConfig) -> dict[str, float]:
+    """Try ``old - ratio^i * full_step`` for ``i = 0, 1, ...`` from the current ``old``
+    parameters (surrogate ``old_loss``); keep the first point whose surrogate is lower and
+    whose KL is within the bound, else restore ``old``."""
+    old = parameters_to_vector(params).detach().clone()
+    info = {"loss_before": old_loss, "accepted": 0.0}
     scale = 1.0
     for i in range(config.ls_steps):
         vector_to_parameters(old - scale * full_step, params)
-        new_loss, new_kl = surrogate(False)
-        if float(new_loss) < old_loss and float(new_kl) <= config.max_kl:
-            info.update(loss_after=float(new_loss), kl=float(new_kl), accepted=1.0,
+        new_loss, new_kl = (float(x.detach()) for x in surrogate(False))
+        if new_loss < old_loss and new_kl <= config.max_kl:
+            info.update(loss_after=new_loss, kl=new_kl, accepted=1.0,
                         ls_backtracks=float(i), step_fraction=scale)
             return info
         scale *= config.ls_ratio

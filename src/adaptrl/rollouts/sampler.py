@@ -17,11 +17,33 @@ from adaptrl.tasks.base import BatchedEnv
 
 
 class Policy(Protocol):
+    """What the sampler needs of a policy.
+
+    A policy may also offer ``act(obs, params, generator, deterministic) -> (action,
+    log_prob)`` that samples without building a distribution object (the built-in
+    policies do); :func:`act` falls back on ``distribution`` + ``sample`` otherwise.
+    """
+
     def distribution(self, obs: torch.Tensor, params: Params | None = None,
                      task_dim: int = 0) -> Distribution: ...
 
     @staticmethod
     def sample(dist: Distribution, generator: torch.Generator) -> torch.Tensor: ...
+
+
+def act(policy: Policy, obs: torch.Tensor, params: Params | None, generator: torch.Generator,
+        deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One action per slot and its log-probability under ``policy``."""
+    fast = getattr(policy, "act", None)
+    if fast is not None:
+        return fast(obs, params, generator, deterministic)
+    dist = policy.distribution(obs, params)
+    if deterministic:
+        probs = getattr(dist, "probs", None)
+        action = dist.mean if probs is None else probs.argmax(-1)
+    else:
+        action = policy.sample(dist, generator)
+    return action, dist.log_prob(action)
 
 
 @torch.no_grad()
@@ -31,7 +53,8 @@ def rollout(env: BatchedEnv, policy: Policy, params: Params | None,
 
     ``params`` may be shared or carry a leading task dimension (adapted parameters).
     Stops early once every episode has ended; the result is padded to the horizon with
-    ``masks = 0`` so that shapes are fixed.
+    ``masks = 0`` so that shapes are fixed. Per step: one policy call and one env step for
+    all slots, written into buffers preallocated for the whole horizon.
     """
     obs = env.reset(generator)
     H = env.horizon
@@ -45,27 +68,23 @@ def rollout(env: BatchedEnv, policy: Policy, params: Params | None,
     actions: torch.Tensor | None = None
     alive = torch.ones(n, e, dtype=torch.bool, device=dev)
     for t in range(H):
-        dist = policy.distribution(obs, params)
-        if deterministic:
-            act = dist.mean if not hasattr(dist, "probs") else dist.probs.argmax(-1)  # type: ignore[attr-defined]
-        else:
-            act = policy.sample(dist, generator)
+        action, log_prob = act(policy, obs, params, generator, deterministic)
         if actions is None:
-            actions = torch.zeros(H, *act.shape, device=dev, dtype=act.dtype)
+            actions = torch.zeros(H, *action.shape, device=dev, dtype=action.dtype)
         observations[t] = obs
-        actions[t] = act
-        log_probs[t] = dist.log_prob(act)
+        actions[t] = action
+        log_probs[t] = log_prob
         masks[t] = alive
-        res = env.step(act)
+        res = env.step(action)
         rewards[t] = res.reward
-        terminated[t] = res.terminated & alive
+        torch.logical_and(res.terminated, alive, out=terminated[t])
         alive = alive & ~(res.terminated | res.truncated)
         obs = res.observation
         if not bool(alive.any()):
             break
     assert actions is not None
-    return Trajectories(observations, actions, rewards * masks, masks, terminated,
-                        log_probs * masks)
+    return Trajectories(observations, actions, rewards.mul_(masks), masks, terminated,
+                        log_probs.mul_(masks))
 
 
 def trajectory_distribution(policy: Policy, traj: Trajectories,

@@ -21,43 +21,50 @@ from adaptrl.tasks.splits import sample_split
 
 
 class NavigationEnv:
-    """Batched 2D point navigation; no autoreset (see :mod:`adaptrl.tasks.base`)."""
+    """Batched 2D point navigation; no autoreset (see :mod:`adaptrl.tasks.base`).
+
+    The step is the hot path of every navigation experiment, so it is written lean: every
+    tensor it returns is freshly made by that step and never written to again (the env
+    rebinds its state instead of mutating it), so nothing has to be cloned, and the
+    temporaries are updated in place.
+    """
 
     def __init__(self, goals: torch.Tensor, episodes_per_task: int, horizon: int,
                  max_action: float, goal_tolerance: float, device: torch.device) -> None:
         self.device = device
         self.goals = goals.to(device, torch.float32)  # [tasks, 2]
+        self._goals = self.goals.unsqueeze(1)  # [tasks, 1, 2], broadcast over episodes
         self.num_tasks = goals.shape[0]
         self.episodes_per_task = episodes_per_task
         self.horizon = horizon
         self.max_action = max_action
         self.goal_tolerance = goal_tolerance
-        shape = (self.num_tasks, episodes_per_task)
-        self.position = torch.zeros(*shape, 2, device=device)
-        self.terminated = torch.zeros(shape, dtype=torch.bool, device=device)
-        self.truncated = torch.zeros(shape, dtype=torch.bool, device=device)
-        self.t = 0
+        self.reset()
 
     def reset(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        self.position.zero_()
-        self.terminated.zero_()
-        self.truncated.zero_()
+        """Every agent back at the origin (deterministic: ``generator`` is not needed)."""
+        shape = (self.num_tasks, self.episodes_per_task)
+        self.position = torch.zeros(*shape, 2, device=self.device)
+        self.terminated = torch.zeros(shape, dtype=torch.bool, device=self.device)
+        self.truncated = torch.zeros(shape, dtype=torch.bool, device=self.device)
+        self._live = torch.ones(shape, dtype=torch.bool, device=self.device)
         self.t = 0
-        return self.position.clone()
+        return self.position
 
     def step(self, action: torch.Tensor) -> StepResult:
-        live = ~(self.terminated | self.truncated)
-        move = action.clamp(-self.max_action, self.max_action) * live.unsqueeze(-1)
+        live = self._live
+        move = action.clamp(-self.max_action, self.max_action)  # a new tensor: ours to edit
+        move.mul_(live.unsqueeze(-1))  # frozen slots do not move
         self.position = self.position + move
-        delta = self.position - self.goals.unsqueeze(1)
-        reward = -torch.linalg.vector_norm(delta, dim=-1) * live
-        reached = (delta.abs() < self.goal_tolerance).all(dim=-1)
-        self.terminated = self.terminated | (reached & live)
+        delta = move.copy_(self.position).sub_(self._goals)
+        reward = torch.linalg.vector_norm(delta, dim=-1).neg_().mul_(live)
+        reached = delta.abs_().amax(dim=-1) < self.goal_tolerance
+        self.terminated = self.terminated | reached.logical_and_(live)
         self.t += 1
         if self.t >= self.horizon:
             self.truncated = self.truncated | ~self.terminated
-        return StepResult(self.position.clone(), reward, self.terminated.clone(),
-                          self.truncated.clone())
+        self._live = ~(self.terminated | self.truncated)
+        return StepResult(self.position, reward, self.terminated, self.truncated)
 
 
 class Navigation2D:

@@ -1,0 +1,252 @@
+"""The skeleton every gradient-based meta-learner shares: sample support episodes, adapt.
+
+MAML, first-order MAML, Meta-SGD, Reptile and model aggregation all run the same inner
+loop and differ only in their outer update:
+
+    phi_i^0 = theta                                       (shared initialisation)
+    for k in 0..K-1:
+        D_i^k ~ pi_{phi_i^k}        on task i             (support episodes)
+        phi_i^{k+1} = U(phi_i^k; D_i^k)                   (inner update, e.g. one VPG step)
+    [D'_i ~ pi_{phi_i^K}]                                 (query episodes, if the outer rule
+                                                           needs them: MAML, Meta-SGD)
+
+:class:`InnerLoop` does exactly this for all tasks at once (per-task parameters carry a
+leading task dimension; no Python loop over tasks) and can replay the inner updates on
+the stored support episodes *differentiably* from ``theta`` (what MAML's outer loss
+back-propagates through). The inner update ``U`` is an *adapter*: anything with
+``advantages(traj)`` and ``step(params, traj, adv, lr, first_order=, create_graph=)``,
+e.g. :class:`adaptrl.adaptation.PolicyGradientAdapter` (VPG, MAML's inner loop) or
+:class:`adaptrl.adaptation.clipped.ClippedPolicyGradientAdapter` (PPO-style epochs).
+
+The shared config fields (batch sizes, discounting, the policy) live in
+:class:`GradientFamilyConfig`, so that the *pretrained* baseline and ``init_from`` work
+the same for every member of the family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from adaptrl.adaptation.clipped import ClippedPolicyGradientAdapter
+from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
+from adaptrl.adaptation.sgd import StepSize
+from adaptrl.algorithms.base import GradientAgent
+from adaptrl.models.functional import Params, detach_params, named_params
+from adaptrl.models.policies import PolicyConfig
+from adaptrl.optim.averaging import set_pseudo_gradient
+from adaptrl.optim.ppo import load_optimizer_state, optimizer_state
+from adaptrl.rollouts.sampler import rollout
+from adaptrl.rollouts.trajectories import Trajectories
+from adaptrl.tasks.base import TaskFamily, Tasks
+
+
+class Adapter(Protocol):
+    """An inner update rule: advantages of a support batch, then one (per-task) update."""
+
+    def advantages(self, traj: Trajectories) -> torch.Tensor: ...
+
+    def step(self, params: Params, traj: Trajectories, adv: torch.Tensor, lr: StepSize, *,
+             first_order: bool, create_graph: bool = True) -> Params: ...
+
+
+class GradientFamilyConfig(BaseModel):
+    """Fields every gradient-based meta-learner has (defaults: the MAML paper's navigation)."""
+
+    model_config = ConfigDict(extra="forbid")
+    meta_batch_size: int = Field(20, ge=1, description="tasks per meta-iteration")
+    episodes_per_task: int = Field(20, ge=1, description="episodes per task per update")
+    gamma: float = Field(0.99, gt=0, le=1, description="discount")
+    gae_lambda: float = Field(1.0, ge=0, le=1, description="GAE lambda")
+    normalize_advantages: bool = True
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    init_from: str | None = Field(
+        None, description="a run directory whose best policy initialises this run "
+                          "(e.g. an `aggregation` run); applied when training starts")
+
+
+class TaskTrainingConfig(BaseModel):
+    """Per-task training from the shared initialisation (the inner loop of Reptile and
+    model aggregation): ``steps`` updates, each on fresh episodes from the current policy."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: int = Field(3, ge=1, description="inner updates per task (Reptile's k)")
+    lr: float = Field(0.1, gt=0, description="inner SGD step size alpha")
+    rule: Literal["vpg", "ppo"] = Field(
+        "vpg", description="vpg: one REINFORCE step per batch (MAML's inner step); "
+                           "ppo: `epochs` SGD steps on the clipped surrogate per batch")
+    epochs: int = Field(4, ge=1, description="SGD steps per batch when rule = ppo")
+    clip: float = Field(0.2, gt=0, lt=1, description="PPO clip range when rule = ppo")
+
+
+class AveragingConfig(GradientFamilyConfig):
+    """Learners whose outer step moves theta toward a weighted mean of per-task policies
+    (Reptile, model aggregation): per-task training, then the outer step."""
+
+    inner: TaskTrainingConfig = Field(default_factory=TaskTrainingConfig)
+    outer_optimizer: Literal["sgd", "adam"] = Field(
+        "sgd", description="sgd: theta += eps (sum_i w_i phi_i - theta); "
+                           "adam: Adam on the pseudo-gradient theta - sum_i w_i phi_i")
+    outer_lr: float | None = Field(
+        None, gt=0, description="outer step size eps (default: 1.0 for sgd, 1e-3 for adam)")
+
+    def outer_step_size(self) -> float:
+        if self.outer_lr is not None:
+            return self.outer_lr
+        return 1.0 if self.outer_optimizer == "sgd" else 1e-3
+
+
+def make_adapter(policy: nn.Module, config: GradientFamilyConfig,
+                 training: TaskTrainingConfig | None = None) -> PolicyGradientAdapter:
+    """The inner update rule: VPG (MAML's), or PPO-style clipped epochs if ``training`` asks."""
+    common = dict(gamma=config.gamma, gae_lambda=config.gae_lambda,
+                  normalize_advantages=config.normalize_advantages)
+    if training is not None and training.rule == "ppo":
+        return ClippedPolicyGradientAdapter(policy, **common, clip=training.clip,
+                                            epochs=training.epochs)
+    return PolicyGradientAdapter(policy, **common)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Episodes:
+    """What one pass of the inner loop sampled for a batch of tasks.
+
+    ``supports[k] = (D^k, A^k)``: the support episodes of inner step ``k`` and their
+    advantages; ``query``: episodes of the fully adapted policy (``None`` if not asked
+    for); ``params``: the adapted per-task parameters ``phi^K`` (detached, ``[tasks, ...]``).
+    """
+
+    supports: list[tuple[Trajectories, torch.Tensor]]
+    query: Trajectories | None
+    params: Params
+
+    @property
+    def num_steps(self) -> int:
+        """Environment steps taken to sample all of it."""
+        steps = sum(t.num_steps for t, _ in self.supports)
+        return steps + (self.query.num_steps if self.query is not None else 0)
+
+    def returns(self) -> list[float]:
+        """Mean episode return of every batch, in order (supports, then the query)."""
+        batches = [t for t, _ in self.supports] + ([self.query] if self.query else [])
+        return [float(t.task_returns().mean()) for t in batches]
+
+
+class InnerLoop:
+    """Support/query sampling and the inner update, batched over tasks."""
+
+    def __init__(self, family: TaskFamily, policy: nn.Module, adapter: Adapter,
+                 episodes_per_task: int, generator: torch.Generator,
+                 device: torch.device) -> None:
+        self.family, self.policy, self.adapter = family, policy, adapter
+        self.episodes_per_task, self.generator, self.device = episodes_per_task, generator, device
+
+    def adapt(self, params: Params, supports: list[tuple[Trajectories, torch.Tensor]],
+              lr: StepSize, *, first_order: bool, differentiable: bool) -> Params:
+        """Replay the inner updates on ``supports`` from ``params``.
+
+        ``differentiable`` keeps the graph so an outer loss can back-propagate into
+        ``params`` (and ``lr``); ``first_order`` drops the second-order terms (FOMAML).
+        """
+        for traj, adv in supports:
+            params = self.adapter.step(params, traj, adv, lr,
+                                       first_order=first_order or not differentiable,
+                                       create_graph=differentiable)
+        return params
+
+    def sample(self, tasks: Tasks, params: Params, steps: int, lr: StepSize, *,
+               query: bool = True) -> Episodes:
+        """Run ``steps`` inner updates per task from ``params`` on fresh support episodes.
+
+        Every support batch is sampled with the current adapted parameters; with
+        ``query`` one more batch is sampled with the final ones. Nothing here is
+        differentiable (use :meth:`adapt` on ``Episodes.supports`` for that).
+        """
+        env = self.family.make_env(tasks, self.episodes_per_task, self.device)
+        phi = detach_params(params)
+        supports: list[tuple[Trajectories, torch.Tensor]] = []
+        for _ in range(steps):
+            traj = rollout(env, self.policy, phi, self.generator)
+            adv = self.adapter.advantages(traj)
+            supports.append((traj, adv))
+            phi = detach_params(self.adapt(phi, [(traj, adv)], _detached(lr),
+                                           first_order=True, differentiable=False))
+        batch = rollout(env, self.policy, phi, self.generator) if query else None
+        return Episodes(supports, batch, phi)
+
+
+def _detached(lr: StepSize) -> StepSize:
+    return lr if isinstance(lr, float) else detach_params(lr)
+
+
+def gradient_agent(policy: nn.Module, adapter: Adapter, step_sizes: list[float] | None,
+                   default_lr: StepSize) -> GradientAgent:
+    """The agent the evaluator scores: the current initialisation plus the inner update.
+
+    ``step_sizes`` (the evaluation schedule) wins over ``default_lr`` (the training one).
+    """
+    sizes: list[Any] = list(step_sizes) if step_sizes else [default_lr]
+    return GradientAgent(policy, named_params(policy), adapter, sizes)  # type: ignore[arg-type]
+
+
+class PolicyLearner:
+    """``agent`` and checkpointing for a learner whose state is a policy (+ its optimiser).
+
+    A learner using it sets ``policy``, ``adapter``, ``env_steps``, ``inner_lr`` (the
+    training-time inner step size, the agent's default when evaluation gives none) and
+    ``optimizer`` (the outer optimiser, or ``None`` when it keeps no state).
+    """
+
+    policy: nn.Module
+    adapter: Adapter
+    env_steps: int
+    inner_lr: StepSize
+    optimizer: torch.optim.Optimizer | None = None
+
+    def agent(self, step_sizes: list[float] | None = None) -> GradientAgent:
+        return gradient_agent(self.policy, self.adapter, step_sizes, self.inner_lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"policy": self.policy.state_dict(), "env_steps": self.env_steps}
+        if self.optimizer is not None:
+            state["optimizer"] = optimizer_state(self.optimizer)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.env_steps = int(state["env_steps"])
+        if self.optimizer is not None:
+            load_optimizer_state(self.optimizer, state["optimizer"])
+
+
+def averaging_optimizer(policy: nn.Module, config: AveragingConfig) -> torch.optim.Optimizer:
+    """The outer optimiser of an averaging learner; SGD(eps) *is* the interpolation formula."""
+    opt = torch.optim.SGD if config.outer_optimizer == "sgd" else torch.optim.Adam
+    return opt(policy.parameters(), lr=config.outer_step_size())
+
+
+def averaging_step(optimizer: torch.optim.Optimizer, theta: Params, per_task: Params,
+                   weights: torch.Tensor) -> dict[str, float]:
+    """One outer step on the pseudo-gradient ``theta - sum_i w_i phi_i``."""
+    info = set_pseudo_gradient(theta, per_task, weights)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return info
+
+
+def return_metrics(episodes: Episodes) -> dict[str, float]:
+    """``return_pre`` (before adaptation) and ``return_post`` (after the most adaptation).
+
+    ``return_post`` is the return of the last batch sampled: the query when there is one
+    (MAML: after all ``K`` inner updates), else the last support batch (Reptile with ``k``
+    updates: after ``k - 1``). It is absent when only one batch was sampled.
+    """
+    r = episodes.returns()
+    out = {"return_pre": r[0]}
+    if len(r) > 1:
+        out["return_post"] = r[-1]
+    return out

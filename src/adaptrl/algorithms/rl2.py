@@ -1,0 +1,200 @@
+"""RL²: fast RL via slow RL (Duan et al. 2016, Algorithm in §2.2, with PPO as the slow RL).
+
+    for each meta-iteration:
+        sample a batch of training tasks T_i                      (meta_batch_size)
+        for each task, all at once: play trials_per_task trials of E episodes with the
+            recurrent policy, hidden state carried across the episodes of a trial and
+            reset between trials                                   ("fast" RL, in memory)
+        compute advantages over each whole trial (GAE)
+        PPO update of the recurrent policy, re-running every trial through the GRU
+            (backpropagation through the whole trial)              ("slow" RL, in weights)
+
+Choices (see also :class:`RL2Config`):
+
+* The paper optimises the *total discounted reward of a trial*: the trial is one long
+  episode for the return, so the discount and the GAE recursion run across episode
+  boundaries (an episode end, even a terminal state, is not a terminal of the trial),
+  and only the end of the trial stops bootstrapping. This is what rewards exploring in
+  episode 1 for the sake of episode 2.
+* The outer optimiser is PPO (the paper used TRPO with GAE; PPO is the common modern
+  substitute): clipped surrogate, value loss, entropy bonus, Adam, gradient clipping,
+  minibatches of whole trials.
+* Every trial starts from a zero hidden state, so sequences are independent and the
+  update re-runs each trial from its first step: no truncation of the backpropagation
+  and no stale stored hidden states.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from adaptrl.algorithms.registry import register_algorithm
+from adaptrl.models.recurrent import RecurrentPolicy, ValueTrunk
+from adaptrl.optim.ppo import (PPOConfig, load_optimizer_state, make_optimizer,
+                               optimizer_state, ppo_update)
+from adaptrl.rollouts.returns import gae
+from adaptrl.rollouts.trial_sampler import Trials, sample_trials
+from adaptrl.tasks.base import TaskFamily, Tasks
+
+DEFAULT_EPISODES_PER_TRIAL = 2
+"""Episodes per trial for a family that does not say (no ``trial_length`` attribute)."""
+
+
+class RecurrentPolicyConfig(BaseModel):
+    """The GRU policy of RL² (:class:`~adaptrl.models.recurrent.RecurrentPolicy`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    hidden_size: int = Field(128, ge=1, description="GRU hidden units (the paper: 256)")
+    head_hidden: list[int] = Field(default_factory=list,
+                                   description="hidden layers of the action and value heads "
+                                               "after the GRU ([] = linear heads)")
+    activation: Literal["relu", "tanh", "elu", "gelu", "silu"] = Field(
+        "tanh", description="activation of the head hidden layers")
+    init_std: float = Field(1.0, gt=0, description="initial std of a Gaussian head")
+    value_trunk: ValueTrunk = Field(
+        "shared", description="'shared': the value head reads the policy GRU; "
+                              "'separate': the critic has its own GRU")
+
+    @field_validator("head_hidden")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(h < 1 for h in v):
+            raise ValueError(f"head_hidden sizes must be >= 1, got {v}")
+        return v
+
+    def build(self, family: TaskFamily) -> RecurrentPolicy:
+        return RecurrentPolicy(family.observation_space, family.action_space,
+                               self.hidden_size, tuple(self.head_hidden), self.activation,
+                               self.init_std, self.value_trunk)
+
+
+class RL2Config(BaseModel):
+    """RL² with a recurrent PPO outer loop."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["rl2"] = "rl2"
+    meta_batch_size: int = Field(
+        64, ge=1, description="tasks sampled per meta-iteration (trials per iteration = "
+                              "meta_batch_size * trials_per_task)")
+    trials_per_task: int = Field(1, ge=1, description="independent trials per task per iteration")
+    episodes_per_trial: int | None = Field(
+        None, ge=1, description="episodes in one trial (default: the family's trial_length, "
+                                f"else {DEFAULT_EPISODES_PER_TRIAL})")
+    gamma: float = Field(0.99, gt=0, le=1, description="discount, applied across the "
+                                                       "episodes of a trial")
+    gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda")
+    reward_scale: float = Field(
+        1.0, gt=0, description="rewards are multiplied by this for the value targets and "
+                               "advantages only (the GRU sees raw rewards; metrics are raw): "
+                               "keeps trial returns of tens or hundreds in a range where the "
+                               "value loss does not swamp the policy gradient")
+    policy: RecurrentPolicyConfig = Field(default_factory=RecurrentPolicyConfig)
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
+
+
+@dataclass
+class RL2Agent:
+    """The adapting agent of RL²: it adapts within a trial, in its hidden state.
+
+    ``unit = "episodes"``: the evaluation protocol scores the ``k``-th episode of a trial.
+    """
+
+    policy: RecurrentPolicy
+    deterministic: bool = False
+    unit: str = "episodes"
+
+    def trials(self, family: TaskFamily, tasks: Tasks, num_episodes: int,
+               trials_per_task: int, generator: torch.Generator,
+               device: torch.device | str = "cpu") -> Trials:
+        """Play ``trials_per_task`` trials of ``num_episodes`` episodes on every task."""
+        env = family.make_env(tasks, trials_per_task, device)
+        return sample_trials(env, self.policy, None, num_episodes, generator, self.deterministic)
+
+    def episode_returns(self, family: TaskFamily, tasks: Tasks, num_episodes: int,
+                        trials_per_task: int, generator: torch.Generator,
+                        device: torch.device | str = "cpu") -> torch.Tensor:
+        """Mean return of the ``k``-th episode of a trial, per task: ``[num_episodes, tasks]``."""
+        trials = self.trials(family, tasks, num_episodes, trials_per_task, generator, device)
+        return trials.episode_returns().mean(-1)
+
+    def trial_returns(self, family: TaskFamily, tasks: Tasks, num_episodes: int,
+                      trials_per_task: int, generator: torch.Generator,
+                      device: torch.device | str = "cpu") -> torch.Tensor:
+        """Mean total reward of a trial of ``num_episodes`` episodes, per task: ``[tasks]``
+        (the score of the paper's bandit and MDP tables)."""
+        trials = self.trials(family, tasks, num_episodes, trials_per_task, generator, device)
+        return trials.trial_returns().mean(-1)
+
+
+def trial_advantages(trials: Trials, values: torch.Tensor, gamma: float, lam: float,
+                     reward_scale: float = 1.0) -> torch.Tensor:
+    """GAE over whole trials (the trial is one episode): ``trials`` must be compacted.
+
+    After :meth:`Trials.compact` the live steps of a trial are contiguous, so ``gae``
+    with no terminal flags chains across episode boundaries and bootstraps 0 after the
+    last step of the trial. Rewards are multiplied by ``reward_scale`` (the scale the
+    value head learns in).
+    """
+    return gae(trials.steps.rewards * reward_scale, values, trials.steps.masks, gamma, lam)
+
+
+class RL2:
+    """RL² (Duan et al. 2016) with a GRU policy and a PPO outer loop."""
+
+    def __init__(self, family: TaskFamily, config: RL2Config, generator: torch.Generator,
+                 device: torch.device) -> None:
+        self.family, self.config, self.generator, self.device = family, config, generator, device
+        default = getattr(family, "trial_length", DEFAULT_EPISODES_PER_TRIAL)
+        self.episodes_per_trial = config.episodes_per_trial or int(default)
+        self.policy = config.policy.build(family).to(device)  # the trainer seeds the init
+        self.optimizer = make_optimizer(list(self.policy.parameters()), config.ppo)
+        self.env_steps = 0
+
+    def meta_update(self, tasks: Tasks) -> dict[str, float]:
+        """Sample trials on ``tasks`` and take the PPO epochs; returns metrics: the mean
+        total reward of a trial (``return_trial``), of its first and last episodes, the env
+        steps of this iteration and the PPO diagnostics (``ppo/...``)."""
+        cfg = self.config
+        trials = self.agent().trials(self.family, tasks, self.episodes_per_trial,
+                                     cfg.trials_per_task, self.generator, self.device)
+        self.env_steps += trials.num_steps
+        per_episode = trials.episode_returns().mean((1, 2))
+        metrics = {"return_trial": float(trials.trial_returns().mean()),
+                   "return_first_episode": float(per_episode[0]),
+                   "return_last_episode": float(per_episode[-1]),
+                   "env_steps_iteration": float(trials.num_steps)}
+
+        batch = trials.flatten().compact()  # one row per trial, live steps first
+        with torch.no_grad():
+            _, values = self.policy.sequence(batch.inputs)
+        adv = trial_advantages(batch, values, cfg.gamma, cfg.gae_lambda, cfg.reward_scale)
+        returns = (adv + values) * batch.steps.masks
+
+        def evaluate(rows: torch.Tensor) -> tuple[Any, torch.Tensor]:
+            return self.policy.sequence(batch.inputs[:, rows])
+
+        info = ppo_update(list(self.policy.parameters()), self.optimizer, batch.steps, adv,
+                          returns, evaluate, cfg.ppo, self.generator)
+        return {**metrics, **{f"ppo/{k}": v for k, v in info.items()}}
+
+    def agent(self, step_sizes: list[float] | None = None) -> RL2Agent:
+        """The recurrent agent; ``step_sizes`` is ignored (RL² adapts without gradients)."""
+        return RL2Agent(self.policy)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy.state_dict(),
+                "optimizer": optimizer_state(self.optimizer),
+                "env_steps": self.env_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
+        self.env_steps = int(state["env_steps"])
+
+
+register_algorithm("rl2", RL2Config, RL2,
+                   "RL² (Duan et al. 2016): GRU policy adapting in memory over a trial, PPO")

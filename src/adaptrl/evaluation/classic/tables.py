@@ -1,0 +1,225 @@
+"""The RL² comparison tables (Duan et al. 2016, Tables 1 and 2) for the classic baselines.
+
+:func:`bandit_table` and :func:`mdp_table` score every method on the same held-out
+instances (the family's ``test`` split) and return plain dicts::
+
+    {"family": "bandit-bernoulli", "unit": "episodes", "score": "total reward per trial",
+     "num_instances": 1000, "seed": 0,
+     "settings": [{"n": 10, "k": 5,
+                   "methods": {"ucb1": {"mean": 6.7, "ci95": 0.1, "params": {"c": 0.2},
+                                        "seconds": 0.04}, ...}}, ...]}
+
+``n`` is the trial length in episodes (a bandit pull is a one-step episode), ``mean`` the
+average total reward over instances and ``ci95`` the half-width of its 95% Student-t
+interval. Another agent (RL²) adds its column by adding an entry to each setting's
+``"methods"``; :func:`render_table` draws whatever methods it finds.
+
+Methods with hyperparameters are tuned first, as in the paper: every grid point is scored
+on separate instances from the ``train`` split and the best is then reported on the
+``test`` split (the splits never share an instance).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from adaptrl.evaluation.classic._common import Params, grid, grid_search
+from adaptrl.evaluation.classic.bandits import (
+    EpsilonGreedy, Greedy, OptimisticThompson, RandomBandit, Thompson, UCB1, run_bandit)
+from adaptrl.evaluation.classic.gittins import GittinsPolicy
+from adaptrl.evaluation.classic.tabular import (
+    BEB, PSRL, UCRL2, EpsilonGreedyMDP, GreedyMDP, OptimisticPSRL, RandomMDP, run_mdp)
+from adaptrl.evaluation.statistics import mean_ci95
+from adaptrl.tasks.bandits import BanditBernoulli
+from adaptrl.tasks.base import Tasks
+from adaptrl.tasks.common import check_int
+from adaptrl.tasks.tabular_mdp import TabularMDP
+
+PAPER_BANDIT_SETTINGS: tuple[tuple[int, int], ...] = tuple(
+    (n, k) for n in (10, 100, 500) for k in (5, 10, 50))
+PAPER_MDP_SETTINGS: tuple[int, ...] = (10, 25, 50, 75, 100)
+
+
+@dataclass(frozen=True)
+class Method:
+    """How to build a baseline from hyperparameters, and the grid it is tuned over."""
+
+    make: Callable[..., Any]
+    grid: tuple[Params, ...] = ()
+
+
+BANDIT_METHODS: dict[str, Method] = {
+    "random": Method(RandomBandit),
+    "gittins": Method(GittinsPolicy),
+    "thompson": Method(Thompson),
+    "optimistic_thompson": Method(OptimisticThompson),
+    "ucb1": Method(UCB1, tuple(grid(c=[0.05, 0.1, 0.2, 0.5, 1.0],
+                                    prior=[(0.0, 0.0), (1.0, 1.0)]))),
+    "epsilon_greedy": Method(EpsilonGreedy, tuple(grid(epsilon=[0.01, 0.02, 0.05, 0.1, 0.2]))),
+    "greedy": Method(Greedy),
+    # Not in the paper's table: the infinite-horizon discounted index, discount tuned.
+    "gittins_discounted": Method(GittinsPolicy, tuple(grid(discount=[0.9, 0.99, 0.998]))),
+}
+PAPER_BANDIT_METHODS: tuple[str, ...] = (
+    "random", "gittins", "thompson", "optimistic_thompson", "ucb1", "epsilon_greedy", "greedy")
+
+MDP_METHODS: dict[str, Method] = {
+    "random": Method(RandomMDP),
+    "psrl": Method(PSRL),
+    "optimistic_psrl": Method(OptimisticPSRL, tuple(grid(samples=[2, 5, 10]))),
+    "ucrl2": Method(UCRL2, tuple(grid(scale=[0.01, 0.03, 0.1, 0.3, 1.0]))),
+    "beb": Method(BEB, tuple(grid(beta=[0.1, 0.3, 1.0, 3.0, 10.0]))),
+    "epsilon_greedy": Method(EpsilonGreedyMDP, tuple(grid(epsilon=[0.01, 0.02, 0.05, 0.1, 0.2]))),
+    "greedy": Method(GreedyMDP),
+}
+PAPER_MDP_METHODS: tuple[str, ...] = tuple(MDP_METHODS)
+
+Runner = Callable[[Any, Tasks, torch.Generator], torch.Tensor]  # -> scores [instances]
+
+
+def derived_generator(seed: int, *keys: object) -> torch.Generator:
+    """A generator seeded by ``seed`` and a stable hash of ``keys`` (setting, method, ...).
+
+    Each (setting, method) pair gets its own stream, so a table's numbers do not depend on
+    which other methods or settings were asked for, or in which order.
+    """
+    salt = zlib.crc32(repr(keys).encode())
+    return torch.Generator().manual_seed((seed * 0x9E3779B1 + salt) % (2 ** 63))
+
+
+def _check_methods(methods: Sequence[str] | None, registry: Mapping[str, Method],
+                   default: Sequence[str]) -> list[str]:
+    chosen = list(default if methods is None else methods)
+    unknown = [m for m in chosen if m not in registry]
+    if unknown or not chosen:
+        raise ValueError(f"methods must be a non-empty list of names from {sorted(registry)}, "
+                         f"got {chosen!r}")
+    return chosen
+
+
+def _score_setting(key: tuple[int, ...], family: Any, run: Runner,
+                   methods: Iterable[str], registry: Mapping[str, Method], num_instances: int,
+                   tune_instances: int, seed: int, log: Callable[[str], None] | None
+                   ) -> dict[str, dict[str, Any]]:
+    """Tune (on ``train`` instances) and score (on ``test`` instances) every method."""
+    test = family.sample(num_instances, "test", derived_generator(seed, "test", key))
+    tune = family.sample(tune_instances, "train", derived_generator(seed, "train", key))
+    results: dict[str, dict[str, Any]] = {}
+    for name in methods:
+        method = registry[name]
+        start = time.perf_counter()
+        params: dict[str, Any] = {}
+        if method.grid:
+            params, _ = grid_search(
+                lambda p: run(method.make(**p), tune,
+                              derived_generator(seed, "tune", key, name, repr(p))).mean().item(),
+                method.grid)
+        scores = run(method.make(**params), test, derived_generator(seed, "run", key, name))
+        mean, ci = mean_ci95(scores.double())
+        results[name] = {"mean": mean.item(), "ci95": ci.item(), "params": params,
+                         "seconds": time.perf_counter() - start}
+        if log is not None:
+            log(f"{key} {name}: {mean.item():.1f} ± {ci.item():.1f} {params} "
+                f"({results[name]['seconds']:.1f} s)")
+    return results
+
+
+def bandit_table(settings: Sequence[tuple[int, int]] = PAPER_BANDIT_SETTINGS,
+                 num_instances: int = 1000, seed: int = 0,
+                 methods: Sequence[str] | None = None, tune_instances: int = 500,
+                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """RL² Table 1: total reward over ``n`` pulls of ``k``-armed Bernoulli bandits.
+
+    ``settings`` are ``(n, k)`` pairs; ``methods`` names from :data:`BANDIT_METHODS`
+    (default: the paper's seven). ``log`` receives one line per scored method.
+    """
+    check_int("num_instances", num_instances, 2)
+    check_int("tune_instances", tune_instances, 1)
+    chosen = _check_methods(methods, BANDIT_METHODS, PAPER_BANDIT_METHODS)
+    rows = []
+    for n, k in settings:
+        check_int("n", n, 1)
+        family = BanditBernoulli(num_arms=k, trial_length=n)
+
+        def run(policy: Any, tasks: Tasks, generator: torch.Generator, n: int = n
+                ) -> torch.Tensor:
+            return run_bandit(policy, tasks.params["p"], n, generator).sum(dim=1)
+
+        rows.append({"n": n, "k": k, "methods": _score_setting(
+            (n, k), family, run, chosen, BANDIT_METHODS, num_instances, tune_instances,
+            seed, log)})
+    return {"family": BanditBernoulli.name, "unit": "episodes",
+            "score": "total reward per trial", "num_instances": num_instances, "seed": seed,
+            "settings": rows}
+
+
+def mdp_table(settings: Sequence[int] = PAPER_MDP_SETTINGS, num_instances: int = 1000,
+              seed: int = 0, methods: Sequence[str] | None = None, tune_instances: int = 500,
+              num_states: int = 10, num_actions: int = 5, horizon: int = 10,
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """RL² Table 2: total reward over ``n`` episodes of random tabular MDPs.
+
+    ``settings`` are trial lengths ``n`` in episodes; ``methods`` names from
+    :data:`MDP_METHODS` (default: all seven of the paper).
+    """
+    check_int("num_instances", num_instances, 2)
+    check_int("tune_instances", tune_instances, 1)
+    chosen = _check_methods(methods, MDP_METHODS, PAPER_MDP_METHODS)
+    rows = []
+    for n in settings:
+        family = TabularMDP(num_states, num_actions, horizon, trial_length=n)
+
+        def run(agent: Any, tasks: Tasks, generator: torch.Generator, n: int = n
+                ) -> torch.Tensor:
+            return run_mdp(agent, tasks.params["transitions"], tasks.params["reward_mean"],
+                           n, generator, horizon).sum(dim=1)
+
+        rows.append({"n": n, "methods": _score_setting(
+            (n,), family, run, chosen, MDP_METHODS, num_instances, tune_instances, seed, log)})
+    return {"family": TabularMDP.name, "unit": "episodes", "score": "total reward per trial",
+            "num_states": num_states, "num_actions": num_actions, "horizon": horizon,
+            "num_instances": num_instances, "seed": seed, "settings": rows}
+
+
+def render_table(table: Mapping[str, Any], title: str | None = None) -> Table:
+    """A rich Table: one row per setting, one column per method, cells ``mean ± ci95``.
+
+    Columns follow the order in which methods first appear; a method missing from a
+    setting shows ``-``. The best mean of each row is bold.
+    """
+    columns: list[str] = []
+    for setting in table["settings"]:
+        columns += [m for m in setting["methods"] if m not in columns]
+    out = Table(title=title or f"{table['family']}: {table['score']}")
+    out.add_column("setting")
+    for name in columns:
+        out.add_column(name, justify="right")
+    for setting in table["settings"]:
+        label = ", ".join(f"{k}={v}" for k, v in setting.items() if k != "methods")
+        found = setting["methods"]
+        best = max(r["mean"] for r in found.values())
+        cells = []
+        for name in columns:
+            if name not in found:
+                cells.append("-")
+                continue
+            text = f"{found[name]['mean']:.1f} ± {found[name]['ci95']:.1f}"
+            cells.append(f"[bold]{text}[/bold]" if found[name]["mean"] == best else text)
+        out.add_row(label, *cells)
+    return out
+
+
+def format_table(table: Mapping[str, Any], title: str | None = None, width: int = 200) -> str:
+    """:func:`render_table` as plain text."""
+    console = Console(file=io.StringIO(), width=width, record=True)
+    console.print(render_table(table, title))
+    return console.export_text()

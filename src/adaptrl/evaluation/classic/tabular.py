@@ -1,0 +1,388 @@
+"""Classic exploration algorithms for random tabular MDPs, batched over MDP instances.
+
+These are the baselines of the RL² paper (Duan et al. 2016, §4.2, Table 2) on random MDPs
+with ``S = 10`` states and ``A = 5`` actions: rewards ``r ~ N(mu(s, a), 1)`` with
+``mu ~ N(1, 1)``, transition rows from a flat Dirichlet, episodes of ``H = 10`` steps that
+all start in state 0; a trial is ``n`` episodes and its score the total reward.
+
+An *agent* is a frozen dataclass; at the start of every episode ``agent(counts, generator)``
+returns a (possibly stochastic) non-stationary Markov policy ``[N, H, S, A]`` of action
+probabilities, which :func:`run_mdp` then follows for the episode. All model-based agents
+re-plan each episode by finite-horizon value iteration (:func:`plan`) on some MDP built
+from the experience in :class:`MDPCounts`:
+
+=================  ================================================================
+agent              MDP planned on
+=================  ================================================================
+``GreedyMDP``      posterior mean
+``EpsilonGreedy``  posterior mean, then a uniform action with probability epsilon
+``PSRL``           one posterior sample (Osband, Russo & Van Roy 2013)
+``OptimisticPSRL`` ``K`` posterior samples, max over samples inside every backup
+``UCRL2``          optimistic model in an L1 confidence set (Jaksch, Ortner & Auer 2010)
+``BEB``            posterior mean plus bonus ``beta / (1 + n(s, a))`` (Kolter & Ng 2009)
+=================  ================================================================
+
+The Bayesian agents use the task prior itself (:class:`MDPPrior`): Dirichlet(1)
+transitions and a Normal ``N(1, 1)`` prior on each mean reward with known noise variance 1,
+so the posteriors are exact for this task family.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from adaptrl.evaluation.classic._common import (
+    check_nonnegative, check_probability, random_argmax, sample_categorical, sample_dirichlet)
+from adaptrl.tasks.common import check_int, check_positive
+
+Backup = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class MDPPrior:
+    """Conjugate prior of the random-MDP family (RL² §4.2).
+
+    Transitions: ``Dirichlet(dirichlet * 1)`` per ``(s, a)``. Mean reward:
+    ``N(reward_mean, 1 / reward_precision)``; observed rewards ``N(mu, 1 / noise_precision)``.
+    """
+
+    dirichlet: float = 1.0
+    reward_mean: float = 1.0
+    reward_precision: float = 1.0
+    noise_precision: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("dirichlet", "reward_precision", "noise_precision"):
+            check_positive(name, getattr(self, name))
+
+
+@dataclass
+class MDPCounts:
+    """Sufficient statistics of the experience so far in ``N`` MDP instances.
+
+    ``visits[n, s, a]`` counts tries of ``a`` in ``s``; ``transitions[n, s, a, s']`` counts
+    the next states; ``reward_sum[n, s, a]`` sums the rewards; ``steps`` is the number of
+    steps taken per instance; ``horizon`` the episode length the agents plan for.
+    """
+
+    visits: torch.Tensor
+    transitions: torch.Tensor
+    reward_sum: torch.Tensor
+    horizon: int
+    steps: int = 0
+
+    @classmethod
+    def empty(cls, num: int, states: int, actions: int, horizon: int,
+              device: torch.device | str = "cpu") -> MDPCounts:
+        return cls(torch.zeros(num, states, actions, device=device),
+                   torch.zeros(num, states, actions, states, device=device),
+                   torch.zeros(num, states, actions, device=device), horizon)
+
+    def update(self, state: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
+               next_state: torch.Tensor) -> None:
+        """Record one step ``(s, a, r, s')`` in every instance (``[N]`` tensors)."""
+        rows = torch.arange(state.shape[0], device=state.device)
+        self.visits[rows, state, action] += 1
+        self.transitions[rows, state, action, next_state] += 1
+        self.reward_sum[rows, state, action] += reward
+        self.steps += 1
+
+    def posterior_transitions(self, prior: MDPPrior) -> torch.Tensor:
+        """Dirichlet posterior concentrations ``[N, S, A, S]``."""
+        return self.transitions + prior.dirichlet
+
+    def posterior_rewards(self, prior: MDPPrior) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normal posterior over each mean reward: ``(mean, precision)``, both ``[N, S, A]``."""
+        precision = prior.reward_precision + prior.noise_precision * self.visits
+        mean = (prior.reward_precision * prior.reward_mean
+                + prior.noise_precision * self.reward_sum) / precision
+        return mean, precision
+
+    def posterior_mean_mdp(self, prior: MDPPrior) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(transitions [N, S, A, S], rewards [N, S, A])`` of the posterior-mean MDP."""
+        alpha = self.posterior_transitions(prior)
+        return alpha / alpha.sum(dim=-1, keepdim=True), self.posterior_rewards(prior)[0]
+
+
+class MDPAgent(Protocol):
+    """``agent(counts, generator) -> [N, H, S, A]`` action probabilities for the next episode."""
+
+    def __call__(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor: ...
+
+
+# ----------------------------------------------------------------------------- planning
+
+def expected_backup(transitions: torch.Tensor, rewards: torch.Tensor) -> Backup:
+    """Bellman backup ``Q(s, a) = r(s, a) + sum_s' P(s' | s, a) V(s')`` of one MDP.
+
+    ``transitions`` is ``[..., S, A, S]`` and ``rewards`` ``[..., S, A]`` with any batch dims.
+    """
+    return lambda value: rewards + torch.einsum("...sat,...t->...sa", transitions, value)
+
+
+def plan(backup: Backup, value_shape: tuple[int, ...], horizon: int,
+         device: torch.device | str = "cpu") -> torch.Tensor:
+    """Finite-horizon value iteration: ``Q [..., H, S, A]`` with ``Q[..., h]`` for step ``h``.
+
+    ``V_H = 0`` and ``Q_h = backup(V_{h+1})``, ``V_h = max_a Q_h`` (Puterman 1994, §4.5).
+    ``value_shape`` is the shape ``[..., S]`` of a value function.
+    """
+    value = torch.zeros(value_shape, device=device)
+    qs = []
+    for _ in range(horizon):
+        q = backup(value)
+        qs.append(q)
+        value = q.amax(dim=-1)
+    return torch.stack(qs[::-1], dim=-3)
+
+
+def value_iteration(transitions: torch.Tensor, rewards: torch.Tensor,
+                    horizon: int) -> torch.Tensor:
+    """Optimal ``Q [..., H, S, A]`` of the MDP ``(transitions, rewards)`` over ``horizon`` steps."""
+    return plan(expected_backup(transitions, rewards), rewards.shape[:-1], horizon,
+                rewards.device)
+
+
+def greedy_policy(q: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One-hot action probabilities ``[..., A]`` of ``argmax_a q`` (ties at random)."""
+    best = random_argmax(q, generator)
+    return torch.nn.functional.one_hot(best, q.shape[-1]).to(q.dtype)
+
+
+def mix_uniform(probs: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """``(1 - epsilon) probs + epsilon * uniform``: the epsilon-greedy version of a policy."""
+    return (1.0 - epsilon) * probs + epsilon / probs.shape[-1]
+
+
+def policy_value(transitions: torch.Tensor, reward_mean: torch.Tensor,
+                 policy: torch.Tensor, start: int = 0) -> torch.Tensor:
+    """Expected return ``[N]`` from state ``start`` of the Markov policy ``[N, H, S, A]``."""
+    value = torch.zeros(reward_mean.shape[:-1], device=reward_mean.device)
+    for h in range(policy.shape[-3] - 1, -1, -1):
+        q = expected_backup(transitions, reward_mean)(value)
+        value = (policy[..., h, :, :] * q).sum(dim=-1)
+    return value[..., start]
+
+
+# ----------------------------------------------------------------------------- agents
+
+def _counts_shape(counts: MDPCounts) -> tuple[int, int, int]:
+    num, states, actions = counts.visits.shape
+    return num, states, actions
+
+
+@dataclass(frozen=True)
+class RandomMDP:
+    """Uniformly random actions: the floor, about ``n H E[mu] = 10 n`` total reward."""
+
+    def __call__(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
+        num, states, actions = _counts_shape(counts)
+        return torch.full((num, counts.horizon, states, actions), 1.0 / actions,
+                          device=counts.visits.device)
+
+
+@dataclass(frozen=True)
+class GreedyMDP:
+    """Optimal policy of the posterior-mean MDP, re-planned every episode; never explores.
+
+    An untried ``(s, a)`` is valued at the prior mean reward (1) with uniform transitions;
+    a tried pair whose rewards came out low falls below that, so untried actions still
+    get taken: under this prior, greedy is not as myopic as an empirical-mean greedy.
+    """
+
+    prior: MDPPrior = field(default_factory=MDPPrior)
+
+    def __call__(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
+        transitions, rewards = counts.posterior_mean_mdp(self.prior)
+        return greedy_policy(value_iteration(transitions, rewards, counts.horizon), generator)
+
+
+@dataclass(frozen=True)
+class EpsilonGreedyMDP:
+    """:class:`GreedyMDP`, taking a uniform action with probability ``epsilon`` at every step."""
+
+    epsilon: float = 0.1
+    prior: MDPPrior = field(default_factory=MDPPrior)
+
+    def __post_init__(self) -> None:
+        check_probability("epsilon", self.epsilon)
+
+    def __call__(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
+        return mix_uniform(GreedyMDP(self.prior)(counts, generator), self.epsilon)
+
+
+def _sample_mdps(counts: MDPCounts, prior: MDPPrior, samples: int,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``samples`` posterior MDPs: ``([N, K, S, A, S], [N, K, S, A])``."""
+    alpha = counts.posterior_transitions(prior).unsqueeze(1)
+    alpha = alpha.expand(-1, samples, -1, -1, -1).contiguous()
+    mean, precision = counts.posterior_rewards(prior)
+    noise = torch.randn((mean.shape[0], samples) + mean.shape[1:], generator=generator,
+                        device=mean.device)
+    rewards = mean.unsqueeze(1) + noise / precision.sqrt().unsqueeze(1)
+    return sample_dirichlet(alpha, generator), rewards
+
+
+@dataclass(frozen=True)
+class PSRL:
+    """Posterior sampling for RL (Osband, Russo & Van Roy 2013, Alg. 1).
+
+    Each episode: draw one MDP from the posterior (Dirichlet transitions, Normal mean
+    rewards with known noise variance) and follow its optimal finite-horizon policy.
+    """
+
+    prior: MDPPrior = field(default_factory=MDPPrior)
+
+    def __call__(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
+        transitions, rewards = _sample_mdps(counts, self.prior, 1, generator)
+        q = value_iteration(transitions[:, 0], rewards[:, 0], counts.horizon)
+        return greedy_policy(q, generator)
+
+
+@dataclass(frozen=True)
+class OptimisticPSRL:
+    """Optimistic PSRL: ``samples`` posterior MDPs, the max over them inside every backup.
+
+    ``Q_h(s, a) = max_k [ r_k(s, a) + P_k(. | s, a) V_{h+1} ]`` with a shared
+    ``V_{h+1} = max_a Q_{h+1}``: each state-action pair uses the most favourable of its
+    sampled models, so the plan is optimistic with respect to the posterior. This is the
+    per-pair maximum of Agrawal & Jia (2017, "Optimistic posterior sampling for
+    reinforcement learning"); it is at least as optimistic as taking the max over the
+    samples' separate Q functions. ``samples = 1`` is PSRL.
+    """
+
+    samples: int = 5
+    prior: MDPPrior = field(default_factory=MDPPrior)
+
+    def __post_init__(self) -> None:
+        check_int("samples", self.samples, 1)
+
+    def __call__(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
+        transitions, rewards = _sample_mdps(counts, self.prior, self.samples, generator)
+        sampled = expected_backup(transitions, rewards)
+        num, states, _ = _counts_shape(counts)
+        q = plan(lambda value: sampled(value.unsqueeze(1)).amax(dim=1), (num, states),
+                 counts.horizon, rewards.device)
+        return greedy_policy(q, generator)
+
+
+@dataclass(frozen=True)
+class BEB:
+    """Bayesian exploration bonus (Kolter & Ng 2009, Alg. 1).
+
+    Plans on the posterior-mean MDP with rewards ``r(s, a) + beta / (1 + n(s, a))``.
+    """
+
+    beta: float = 1.0
+    prior: MDPPrior = field(default_factory=MDPPrior)
+
+    def __post_init__(self) -> None:
+        check_nonnegative("beta", self.beta)
+
+    def __call__(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
+        transitions, rewards = counts.posterior_mean_mdp(self.prior)
+        bonus = self.beta / (1.0 + counts.visits)
+        return greedy_policy(value_iteration(transitions, rewards + bonus, counts.horizon),
+                             generator)
+
+
+def optimistic_expectation(p_hat: torch.Tensor, radius: torch.Tensor,
+                           value: torch.Tensor) -> torch.Tensor:
+    """``max { p . V : ||p - p_hat||_1 <= radius }`` over distributions ``p``.
+
+    The inner problem of extended value iteration (Jaksch et al. 2010, Fig. 2): move up to
+    ``radius / 2`` mass onto the best next state, taking it from the worst ones first.
+    ``p_hat`` is ``[N, S, A, S]``, ``radius`` ``[N, S, A]``, ``value`` ``[N, S]``.
+    """
+    order = value.argsort(dim=-1)  # worst first, best last
+    sorted_value = value.gather(-1, order)
+    index = order[:, None, None, :].expand_as(p_hat)
+    p = p_hat.gather(-1, index)
+    best = (p[..., -1] + radius / 2).clamp(max=1.0)
+    excess = best - p[..., -1]
+    kept = (p[..., :-1].cumsum(dim=-1) - excess[..., None]).clamp(min=0.0)
+    others = torch.diff(kept, dim=-1, prepend=torch.zeros_like(kept[..., :1]))
+    return (others * sorted_value[:, None, None, :-1]).sum(dim=-1) + best * sorted_value[
+        :, None, None, -1]
+
+
+@dataclass(frozen=True)
+class UCRL2:
+    """UCRL2 (Jaksch, Ortner & Auer 2010, Fig. 1), adapted to fixed-horizon episodes.
+
+    Each episode it plans by *extended value iteration*: optimistic rewards
+    ``r_hat + scale sqrt(3.5 ln(2 S A t / delta) / max(1, n))`` and, inside every backup, the
+    most favourable transition vector in the L1 ball of radius
+    ``scale sqrt(14 S ln(2 A t / delta) / max(1, n))`` around the empirical one. Adaptations:
+    episodes are the environment's (H steps, not count doubling); value iteration runs H
+    backward steps instead of to an average-reward tolerance; and because rewards here are
+    unbounded Gaussians rather than in ``[0, 1]``, the confidence widths carry a tunable
+    ``scale`` (``scale = 1`` is the paper's).
+    """
+
+    scale: float = 1.0
+    delta: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_nonnegative("scale", self.scale)
+        if not 0 < self.delta < 1:
+            raise ValueError(f"delta must lie in (0, 1), got {self.delta!r}")
+
+    def __call__(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
+        num, states, actions = _counts_shape(counts)
+        n = counts.visits.clamp(min=1.0)
+        t = max(counts.steps, 1)
+        reward_width = self.scale * torch.sqrt(
+            3.5 * math.log(2 * states * actions * t / self.delta) / n)
+        radius = self.scale * torch.sqrt(14 * states * math.log(2 * actions * t / self.delta) / n)
+        seen = counts.visits[..., None] > 0
+        p_hat = torch.where(seen, counts.transitions / n[..., None], 1.0 / states)
+        rewards = counts.reward_sum / n + reward_width
+        q = plan(lambda value: rewards + optimistic_expectation(p_hat, radius, value),
+                 (num, states), counts.horizon, rewards.device)
+        return greedy_policy(q, generator)
+
+
+# ----------------------------------------------------------------------------- simulation
+
+def run_mdp(agent: MDPAgent, transitions: torch.Tensor, reward_mean: torch.Tensor,
+            num_episodes: int, generator: torch.Generator, horizon: int = 10,
+            start_state: int = 0) -> torch.Tensor:
+    """Play one trial of ``num_episodes`` episodes in each of ``N`` MDP instances.
+
+    ``transitions`` is ``[N, S, A, S]``, ``reward_mean`` ``[N, S, A]``; a step in ``(s, a)``
+    pays ``N(reward_mean[s, a], 1)``. Every episode starts in ``start_state`` and lasts
+    ``horizon`` steps. Returns the episode returns ``[N, num_episodes]``; agent and
+    environment both draw from ``generator``.
+    """
+    if transitions.dim() != 4 or transitions.shape[1] != transitions.shape[3]:
+        raise ValueError(f"transitions must be [N, S, A, S], got {tuple(transitions.shape)}")
+    if reward_mean.shape != transitions.shape[:3]:
+        raise ValueError(f"reward_mean must be [N, S, A] = {tuple(transitions.shape[:3])}, "
+                         f"got {tuple(reward_mean.shape)}")
+    check_int("num_episodes", num_episodes, 1)
+    check_int("horizon", horizon, 1)
+    num, states, actions, _ = transitions.shape
+    if not 0 <= start_state < states:
+        raise ValueError(f"start_state must lie in [0, {states - 1}], got {start_state}")
+    device = transitions.device
+    rows = torch.arange(num, device=device)
+    counts = MDPCounts.empty(num, states, actions, horizon, device)
+    returns = torch.zeros(num, num_episodes, device=device)
+    for episode in range(num_episodes):
+        policy = agent(counts, generator)
+        state = torch.full((num,), start_state, dtype=torch.long, device=device)
+        for h in range(horizon):
+            action = sample_categorical(policy[rows, h, state], generator)
+            next_state = sample_categorical(transitions[rows, state, action], generator)
+            reward = reward_mean[rows, state, action] + torch.randn(
+                num, generator=generator, device=device)
+            counts.update(state, action, reward, next_state)
+            returns[:, episode] += reward
+            state = next_state
+    return returns

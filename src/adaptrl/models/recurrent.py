@@ -1,0 +1,172 @@
+"""Recurrent (GRU) policy with a value head: the agent of RL² (Duan et al. 2016, §2.2).
+
+At every step the GRU reads ``x_t = [o_t, a_{t-1}, r_{t-1}, d_{t-1}]``: the observation,
+the previous action (one-hot for a Discrete space; for a bounded Box the action as the
+env applies it, clipped and rescaled to ``[-1, 1]``), the previous reward and the flag
+"the previous step ended an episode". The hidden state is carried across the episodes of
+one *trial* and reset to zeros between trials, so what the agent learns about the task
+lives in its activations (the "fast" RL of the paper's title).
+
+Layout: ``GRU -> features -> action head`` (a :func:`make_policy` head: categorical
+logits for Discrete, Gaussian mean with a learned state-independent log-std for Box) and
+``features -> value head`` (an :class:`MLP` to one output). The value head shares the GRU
+trunk by default (``value_trunk="shared"``: one recurrent pass serves both, the usual
+recurrent-PPO layout, and the value loss shapes the memory too); ``"separate"`` gives the
+critic its own GRU so that the value loss never pulls on the policy's memory, at twice
+the recurrent compute in the update (sampling only ever runs the policy GRU).
+
+Like every model in adaptrl, the policy can be called *functionally*: ``params`` is a
+dict as returned by ``named_params(policy)``; the GRU runs through
+:func:`torch.func.functional_call`. Per-task (leading task dim) parameters are not
+supported: RL² adapts in its hidden state, not in its weights.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Distribution
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from adaptrl.models.functional import MLP, Params
+from adaptrl.models.policies import make_policy, space_dims
+
+ValueTrunk = Literal["shared", "separate"]
+
+
+def sub_params(params: Params | None, prefix: str) -> Params | None:
+    """The entries of ``params`` under ``prefix`` with the prefix stripped (``None`` stays)."""
+    if params is None:
+        return None
+    n = len(prefix)
+    return {k[n:]: v for k, v in params.items() if k.startswith(prefix)}
+
+
+class RecurrentPolicy(nn.Module):
+    """GRU policy over trials: ``step`` for sampling, ``sequence`` for the update.
+
+    Shapes: ``x`` is ``[*batch, input_dim]`` in :meth:`step` and ``[T, *batch, input_dim]``
+    in :meth:`sequence` (time-major, like :class:`~adaptrl.rollouts.Trajectories`); the
+    hidden state is ``[*batch, hidden_size]``; any number of batch dims (tasks, trials).
+    """
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space,
+                 hidden_size: int = 128, head_hidden: tuple[int, ...] = (),
+                 activation: str = "tanh", init_std: float = 1.0,
+                 value_trunk: ValueTrunk = "shared") -> None:
+        super().__init__()
+        if hidden_size < 1:
+            raise ValueError(f"hidden_size must be >= 1, got {hidden_size}")
+        if value_trunk not in ("shared", "separate"):
+            raise ValueError(f"value_trunk must be 'shared' or 'separate', got {value_trunk!r}")
+        self.obs_dim = space_dims(observation_space)
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        self.act_dim = space_dims(action_space)
+        if not self.discrete:
+            low, high = (torch.as_tensor(np.asarray(b, np.float32)).flatten()
+                         for b in (action_space.low, action_space.high))  # type: ignore[attr-defined]
+            bounded = bool(torch.isfinite(low).all() and torch.isfinite(high).all())
+            self.register_buffer("act_low", low if bounded else torch.full_like(low, -1e9))
+            self.register_buffer("act_high", high if bounded else torch.full_like(high, 1e9))
+            self.act_scaled = bounded
+        self.input_dim = self.obs_dim + self.act_dim + 2
+        self.hidden_size = hidden_size
+        self.value_trunk = value_trunk
+        self.gru = nn.GRU(self.input_dim, hidden_size)
+        if value_trunk == "separate":
+            self.value_gru = nn.GRU(self.input_dim, hidden_size)
+        features = gym.spaces.Box(-1.0, 1.0, (hidden_size,), np.float32)
+        self.head = make_policy(features, action_space, head_hidden, activation, init_std)
+        self.value = MLP(hidden_size, 1, head_hidden, activation)
+
+    # -- inputs and state ------------------------------------------------------------
+    def encode(self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor,
+               prev_done: torch.Tensor) -> torch.Tensor:
+        """``[o_t, a_{t-1}, r_{t-1}, d_{t-1}]`` as one float vector per batch entry.
+
+        ``obs [*batch, *obs]``; ``prev_action`` int ``[*batch]`` (Discrete, ``-1`` = none) or float
+        ``[*batch, act]`` (Box); ``prev_reward``, ``prev_done`` ``[*batch]``. At the first
+        step of a trial pass zeros (:meth:`initial_feedback`).
+        """
+        batch = prev_reward.shape
+        if self.discrete:  # a negative action (no previous action) encodes as all zeros
+            a = prev_action.long()
+            act = F.one_hot(a.clamp_min(0), self.act_dim).to(obs.dtype)
+            act = act * (a >= 0).unsqueeze(-1).to(obs.dtype)
+        elif self.act_scaled:
+            mid, half = (self.act_high + self.act_low) / 2, (self.act_high - self.act_low) / 2
+            act = (prev_action.clamp(self.act_low, self.act_high) - mid) / half
+        else:
+            act = prev_action
+        return torch.cat([obs.reshape(*batch, self.obs_dim), act.reshape(*batch, self.act_dim),
+                          prev_reward.unsqueeze(-1).to(obs.dtype),
+                          prev_done.unsqueeze(-1).to(obs.dtype)], dim=-1)
+
+    def initial_feedback(self, batch: tuple[int, ...], device: torch.device
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(a_{-1}, r_{-1}, d_{-1})`` at the start of a trial: encoded as all zeros.
+
+        A Discrete "no action" is ``-1`` (its one-hot would otherwise claim action 0).
+        """
+        action = (torch.full(batch, -1, dtype=torch.long, device=device) if self.discrete
+                  else torch.zeros(*batch, self.act_dim, device=device))
+        return action, torch.zeros(batch, device=device), torch.zeros(batch, device=device)
+
+    def initial_state(self, batch: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """The hidden state at the start of every trial: zeros ``[*batch, hidden]``."""
+        return torch.zeros(*batch, self.hidden_size, device=device)
+
+    # -- forward ---------------------------------------------------------------------
+    def _run_gru(self, name: str, x: torch.Tensor, h0: torch.Tensor | None,
+                 params: Params | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run GRU ``name`` over ``x [T, *batch, in]``; returns outputs and the last state."""
+        T, batch = x.shape[0], x.shape[1:-1]
+        flat = x.reshape(T, -1, self.input_dim)
+        h = None if h0 is None else h0.reshape(1, -1, self.hidden_size)
+        gru = getattr(self, name)
+        sub = sub_params(params, f"{name}.")
+        out, h_last = gru(flat, h) if sub is None else functional_call(gru, sub, (flat, h))
+        return (out.reshape(T, *batch, self.hidden_size),
+                h_last.reshape(*batch, self.hidden_size))
+
+    def _distribution(self, features: torch.Tensor, params: Params | None) -> Distribution:
+        return self.head.distribution(features, sub_params(params, "head."))
+
+    def step(self, x: torch.Tensor, h: torch.Tensor, params: Params | None = None
+             ) -> tuple[Distribution, torch.Tensor]:
+        """One step of the policy: ``pi(.|x_t, h_{t-1})`` and the new hidden state ``h_t``."""
+        out, h_new = self._run_gru("gru", x.unsqueeze(0), h, params)
+        return self._distribution(out[0], params), h_new
+
+    def sequence(self, x: torch.Tensor, params: Params | None = None
+                 ) -> tuple[Distribution, torch.Tensor]:
+        """Action distributions ``[T, *batch]`` and values ``[T, *batch]`` for whole trials.
+
+        Every sequence starts from the zero state (the start of a trial) and must have
+        its padding (steps after the env froze) only at the end, where it cannot affect
+        the live steps: see :meth:`adaptrl.rollouts.trial_sampler.Trials.compact`. Then
+        the result equals :meth:`step` applied step by step, which is how the trial was
+        sampled.
+        """
+        features, _ = self._run_gru("gru", x, None, params)
+        if self.value_trunk == "separate":
+            value_features, _ = self._run_gru("value_gru", x, None, params)
+        else:
+            value_features = features
+        values = self.value(value_features, sub_params(params, "value.")).squeeze(-1)
+        return self._distribution(features, params), values
+
+    def sample(self, dist: Distribution, generator: torch.Generator) -> torch.Tensor:
+        """Draw an action from ``dist`` with ``generator`` (the head's sampler)."""
+        return self.head.sample(dist, generator)
+
+    @staticmethod
+    def mode(dist: Distribution) -> torch.Tensor:
+        """The most likely action: arg-max of the logits, or the Gaussian mean."""
+        probs = getattr(dist, "probs", None)
+        return probs.argmax(-1) if probs is not None else dist.mean

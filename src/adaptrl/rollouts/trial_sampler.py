@@ -1,0 +1,170 @@
+"""Trial sampling for memory-based meta-RL (RL², Duan et al. 2016, §2.2).
+
+A *trial* is ``E`` consecutive episodes of the same task, played by a recurrent policy
+whose hidden state is carried from one episode to the next and reset (to zeros) only
+between trials. The env's ``episodes`` dimension holds independent trials: an env made
+with ``episodes_per_task = m`` runs ``m`` trials of every task side by side, and the
+``E`` episodes of a trial are played one after the other with ``env.reset()`` between
+them (the built-in envs never autoreset).
+
+All ``tasks x trials`` slots move together: one policy step and one env step per time
+step, no Python loop over tasks or trials. A slot whose episode has ended (the env froze
+it) does not advance its hidden state or its "previous transition" feedback, so the
+padding steps are invisible to the agent; they carry ``masks = 0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Protocol
+
+import torch
+from torch.distributions import Distribution
+
+from adaptrl.models.functional import Params
+from adaptrl.rollouts.trajectories import Trajectories
+from adaptrl.tasks.base import BatchedEnv
+
+
+class RecurrentPolicy(Protocol):
+    """What the trial sampler needs of a policy (see :class:`adaptrl.models.recurrent.RecurrentPolicy`)."""
+
+    input_dim: int
+
+    def encode(self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor,
+               prev_done: torch.Tensor) -> torch.Tensor: ...
+
+    def initial_feedback(self, batch: tuple[int, ...], device: torch.device
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+    def initial_state(self, batch: tuple[int, ...], device: torch.device) -> torch.Tensor: ...
+
+    def step(self, x: torch.Tensor, h: torch.Tensor, params: Params | None = None
+             ) -> tuple[Distribution, torch.Tensor]: ...
+
+    def sample(self, dist: Distribution, generator: torch.Generator) -> torch.Tensor: ...
+
+    def mode(self, dist: Distribution) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class Trials:
+    """Sampled trials: per-step data plus the recurrent inputs the policy saw.
+
+    ``steps`` is a :class:`Trajectories` shaped ``[T, tasks, trials, ...]`` with
+    ``T = episodes * horizon``: episode ``k`` of a trial occupies time steps
+    ``[k * horizon, (k + 1) * horizon)``. ``inputs [T, tasks, trials, input_dim]`` are the
+    GRU inputs ``x_t`` (zeros on padding), so the update can re-run the policy over the
+    whole trial without rebuilding them.
+    """
+
+    steps: Trajectories
+    inputs: torch.Tensor
+    episodes: int
+
+    @property
+    def num_steps(self) -> int:
+        """Environment steps actually taken (live transitions)."""
+        return self.steps.num_steps
+
+    def episode_returns(self) -> torch.Tensor:
+        """Undiscounted return of the ``k``-th episode of every trial, ``[episodes, tasks, trials]``."""
+        r = self.steps.rewards * self.steps.masks
+        return r.reshape(self.episodes, -1, *r.shape[1:]).sum(1)
+
+    def trial_returns(self) -> torch.Tensor:
+        """Total undiscounted reward of every trial, ``[tasks, trials]``."""
+        return (self.steps.rewards * self.steps.masks).sum(0)
+
+    def flatten(self) -> Trials:
+        """Every trial as its own row: shapes ``[T, tasks * trials, 1, ...]``."""
+        def rows(x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(x.shape[0], -1, 1, *x.shape[3:])
+        steps = replace(self.steps, **{f.name: rows(getattr(self.steps, f.name))
+                                       for f in fields(self.steps)})
+        return Trials(steps, rows(self.inputs), self.episodes)
+
+    def compact(self) -> Trials:
+        """Reorder time so that every trial's live steps come first, padding last.
+
+        A trial whose episodes ended early (a terminal state before the horizon) has
+        padding *between* its episodes; a GRU run over the whole sequence would step
+        through it. After this stable reorder (live steps keep their order) each trial is
+        one contiguous sequence of live steps followed by padding, which a sequence model
+        can run in one call, and the next live step is always at ``t + 1`` (what GAE over
+        a whole trial needs). The episode layout of :meth:`episode_returns` is lost, so
+        compute per-episode statistics before. Without padding this is the identity.
+        """
+        masks = self.steps.masks
+        if bool((masks > 0).all()):
+            return self
+        order = torch.argsort((masks <= 0).to(torch.int8), dim=0, stable=True)
+
+        def take(x: torch.Tensor) -> torch.Tensor:
+            index = order.reshape(*order.shape, *([1] * (x.dim() - order.dim())))
+            return x.gather(0, index.expand_as(x))
+        steps = replace(self.steps, **{f.name: take(getattr(self.steps, f.name))
+                                       for f in fields(self.steps)})
+        return Trials(steps, take(self.inputs), self.episodes)
+
+
+def _keep(alive: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """``new`` where ``alive`` (``[n, m]``), else ``old`` (trailing dims broadcast)."""
+    mask = alive.reshape(*alive.shape, *([1] * (new.dim() - alive.dim())))
+    return torch.where(mask, new, old)
+
+
+@torch.no_grad()
+def sample_trials(env: BatchedEnv, policy: RecurrentPolicy, params: Params | None,
+                  episodes: int, generator: torch.Generator,
+                  deterministic: bool = False) -> Trials:
+    """Play one trial of ``episodes`` episodes in every ``[task, trial]`` slot of ``env``.
+
+    The hidden state starts at zeros, is carried across the episodes and only advances on
+    live steps; the first input of episode ``k > 0`` reports the last action and reward of
+    episode ``k - 1`` with the done flag set. ``deterministic`` takes the most likely
+    action instead of sampling.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    H = env.horizon
+    n, m, dev = env.num_tasks, env.episodes_per_task, env.device
+    T = episodes * H
+    h = policy.initial_state((n, m), dev)
+    prev_action, prev_reward, prev_done = policy.initial_feedback((n, m), dev)
+    inputs = torch.zeros(T, n, m, policy.input_dim, device=dev)
+    rewards = torch.zeros(T, n, m, device=dev)
+    masks = torch.zeros(T, n, m, device=dev)
+    terminated = torch.zeros(T, n, m, dtype=torch.bool, device=dev)
+    log_probs = torch.zeros(T, n, m, device=dev)
+    observations: torch.Tensor | None = None
+    actions: torch.Tensor | None = None
+    for k in range(episodes):
+        obs = env.reset(generator)
+        if observations is None:
+            observations = torch.zeros(T, *obs.shape, device=dev, dtype=obs.dtype)
+        alive = torch.ones(n, m, dtype=torch.bool, device=dev)
+        for t in range(k * H, (k + 1) * H):
+            x = policy.encode(obs, prev_action, prev_reward, prev_done)
+            dist, h_new = policy.step(x, h, params)
+            act = policy.mode(dist) if deterministic else policy.sample(dist, generator)
+            if actions is None:
+                actions = torch.zeros(T, *act.shape, device=dev, dtype=act.dtype)
+            res = env.step(act)
+            observations[t], actions[t], inputs[t] = obs, act, x
+            log_probs[t], masks[t] = dist.log_prob(act), alive
+            rewards[t] = res.reward * alive
+            terminated[t] = res.terminated & alive
+            done = res.terminated | res.truncated
+            h = _keep(alive, h_new, h)
+            prev_action = _keep(alive, act, prev_action)
+            prev_reward = _keep(alive, res.reward, prev_reward)
+            prev_done = _keep(alive, done.to(prev_done.dtype), prev_done)
+            alive = alive & ~done
+            obs = res.observation
+            if not bool(alive.any()):
+                break
+    assert observations is not None and actions is not None
+    keep = masks.reshape(*masks.shape, *([1] * (inputs.dim() - masks.dim())))
+    steps = Trajectories(observations, actions, rewards, masks, terminated, log_probs * masks)
+    return Trials(steps, inputs * keep, episodes)

@@ -1,0 +1,119 @@
+"""``cartpole-physics``: Gymnasium's ``CartPole-v1`` in batched torch, with task-varied physics.
+
+The dynamics are those of Barto, Sutton & Anderson (1983) as Gymnasium 1.x writes them
+(explicit Euler, ``tau = 0.02`` s): with ``F = +-force_mag``, ``m_t = cart_mass + pole_mass``
+and ``l`` the pole's *half* length (Gymnasium's ``length``)::
+
+    temp      = (F + pole_mass * l * thetadot^2 * sin theta) / m_t
+    thetaacc  = (g sin theta - cos theta * temp) / (l * (4/3 - pole_mass cos^2 theta / m_t))
+    xacc      = temp - pole_mass * l * thetaacc * cos theta / m_t
+
+Observation ``[x, xdot, theta, thetadot]`` (float32; the state is kept in ``dtype``,
+float64 by default as Gymnasium does). Action ``Discrete(2)``: 0 pushes left, 1 right.
+Reward 1 for every step, the terminating step included. *Terminated* when ``|x| > 2.4``
+or ``|theta| > 12 deg``; *truncated* at ``horizon`` (500 as ``CartPole-v1``). The initial
+state is ``U(-0.05, 0.05)^4`` drawn from the generator given to ``reset``.
+
+A task is five scalars, each uniform over its range (default 0.5x .. 2x of Gymnasium's
+value): ``gravity`` [4.9, 19.6], ``cart_mass`` [0.5, 2], ``pole_mass`` [0.05, 0.2],
+``length`` (half length) [0.25, 1], ``force_mag`` [5, 20]. At Gymnasium's values the
+env matches ``CartPole-v1`` step for step (tests/tasks/test_physics_known_answer.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from adaptrl.tasks.base import Split, StepResult, Tasks
+from adaptrl.tasks.common import (
+    EpisodeClock, Range, check_dtype, check_int, check_range, check_some_range_varies,
+    draw_uniform_params, freeze)
+from adaptrl.tasks.splits import sample_split
+
+GYMNASIUM_DEFAULTS: dict[str, float] = {
+    "gravity": 9.8, "cart_mass": 1.0, "pole_mass": 0.1, "length": 0.5, "force_mag": 10.0}
+TAU = 0.02
+X_THRESHOLD = 2.4
+THETA_THRESHOLD = 12 * 2 * math.pi / 360
+
+
+class CartPoleEnv:
+    """``tasks x episodes`` cart-poles stepped together; no autoreset.
+
+    ``state`` (``[tasks, episodes, 4]``, in ``dtype``) is the exact physical state.
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], episodes_per_task: int, horizon: int,
+                 dtype: torch.dtype, device: torch.device) -> None:
+        col = {k: v.to(device, dtype).unsqueeze(1) for k, v in params.items()}  # [n, 1]
+        self.device, self.dtype = device, dtype
+        self.num_tasks = col["gravity"].shape[0]
+        self.episodes_per_task, self.horizon = episodes_per_task, horizon
+        self.gravity, self.length = col["gravity"], col["length"]
+        self.pole_mass, self.force_mag = col["pole_mass"], col["force_mag"]
+        self.total_mass = col["pole_mass"] + col["cart_mass"]
+        self.polemass_length = col["pole_mass"] * col["length"]
+        self.clock = EpisodeClock(self.num_tasks, episodes_per_task, horizon, device)
+        self.state = torch.zeros(self.num_tasks, episodes_per_task, 4, dtype=dtype,
+                                 device=device)
+
+    def reset(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        self.clock.reset()
+        u = torch.rand(self.state.shape, generator=generator, dtype=self.dtype,
+                       device=self.device)
+        self.state = -0.05 + 0.1 * u
+        return self.state.float()
+
+    def step(self, action: torch.Tensor) -> StepResult:
+        live = self.clock.live
+        x, x_dot, theta, theta_dot = self.state.unbind(-1)
+        force = torch.where(action == 1, self.force_mag, -self.force_mag)
+        cos, sin = theta.cos(), theta.sin()
+        temp = (force + self.polemass_length * theta_dot.square() * sin) / self.total_mass
+        theta_acc = (self.gravity * sin - cos * temp) / (
+            self.length * (4.0 / 3.0 - self.pole_mass * cos.square() / self.total_mass))
+        x_acc = temp - self.polemass_length * theta_acc * cos / self.total_mass
+        new = torch.stack([x + TAU * x_dot, x_dot + TAU * x_acc,
+                           theta + TAU * theta_dot, theta_dot + TAU * theta_acc], -1)
+        self.state = freeze(live, new, self.state)
+        x, theta = self.state[..., 0], self.state[..., 2]
+        terminal = (x.abs() > X_THRESHOLD) | (theta.abs() > THETA_THRESHOLD)
+        terminated, truncated = self.clock.tick(live, terminal)
+        return StepResult(self.state.float(), live.float(), terminated, truncated)
+
+
+class CartPolePhysics:
+    """Task family ``cartpole-physics`` (module docstring: dynamics, ranges, episode ends)."""
+
+    name = "cartpole-physics"
+
+    def __init__(self, gravity_range: Range = (4.9, 19.6), cart_mass_range: Range = (0.5, 2.0),
+                 pole_mass_range: Range = (0.05, 0.2), length_range: Range = (0.25, 1.0),
+                 force_mag_range: Range = (5.0, 20.0), horizon: int = 500,
+                 dtype: str = "float64") -> None:
+        given = {"gravity": gravity_range, "cart_mass": cart_mass_range,
+                 "pole_mass": pole_mass_range, "length": length_range,
+                 "force_mag": force_mag_range}
+        self.ranges = {k: check_range(f"{k}_range", v, 0.0, strict_minimum=True)
+                       for k, v in given.items()}
+        check_some_range_varies(self.name, {f"{k}_range": v for k, v in self.ranges.items()})
+        self.horizon = check_int("horizon", horizon, 1)
+        self.dtype = check_dtype("dtype", dtype)
+        high = np.array([X_THRESHOLD * 2, np.inf, THETA_THRESHOLD * 2, np.inf], np.float32)
+        self.observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+
+    def _draw(self, n: int, generator: torch.Generator) -> Tasks:
+        return draw_uniform_params(self.ranges, n, generator)
+
+    def sample(self, n: int, split: Split, generator: torch.Generator) -> Tasks:
+        return sample_split(self._draw, n, split, generator)
+
+    def make_env(self, tasks: Tasks, episodes_per_task: int,
+                 device: torch.device | str = "cpu") -> CartPoleEnv:
+        return CartPoleEnv(tasks.params, episodes_per_task, self.horizon, self.dtype,
+                           torch.device(device))

@@ -1,0 +1,129 @@
+"""``pendulum-physics``: Gymnasium's ``Pendulum-v1`` in batched torch, with task-varied physics.
+
+Gymnasium 1.x dynamics (semi-implicit Euler, ``dt = 0.05`` s), extended by a viscous
+damping torque ``-b * thetadot`` (``b = 0`` is Gymnasium's pendulum)::
+
+    u            = clip(action, -max_torque, max_torque)
+    cost         = normalize(theta)^2 + 0.1 thetadot^2 + 0.001 u^2,   reward = -cost
+    thetadot'    = clip(thetadot + (3 g / (2 l) sin theta + 3 / (m l^2) (u - b thetadot)) dt,
+                        -8, 8)
+    theta'       = theta + thetadot' dt
+
+``theta = 0`` is upright. Observation ``[cos theta, sin theta, thetadot]`` (float32; the
+state is kept in ``dtype``, float64 by default). Action ``Box(-max_torque, max_torque,
+(1,))`` (``max_torque = 2`` as Gymnasium). No terminal states; *truncated* at ``horizon``
+(200, Gymnasium's time limit). The initial state is ``theta ~ U[-pi, pi]``,
+``thetadot ~ U[-1, 1]`` from the generator given to ``reset``.
+
+A task is four scalars, each uniform over its range: ``gravity`` [5, 20] (Gymnasium 10),
+``mass`` [0.5, 2] (1), ``length`` [0.5, 2] (1), ``damping`` [0, 0.5] (0). At Gymnasium's
+values the env matches ``Pendulum-v1`` step for step
+(tests/tasks/test_physics_known_answer.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from adaptrl.tasks.base import Split, StepResult, Tasks
+from adaptrl.tasks.common import (
+    EpisodeClock, Range, check_dtype, check_int, check_positive, check_range,
+    check_some_range_varies, draw_uniform_params, freeze)
+from adaptrl.tasks.splits import sample_split
+
+GYMNASIUM_DEFAULTS: dict[str, float] = {"gravity": 10.0, "mass": 1.0, "length": 1.0,
+                                        "damping": 0.0}
+DT = 0.05
+MAX_SPEED = 8.0
+
+
+def angle_normalize(theta: torch.Tensor) -> torch.Tensor:
+    """Wrap an angle into ``[-pi, pi)``."""
+    return torch.remainder(theta + math.pi, 2 * math.pi) - math.pi
+
+
+class PendulumEnv:
+    """``tasks x episodes`` pendulums stepped together; no autoreset.
+
+    ``state`` (``[tasks, episodes, 2]``: theta, thetadot, in ``dtype``) is the exact state.
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], episodes_per_task: int, horizon: int,
+                 max_torque: float, dtype: torch.dtype, device: torch.device) -> None:
+        col = {k: v.to(device, dtype).unsqueeze(1) for k, v in params.items()}  # [n, 1]
+        self.device, self.dtype = device, dtype
+        self.num_tasks = col["gravity"].shape[0]
+        self.episodes_per_task, self.horizon = episodes_per_task, horizon
+        self.max_torque = max_torque
+        self.gravity_term = 3 * col["gravity"] / (2 * col["length"])
+        self.torque_term = 3.0 / (col["mass"] * col["length"] ** 2)
+        self.damping = col["damping"]
+        self.clock = EpisodeClock(self.num_tasks, episodes_per_task, horizon, device)
+        self.state = torch.zeros(self.num_tasks, episodes_per_task, 2, dtype=dtype,
+                                 device=device)
+        self.observation = self._observe()
+
+    def _observe(self) -> torch.Tensor:
+        theta, theta_dot = self.state.unbind(-1)
+        return torch.stack([theta.cos(), theta.sin(), theta_dot], -1).float()
+
+    def reset(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        self.clock.reset()
+        u = torch.rand(self.state.shape, generator=generator, dtype=self.dtype,
+                       device=self.device)
+        high = torch.tensor([math.pi, 1.0], dtype=self.dtype, device=self.device)
+        self.state = high * (2 * u - 1)
+        self.observation = self._observe()
+        return self.observation.clone()
+
+    def step(self, action: torch.Tensor) -> StepResult:
+        live = self.clock.live
+        theta, theta_dot = self.state.unbind(-1)
+        u = action[..., 0].clamp(-self.max_torque, self.max_torque).to(self.dtype)
+        cost = angle_normalize(theta).square() + 0.1 * theta_dot.square() + 0.001 * u.square()
+        acc = self.gravity_term * theta.sin() + self.torque_term * (u - self.damping * theta_dot)
+        new_theta_dot = (theta_dot + acc * DT).clamp(-MAX_SPEED, MAX_SPEED)
+        new = torch.stack([theta + new_theta_dot * DT, new_theta_dot], -1)
+        self.state = freeze(live, new, self.state)
+        terminated, truncated = self.clock.tick(live)
+        self.observation = freeze(live, self._observe(), self.observation)
+        return StepResult(self.observation.clone(), (-cost * live).float(), terminated,
+                          truncated)
+
+
+class PendulumPhysics:
+    """Task family ``pendulum-physics`` (module docstring: dynamics, ranges, episode ends)."""
+
+    name = "pendulum-physics"
+
+    def __init__(self, gravity_range: Range = (5.0, 20.0), mass_range: Range = (0.5, 2.0),
+                 length_range: Range = (0.5, 2.0), damping_range: Range = (0.0, 0.5),
+                 max_torque: float = 2.0, horizon: int = 200, dtype: str = "float64") -> None:
+        self.ranges = {
+            "gravity": check_range("gravity_range", gravity_range, 0.0),
+            "mass": check_range("mass_range", mass_range, 0.0, strict_minimum=True),
+            "length": check_range("length_range", length_range, 0.0, strict_minimum=True),
+            "damping": check_range("damping_range", damping_range, 0.0),
+        }
+        check_some_range_varies(self.name, {f"{k}_range": v for k, v in self.ranges.items()})
+        self.max_torque = check_positive("max_torque", max_torque)
+        self.horizon = check_int("horizon", horizon, 1)
+        self.dtype = check_dtype("dtype", dtype)
+        high = np.array([1.0, 1.0, MAX_SPEED], dtype=np.float32)
+        self.observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
+        self.action_space = gym.spaces.Box(-max_torque, max_torque, (1,), np.float32)
+
+    def _draw(self, n: int, generator: torch.Generator) -> Tasks:
+        return draw_uniform_params(self.ranges, n, generator)
+
+    def sample(self, n: int, split: Split, generator: torch.Generator) -> Tasks:
+        return sample_split(self._draw, n, split, generator)
+
+    def make_env(self, tasks: Tasks, episodes_per_task: int,
+                 device: torch.device | str = "cpu") -> PendulumEnv:
+        return PendulumEnv(tasks.params, episodes_per_task, self.horizon, self.max_torque,
+                           self.dtype, torch.device(device))

@@ -1,0 +1,354 @@
+"""The gradient-based family: Reptile, Meta-SGD, first-order and PPO-outer MAML, aggregation.
+
+Known-answer tests of each outer rule on problems with a closed form, plus for every new
+algorithm a CLI smoke run (train, evaluate) and exact resume from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from adaptrl.adaptation.clipped import ClippedPolicyGradientAdapter
+from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
+from adaptrl.adaptation.sgd import StepSize, sgd_step
+from adaptrl.algorithms.aggregation import Aggregation, AggregationConfig, aggregation_weights
+from adaptrl.algorithms.common import InnerLoop, averaging_step
+from adaptrl.algorithms.reptile import Reptile, ReptileConfig
+from adaptrl.cli.main import app
+from adaptrl.experiment.compare import compare_runs, markdown_table
+from adaptrl.experiment.config import ConfigError, validate_config
+from adaptrl.experiment.learners import apply_init_from
+from adaptrl.experiment.run_dir import read_metrics
+from adaptrl.experiment.trainer import train
+from adaptrl.models.functional import Params, detach_params, is_batched, named_params
+from adaptrl.models.policies import PolicyConfig
+from adaptrl.optim.averaging import weighted_mean
+from adaptrl.rollouts.sampler import rollout
+from adaptrl.rollouts.trajectories import Trajectories
+from adaptrl.tasks import make
+
+runner = CliRunner()
+TINY_POLICY = PolicyConfig(hidden=[8, 8], activation="tanh")
+FAMILY = make("navigation-2d", horizon=10)
+
+
+def _generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# -- Reptile ----------------------------------------------------------------------------
+class QuadraticAdapter:
+    """Inner loss ``L_i(p) = 1/2 sum_k ||p_k - c_ik||^2`` per task; ignores the episodes.
+
+    ``k`` SGD steps of size ``a`` from ``theta`` give ``c_i + (1 - a)^k (theta - c_i)``.
+    """
+
+    def __init__(self, centers: Params) -> None:
+        self.centers = centers
+
+    def advantages(self, traj: Trajectories) -> torch.Tensor:
+        return torch.zeros_like(traj.rewards)
+
+    def step(self, params: Params, traj: Trajectories, adv: torch.Tensor, lr: StepSize, *,
+             first_order: bool, create_graph: bool = True) -> Params:
+        def loss(p: Params) -> torch.Tensor:
+            return sum(0.5 * (p[k] - self.centers[k]).pow(2).flatten(1).sum(1) for k in p)
+        batched = next(iter(params.values())).dim() == next(iter(self.centers.values())).dim()
+        return sgd_step(params, loss, lr, traj.num_tasks, batched=batched,
+                        first_order=first_order, create_graph=create_graph)
+
+
+@pytest.mark.parametrize("steps,eps", [(1, 1.0), (3, 0.5)])
+def test_reptile_outer_update_is_its_formula_on_a_quadratic(steps: int, eps: float) -> None:
+    n, lr = 4, 0.3
+    cfg = ReptileConfig(meta_batch_size=n, episodes_per_task=2, policy=TINY_POLICY,
+                        outer_lr=eps, inner={"steps": steps, "lr": lr})
+    learner = Reptile(FAMILY, cfg, _generator(), torch.device("cpu"))
+    theta = {k: v.detach().clone() for k, v in named_params(learner.policy).items()}
+    g = _generator(1)
+    centers = {k: torch.randn(n, *v.shape, generator=g) for k, v in theta.items()}
+    learner.inner.adapter = QuadraticAdapter(centers)
+    learner.meta_update(FAMILY.sample(n, "train", _generator(2)))
+    for k, t in theta.items():
+        phi = centers[k] + (1 - lr) ** steps * (t - centers[k])
+        expected = t + eps * (phi.mean(0) - t)
+        torch.testing.assert_close(named_params(learner.policy)[k].detach(), expected,
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_reptile_needs_no_query_and_counts_its_env_steps() -> None:
+    cfg = ReptileConfig(meta_batch_size=3, episodes_per_task=2, policy=TINY_POLICY,
+                        inner={"steps": 2})
+    learner = Reptile(FAMILY, cfg, _generator(), torch.device("cpu"))
+    before = copy.deepcopy(learner.policy.state_dict())
+    metrics = learner.meta_update(FAMILY.sample(3, "train", _generator(1)))
+    assert learner.env_steps == 2 * 3 * 2 * FAMILY.horizon  # 2 support batches, no query
+    assert {"return_pre", "return_post", "outer_distance"} <= set(metrics)
+    assert any(not torch.equal(before[k], v) for k, v in learner.policy.state_dict().items())
+
+
+# -- the shared inner loop --------------------------------------------------------------
+def _support(policy: torch.nn.Module, n: int = 3, seed: int = 0) -> Trajectories:
+    env = FAMILY.make_env(FAMILY.sample(n, "train", _generator(seed)), 4, "cpu")
+    return rollout(env, policy, None, _generator(seed + 1))
+
+
+def test_first_order_maml_gradient_is_the_detached_inner_gradient() -> None:
+    """FOMAML: d L(phi(theta)) / d theta = sum_i (d L_i / d phi_i) at the adapted phi_i."""
+    policy = TINY_POLICY.build(FAMILY.observation_space, FAMILY.action_space)
+    adapter = PolicyGradientAdapter(policy)
+    loop = InnerLoop(FAMILY, policy, adapter, 4, _generator(), torch.device("cpu"))
+    support, query = _support(policy, seed=0), _support(policy, seed=5)
+    supports = [(support, adapter.advantages(support))]
+    q_adv = adapter.advantages(query)
+    theta = named_params(policy)
+
+    phi = loop.adapt(theta, supports, 0.1, first_order=True, differentiable=True)
+    grads = torch.autograd.grad(adapter.loss(phi, query, q_adv).sum(), list(theta.values()))
+
+    phi_leaf = {k: v.detach().requires_grad_(True) for k, v in phi.items()}
+    per_task = torch.autograd.grad(adapter.loss(phi_leaf, query, q_adv).sum(),
+                                   list(phi_leaf.values()))
+    for g, gp in zip(grads, per_task):
+        torch.testing.assert_close(g, gp.sum(0), rtol=1e-5, atol=1e-7)
+    # and the second-order gradient is a different one
+    phi2 = loop.adapt(theta, supports, 0.1, first_order=False, differentiable=True)
+    grads2 = torch.autograd.grad(adapter.loss(phi2, query, q_adv).sum(), list(theta.values()))
+    assert any(not torch.allclose(a, b) for a, b in zip(grads, grads2))
+
+
+def test_clipped_inner_step_with_one_epoch_is_the_vpg_step() -> None:
+    policy = TINY_POLICY.build(FAMILY.observation_space, FAMILY.action_space)
+    traj = _support(policy)
+    vpg = PolicyGradientAdapter(policy)
+    ppo = ClippedPolicyGradientAdapter(policy, clip=0.2, epochs=1)
+    adv = vpg.advantages(traj)
+    theta = detach_params(named_params(policy))
+    a = vpg.step(theta, traj, adv, 0.1, first_order=True, create_graph=False)
+    b = ppo.step(theta, traj, adv, 0.1, first_order=True, create_graph=False)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+    c = ClippedPolicyGradientAdapter(policy, epochs=3).step(theta, traj, adv, 0.1,
+                                                            first_order=True, create_graph=False)
+    assert is_batched(c, policy) and any(not torch.allclose(a[k], c[k]) for k in a)
+    with pytest.raises(ValueError, match="epochs"):
+        ClippedPolicyGradientAdapter(policy, epochs=0)
+
+
+# -- aggregation --------------------------------------------------------------------------
+@pytest.mark.parametrize("weighting", ["uniform", "softmax", "topk"])
+def test_aggregation_weights_sum_to_one(weighting: str) -> None:
+    returns = torch.randn(7, generator=_generator(3)) * 30 - 50
+    w = aggregation_weights(returns, weighting, temperature=0.5, top_k=3)  # type: ignore[arg-type]
+    assert w.shape == (7,) and bool((w >= 0).all())
+    assert float(w.sum()) == pytest.approx(1.0, abs=1e-6)
+    if weighting == "topk":
+        assert set(torch.nonzero(w).flatten().tolist()) == set(torch.topk(returns, 3).indices.tolist())
+    if weighting == "softmax":  # a better validation return never gets less weight
+        order = torch.argsort(returns)
+        assert bool((w[order][1:] >= w[order][:-1]).all())
+        # the temperature is relative to the spread of the returns: scale-free
+        w10 = aggregation_weights(returns * 10, "softmax", temperature=0.5)
+        torch.testing.assert_close(w, w10)
+
+
+def test_aggregation_weights_reject_bad_input() -> None:
+    with pytest.raises(ValueError, match="top_k"):
+        aggregation_weights(torch.zeros(3), "topk", top_k=4)
+    with pytest.raises(ValueError, match="weighting"):
+        aggregation_weights(torch.zeros(3), "median")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sum to 1"):
+        weighted_mean({"w": torch.zeros(2, 3)}, torch.tensor([0.5, 0.6]))
+
+
+def test_one_weight_reproduces_that_policy_exactly() -> None:
+    policy = TINY_POLICY.build(FAMILY.observation_space, FAMILY.action_space)
+    g = _generator(4)
+    members = {k: torch.randn(5, *v.shape, generator=g) for k, v in named_params(policy).items()}
+    onehot = torch.zeros(5)
+    onehot[2] = 1.0
+    for k, v in weighted_mean(members, onehot).items():
+        assert torch.equal(v, members[k][2])
+    # the outer step with eps = 1 lands on it (theta - (theta - phi): up to rounding)
+    theta = named_params(policy)
+    optimizer = torch.optim.SGD(policy.parameters(), lr=1.0)
+    averaging_step(optimizer, theta, members, onehot)
+    for k, v in theta.items():
+        torch.testing.assert_close(v.detach(), members[k][2], rtol=0, atol=1e-6)
+
+
+def test_aggregation_round_with_top1_becomes_its_best_member(monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    cfg = AggregationConfig(meta_batch_size=3, episodes_per_task=2, policy=TINY_POLICY,
+                            weighting="topk", top_k=1, inner={"steps": 1})
+    learner = Aggregation(FAMILY, cfg, _generator(), torch.device("cpu"))
+    seen: dict[str, Params] = {}
+    original = learner._validate
+
+    def spy(members: Params) -> torch.Tensor:
+        seen.update(members)
+        return original(members)
+
+    monkeypatch.setattr(learner, "_validate", spy)
+    metrics = learner.meta_update(FAMILY.sample(3, "train", _generator(1)))
+    assert metrics["weight_max"] == 1.0
+    now = named_params(learner.policy)
+    matches = [i for i in range(3) if all(torch.allclose(now[k].detach(), v[i], rtol=0,
+                                                         atol=1e-6) for k, v in seen.items())]
+    assert len(matches) == 1
+
+
+def test_aggregation_config_rejects_top_k_above_batch() -> None:
+    with pytest.raises(ValueError, match="top_k"):
+        AggregationConfig(meta_batch_size=3, weighting="topk", top_k=5)
+
+
+# -- CLI smoke runs, exact resume, init_from, compare -------------------------------------
+ALGORITHMS: dict[str, dict[str, Any]] = {
+    "reptile": {"name": "reptile", "inner": {"steps": 2}},
+    "reptile-ppo-adam": {"name": "reptile", "inner": {"steps": 2, "rule": "ppo", "epochs": 2},
+                         "outer_optimizer": "adam", "outer_lr": 0.01},
+    "aggregation": {"name": "aggregation", "inner": {"steps": 2}, "validation_tasks": 2,
+                    "validation_episodes": 1},
+}
+
+
+def _config(tiny_config: dict[str, Any], algo: dict[str, Any]) -> dict[str, Any]:
+    cfg = copy.deepcopy(tiny_config)
+    cfg["algorithm"] = {**copy.deepcopy(algo), "meta_batch_size": 3, "episodes_per_task": 3,
+                        "policy": {"hidden": [8, 8], "activation": "tanh"}}
+    return cfg
+
+
+@pytest.mark.parametrize("key", sorted(ALGORITHMS))
+def test_cli_train_and_evaluate(key: str, tmp_path: Path, tiny_config: dict[str, Any]) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(_config(tiny_config, ALGORITHMS[key])))
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["train", str(path), "--run-dir", str(run), "--iterations", "2",
+                              "--set", "baselines.pretrained_iterations=1"])
+    assert res.exit_code == 0, res.output
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["algorithm"] == ALGORITHMS[key]["name"]
+    assert {"agent", "pretrained", "scratch"} <= set(ev["methods"])
+    res = runner.invoke(app, ["evaluate", str(run), "--tasks", "2", "--steps", "1"])
+    assert res.exit_code == 0, res.output
+
+
+def _strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows]
+
+
+def _train(cfg: dict[str, Any], path: Path, resume: bool = False) -> None:
+    exp, algo = validate_config(cfg)
+    train(exp, algo, path, resume=resume, baselines=False)
+
+
+@pytest.mark.parametrize("key", sorted(ALGORITHMS))
+def test_resume_is_exact(key: str, tmp_path: Path, tiny_config: dict[str, Any]) -> None:
+    cfg = _config(tiny_config, ALGORITHMS[key])
+    cfg["iterations"] = 3
+    _train(cfg, tmp_path / "full")
+    cfg["iterations"] = 1
+    _train(cfg, tmp_path / "split")
+    cfg["iterations"] = 3
+    _train(cfg, tmp_path / "split", resume=True)
+    full = _strip(read_metrics(tmp_path / "full" / "metrics.jsonl"))
+    assert len(full) == 3
+    assert _strip(read_metrics(tmp_path / "split" / "metrics.jsonl")) == full
+    a = torch.load(tmp_path / "full" / "checkpoints" / "latest.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "checkpoints" / "latest.pt", weights_only=True)
+    for k, v in a["learner"]["policy"].items():
+        assert torch.equal(v, b["learner"]["policy"][k])
+
+
+def test_init_from_loads_the_source_policy(tmp_path: Path, tiny_config: dict[str, Any]) -> None:
+    _train(_config(tiny_config, ALGORITHMS["aggregation"]), tmp_path / "agg")
+    cfg = _config(tiny_config, {**ALGORITHMS["reptile"], "init_from": str(tmp_path / "agg")})
+    exp, algo = validate_config(cfg)
+    learner = Reptile(FAMILY, algo, _generator(), torch.device("cpu"))  # type: ignore[arg-type]
+    apply_init_from(learner, algo)
+    source = torch.load(tmp_path / "agg" / "checkpoints" / "best.pt", weights_only=True)
+    for k, v in learner.policy.state_dict().items():
+        assert torch.equal(v, source["learner"]["policy"][k])
+    # training from it: iteration 0 starts at the aggregated policy
+    cfg["iterations"] = 1
+    _train(cfg, tmp_path / "rep")
+    bad = _config(tiny_config, {**ALGORITHMS["reptile"], "init_from": str(tmp_path / "agg")})
+    bad["algorithm"]["policy"]["hidden"] = [4]
+    exp, algo = validate_config(bad)
+    small = Reptile(FAMILY, algo, _generator(), torch.device("cpu"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="init_from"):
+        apply_init_from(small, algo)
+    exp, algo = validate_config(_config(tiny_config, {**ALGORITHMS["reptile"],
+                                                      "init_from": str(tmp_path / "none")}))
+    with pytest.raises(ConfigError, match="no checkpoints"):
+        apply_init_from(small, algo)
+
+
+def test_compare_scores_runs_on_the_same_tasks(tmp_path: Path,
+                                               tiny_config: dict[str, Any]) -> None:
+    for key in ("reptile", "aggregation"):
+        cfg = _config(tiny_config, ALGORITHMS[key])
+        exp, algo = validate_config(cfg)
+        train(exp, algo, tmp_path / key, baselines=(key == "reptile"))
+    runs = [tmp_path / "reptile", tmp_path / "aggregation"]
+    result = compare_runs(runs, num_tasks=3, seed=7, steps=1)
+    methods = [r["method"] for r in result["rows"]]
+    assert methods[:2] == ["reptile", "aggregation"]
+    assert {"pretrained", "scratch"} <= set(methods)
+    for r in result["rows"]:
+        assert r["steps"] == [0, 1] and len(r["mean"]) == 2
+    rows = {r["method"]: r for r in result["rows"]}
+    assert rows["reptile"]["env_steps"] == read_metrics(runs[0] / "metrics.jsonl")[-1]["env_steps"]
+    assert rows["pretrained"]["iterations"] == 2 and rows["scratch"]["env_steps"] is None
+    table = markdown_table(result)
+    assert "| method | algorithm | 0 steps | 1 step |" in table
+    assert table.count("\n| ") == len(result["rows"]) + 1
+    # the same call again gives the same numbers (fixed evaluation seed)
+    again = compare_runs(runs, num_tasks=3, seed=7, steps=1)
+    assert again["rows"] == result["rows"]
+
+    res = runner.invoke(app, ["compare", *map(str, runs), "--out", str(tmp_path / "cmp"),
+                              "--tasks", "3", "--seed", "7", "--steps", "1"])
+    assert res.exit_code == 0, res.output
+    assert "| reptile | reptile |" in res.output
+    assert (tmp_path / "cmp" / "adaptation_curves.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"] == result["rows"]
+
+
+def test_compare_refuses_runs_on_different_families(tmp_path: Path,
+                                                    tiny_config: dict[str, Any]) -> None:
+    a = _config(tiny_config, ALGORITHMS["reptile"])
+    b = copy.deepcopy(a)
+    b["family"]["params"]["horizon"] = 12
+    _train(a, tmp_path / "a")
+    _train(b, tmp_path / "b")
+    with pytest.raises(ConfigError, match="share the task family"):
+        compare_runs([tmp_path / "a", tmp_path / "b"])
+    res = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert res.exit_code == 2 and "family" in res.output
+
+
+def test_aggregation_baseline_is_trained_and_evaluated(tmp_path: Path,
+                                                       tiny_config: dict[str, Any]) -> None:
+    cfg = _config(tiny_config, ALGORITHMS["reptile"])
+    cfg["evaluation"]["baselines"] = ["aggregation", "scratch"]
+    cfg["baselines"] = {"aggregation_iterations": 1}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["train", str(path), "--run-dir", str(run)])
+    assert res.exit_code == 0, res.output
+    assert len(read_metrics(run / "baselines" / "aggregation" / "metrics.jsonl")) == 1
+    assert not (run / "baselines" / "pretrained").exists()
+    ev = json.loads((run / "eval.json").read_text())
+    assert set(ev["methods"]) == {"agent", "aggregation", "scratch"}
