@@ -13,7 +13,7 @@ PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt $(
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) -e ".[test,tensorboard]"
+	$(PIP) -e ".[test,tensorboard,mujoco,metaworld]"
 	touch $@
 
 install: $(VENV)/.installed

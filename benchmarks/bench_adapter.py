@@ -15,9 +15,10 @@ process's CPU time (``time.process_time``; everything runs in one thread), so th
 processes on a shared machine disturb the comparison less than wall-clock time would.
 Episodes of the two sides alternate and the median episode is reported for each side.
 The adapter's own work (its time per step outside the vector env's ``reset`` / ``step``,
-two ``process_time`` calls of ~2 us each included) is also reported: it is measured within the same calls, so background load
-barely moves it, while the side-by-side figure moves by a few percent from run to run on
-a busy machine.
+two ``process_time`` calls of ~2 us each included) is also reported. Both figures move by
+a few percent from run to run on a busy machine: interleaving torch with the env's Python
+code makes each evict the other from the CPU caches, so the vector env also steps a little
+slower inside the adapter than alone.
 Use an env without early termination (Pendulum, HalfCheetah): with early ends the adapter
 stops stepping frozen sub-envs while raw gymnasium keeps autoresetting them, which is no
 longer a like-for-like comparison.

@@ -57,6 +57,12 @@ def test_trials_are_deterministic_under_a_seed(policy: object) -> None:
     assert first.shape == (64, 30) and set(first.unique().tolist()) <= {0.0, 1.0}
 
 
+def test_ucb1_without_bonus_is_greedy() -> None:
+    p = torch.rand(64, 5, generator=gen(2))
+    assert torch.equal(run_bandit(UCB1(c=0.0, prior=(1.0, 1.0)), p, 40, gen(3)),
+                       run_bandit(Greedy(), p, 40, gen(3)))
+
+
 def test_ucb1_settles_on_a_dominant_arm() -> None:
     p = torch.tensor([[0.9, 0.1, 0.1]]).expand(50, 3)
     state_pulls = torch.zeros(50, 3)

@@ -98,6 +98,18 @@ def test_trials_are_deterministic_under_a_seed(agent: object) -> None:
     assert torch.equal(first, run_mdp(agent, *args, gen(9), horizon=5))
 
 
+@pytest.mark.parametrize("agent, same_as", [
+    (OptimisticPSRL(samples=1), PSRL()),  # the max over one sample is that sample
+    (EpsilonGreedyMDP(epsilon=0.0), GreedyMDP()),
+])
+def test_degenerate_hyperparameters_reduce_to_the_simpler_agent(agent: object,
+                                                                same_as: object) -> None:
+    tasks = TabularMDP(5, 3, horizon=4).sample(32, "test", gen(4))
+    args = (tasks.params["transitions"], tasks.params["reward_mean"], 6)
+    assert torch.equal(run_mdp(agent, *args, gen(5), horizon=4),
+                       run_mdp(same_as, *args, gen(5), horizon=4))
+
+
 def test_psrl_converges_to_the_optimal_return_on_a_deterministic_mdp() -> None:
     transitions, rewards = two_state_mdp(200)
     horizon = 5  # optimal: move at once, then 4 x 2 = 8; staying earns only 5

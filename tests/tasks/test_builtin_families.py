@@ -257,6 +257,7 @@ def test_tracking_with_hidden_targets_drops_the_target_block() -> None:
     (CartPolePhysics, {"pole_mass_range": (0.0, 0.1)}, "pole_mass_range"),
     (CartPolePhysics, {"dtype": "float16"}, "dtype"),
     (CartPolePhysics, {"horizon": 0}, "horizon"),
+    (CartPolePhysics, {"reversed_fraction": 1.5}, "reversed_fraction"),
     (CartPolePhysics, {"gravity_range": (9.8, 9.8), "cart_mass_range": (1, 1),
                        "pole_mass_range": (0.1, 0.1), "length_range": (0.5, 0.5),
                        "force_mag_range": (10, 10)}, "at least one of"),

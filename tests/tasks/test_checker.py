@@ -23,7 +23,8 @@ def _build(spec: FamilySpec) -> Any:
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param(name, marks=[pytest.mark.extra] if spec.extra else [])
+    # simulator-backed families (extras) take 10-50 s each here: they run with -m slow
+    pytest.param(name, marks=[pytest.mark.extra, pytest.mark.slow] if spec.extra else [])
     for name, spec in registered().items()])
 def test_every_registered_family_passes_the_checker(name: str) -> None:
     spec = registered()[name]

@@ -46,6 +46,7 @@ def test_cartpole_matches_gymnasium_step_for_step(varied: bool) -> None:
     n, e, steps = 3, 4, 200
     family = CartPolePhysics(horizon=steps)
     tasks = _tasks(cartpole.GYMNASIUM_DEFAULTS, n, varied)
+    tasks = Tasks({**tasks.params, "force_sign": torch.ones(n)})
     env = family.make_env(tasks, e)
     ours = env.reset(torch.Generator().manual_seed(1))
     rng = np.random.default_rng(0)
@@ -148,3 +149,20 @@ def test_cartpole_longer_pole_falls_slower() -> None:
         done = env.step(torch.zeros(2, 1, dtype=torch.long)).terminated[:, 0]
         fell_at = torch.where(done & (fell_at == 0), torch.tensor(float(t)), fell_at)
     assert 0 < fell_at[0] < fell_at[1]
+
+
+def test_reversed_cartpole_mirrors_the_actions() -> None:
+    """A reversed task (force_sign -1) under action a is the normal task under 1 - a."""
+    family = CartPolePhysics(reversed_fraction=0.5)
+    params = {k: torch.full((2,), v, dtype=torch.float64)
+              for k, v in cartpole.GYMNASIUM_DEFAULTS.items()}
+    params["force_sign"] = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    env = family.make_env(Tasks(params), 3)
+    env.reset(torch.Generator().manual_seed(0))
+    env.state[1] = env.state[0]
+    actions = torch.randint(2, (30, 3), generator=torch.Generator().manual_seed(1))
+    for a in actions:
+        result = env.step(torch.stack([a, 1 - a]))
+        assert torch.equal(result.observation[0], result.observation[1])
+    signs = family.sample(2000, "train", torch.Generator().manual_seed(2)).params["force_sign"]
+    assert set(signs.tolist()) == {-1.0, 1.0} and abs(float((signs < 0).float().mean()) - 0.5) < 0.05

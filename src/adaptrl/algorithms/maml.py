@@ -13,6 +13,11 @@ The inner loss is REINFORCE with the per-task linear baseline; the outer step is
 functions of theta *through* the inner update: second-order by default, first-order
 (FOMAML) with ``inner.first_order``. With ``inner.steps = 0`` the same learner is plain
 multi-task TRPO: the paper's *pretrained* baseline.
+
+Cost (see ``benchmarks/bench_maml.py``): the inner steps are taken differentiably while
+sampling and their graphs reused by the outer loss; TRPO's metric, the KL Hessian through
+the inner loop, is applied as ``J^T F J`` (exact at theta_old, no third derivatives), on
+``trpo.fisher_fraction`` of the episodes.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any, Callable, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from torch.distributions import Distribution
 
 from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
 from adaptrl.adaptation.sgd import StepJacobian
@@ -132,9 +138,10 @@ class MAML:
                 kl = mean_kl(old_dist, dist, query.masks).mean()
             return loss, kl
 
+        # the outer loss at theta_old reuses the graphs of the inner steps taken while sampling
         loss = importance_loss(trajectory_distribution(self.policy, query, phi), query,
                                q_adv).mean()
-        metric = self._metric(supports, points, jacobians, query, phi_old)
+        metric = self._metric(supports, points, jacobians, query, phi_old, old_dist)
         info = trpo_step(list(self.policy.parameters()), surrogate, cfg.trpo,
                          fisher_product=metric, loss=loss)
         pre = supports[0][0] if supports else query
@@ -143,8 +150,8 @@ class MAML:
                 **{f"trpo/{k}": v for k, v in info.items()}}
 
     def _metric(self, supports: list[Support], points: list[Params],
-                jacobians: list[StepJacobian], query: Trajectories, phi_old: Params
-                ) -> Callable[[torch.Tensor], torch.Tensor]:
+                jacobians: list[StepJacobian], query: Trajectories, phi_old: Params,
+                old_dist: Distribution) -> Callable[[torch.Tensor], torch.Tensor]:
         """The TRPO metric: the Hessian of the mean KL through the inner loop, at theta_old.
 
         Exactly ``J^T F J`` (:func:`adaptrl.optim.fisher.pullback_metric`): ``F`` is the
@@ -164,11 +171,12 @@ class MAML:
                 self.adapter.step_with_jacobian(start, traj.select_episodes(sub), adv[:, :, sub],
                                                 cfg.inner.lr, first_order=cfg.inner.first_order)[1]
                 for start, (traj, adv) in zip(points, supports)]
+            with torch.no_grad():
+                old_dist = trajectory_distribution(self.policy, query, phi_old)
         leaf = {k: v.detach().requires_grad_(True) for k, v in phi_old.items()}
-        with torch.no_grad():
-            old = trajectory_distribution(self.policy, query, phi_old)
         with torch.enable_grad():
-            kl = mean_kl(old, trajectory_distribution(self.policy, query, leaf), query.masks)
+            kl = mean_kl(old_dist, trajectory_distribution(self.policy, query, leaf),
+                         query.masks)
             fisher = KLHessian(kl.mean(), leaf)
         theta = named_params(self.policy)
         product = pullback_metric(fisher, jacobians, query.num_tasks if supports else None)

@@ -1,6 +1,7 @@
 """The meta-test protocol, statistics and classic baselines."""
 
-from adaptrl.evaluation.protocol import adaptation_curve, gradient_curve, oracle_curve
+from adaptrl.evaluation.protocol import (adaptation_curve, adaptation_curves, gradient_curve,
+                                         oracle_curve)
 from adaptrl.evaluation.statistics import curve_summary, mean_ci95
 
-__all__ = ["adaptation_curve", "curve_summary", "gradient_curve", "mean_ci95", "oracle_curve"]
+__all__ = ["adaptation_curve", "adaptation_curves", "curve_summary", "gradient_curve", "mean_ci95", "oracle_curve"]

@@ -31,9 +31,15 @@ class EpisodicAgent(Protocol):
 
 
 def gradient_curve(family: TaskFamily, agent: GradientAgent, tasks: Tasks, steps: int,
-                   episodes: int, generator: torch.Generator, device: torch.device
+                   episodes: int, generator: torch.Generator, device: torch.device,
+                   successes: list[torch.Tensor] | None = None
                    ) -> tuple[torch.Tensor, list[Any]]:
-    """Scores ``[steps+1, tasks]`` after 0..K gradient steps, and the episodes of each step."""
+    """Scores ``[steps+1, tasks]`` after 0..K gradient steps, and the episodes of each step.
+
+    If the env reports task success (``env.last_success [tasks, episodes]``, e.g.
+    Meta-World) and ``successes`` is a list, the success rate per task of every step is
+    appended to it.
+    """
     env = family.make_env(tasks, episodes, device)
     params = expand_params(agent.initial_params(), len(tasks))
     scores, trajs = [], []
@@ -41,6 +47,9 @@ def gradient_curve(family: TaskFamily, agent: GradientAgent, tasks: Tasks, steps
         traj = rollout(env, agent.policy, params, generator)
         scores.append(traj.task_returns())
         trajs.append(traj)
+        success = getattr(env, "last_success", None)
+        if successes is not None and success is not None:
+            successes.append(success.float().mean(-1).cpu())
         if k < steps:
             params = agent.adapt(params, traj, k)
     return torch.stack(scores), trajs
@@ -53,13 +62,26 @@ def episodic_curve(family: TaskFamily, agent: EpisodicAgent, tasks: Tasks, steps
     return agent.episode_returns(family, tasks, steps + 1, episodes, generator, device)
 
 
+def adaptation_curves(family: TaskFamily, agent: Any, tasks: Tasks, steps: int, episodes: int,
+                      seed: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """``{"return": [steps+1, tasks]}`` plus ``"success"`` where the env reports success."""
+    generator = torch.Generator().manual_seed(seed)
+    if getattr(agent, "unit", "gradient_steps") == "episodes":
+        return {"return": episodic_curve(family, agent, tasks, steps, episodes, generator,
+                                         device)}
+    successes: list[torch.Tensor] = []
+    scores, _ = gradient_curve(family, agent, tasks, steps, episodes, generator, device,
+                               successes)
+    out = {"return": scores}
+    if successes:
+        out["success"] = torch.stack(successes)
+    return out
+
+
 def adaptation_curve(family: TaskFamily, agent: Any, tasks: Tasks, steps: int, episodes: int,
                      seed: int, device: torch.device) -> torch.Tensor:
     """The adaptation curve of any agent on ``tasks``, sampling from a generator seeded ``seed``."""
-    generator = torch.Generator().manual_seed(seed)
-    if getattr(agent, "unit", "gradient_steps") == "episodes":
-        return episodic_curve(family, agent, tasks, steps, episodes, generator, device)
-    return gradient_curve(family, agent, tasks, steps, episodes, generator, device)[0]
+    return adaptation_curves(family, agent, tasks, steps, episodes, seed, device)["return"]
 
 
 def oracle_curve(family: TaskFamily, tasks: Tasks, steps: int, episodes: int,

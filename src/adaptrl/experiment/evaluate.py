@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from adaptrl.algorithms.base import GradientAgent
-from adaptrl.evaluation.protocol import adaptation_curve, oracle_curve
+from adaptrl.evaluation.protocol import adaptation_curves, oracle_curve
 from adaptrl.evaluation.statistics import curve_summary
 from adaptrl.experiment.checkpoints import load_checkpoint
 from adaptrl.experiment.config import ConfigError, ExperimentConfig, read_yaml, validate_config
@@ -89,8 +89,13 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
     agents: dict[str, Any] = {"agent": agent}
     if unit == "gradient_steps" and baselines:
         agents.update(baseline_agents(run, config, algo_cfg, ev.step_sizes, s))
-    methods = {name: curve_summary(adaptation_curve(family, a, tasks, k, ev.episodes, s, device))
-               for name, a in agents.items()}
+    methods = {}
+    for name, a in agents.items():
+        curves = adaptation_curves(family, a, tasks, k, ev.episodes, s, device)
+        methods[name] = curve_summary(curves["return"])
+        if "success" in curves:  # Meta-World: success rate beside return
+            succ = curve_summary(curves["success"])
+            methods[name].update(success_mean=succ["mean"], success_ci95=succ["ci95"])
     if "oracle" in ev.baselines and baselines:
         oracle = oracle_curve(family, tasks, k, ev.episodes, device)
         if oracle is not None:

@@ -16,6 +16,7 @@ from adaptrl.evaluation.protocol import gradient_curve  # noqa: E402
 from adaptrl.experiment.evaluate import load_learner, load_run  # noqa: E402
 from adaptrl.experiment.learners import build_family  # noqa: E402
 from adaptrl.experiment.run_dir import RunDir, read_metrics  # noqa: E402
+from adaptrl.tasks.render import render_navigation_paths, render_paths  # noqa: E402
 
 COLORS = {"agent": "tab:blue", "pretrained": "tab:orange", "scratch": "tab:gray",
           "oracle": "tab:green"}
@@ -76,9 +77,8 @@ def plot_paths(run_path: Path, out: Path, num_tasks: int = 4, steps: int = 1,
     """2D paths on a few test tasks before and after adaptation (for 2D-position families)."""
     run, config, algo_cfg = load_run(run_path)
     family = build_family(config)
-    if family.observation_space.shape is None or len(family.observation_space.shape) != 1 \
-            or family.observation_space.shape[0] < 2:
-        return None
+    if config.family.name not in ("navigation-2d", "tracking-2d"):
+        return None  # only families whose observation starts with a 2D position
     learner = load_learner(run, config, algo_cfg, config.evaluation.checkpoint)
     agent = learner.agent(config.evaluation.step_sizes)
     if getattr(agent, "unit", "") != "gradient_steps":
@@ -86,20 +86,21 @@ def plot_paths(run_path: Path, out: Path, num_tasks: int = 4, steps: int = 1,
     g = torch.Generator().manual_seed(seed)
     tasks = family.sample(num_tasks, "test", g)
     _, trajs = gradient_curve(family, agent, tasks, steps, 1, g, torch.device(config.device))
-    draw = getattr(family, "draw_task", None)
     fig, axes = plt.subplots(1, num_tasks, figsize=(3.2 * num_tasks, 3.4), squeeze=False)
+    stages = {("before adaptation" if k == 0 else f"after {k} step{'s' if k > 1 else ''}"): t
+              for k, t in enumerate(trajs)}
     for i, ax in enumerate(axes[0]):
-        if draw is not None:
-            draw(ax, tasks[i])
-        for k, traj in enumerate(trajs):
-            n = int(traj.masks[:, i, 0].sum())
-            xy = traj.observations[: n + 1, i, 0, :2] if n < traj.horizon else \
-                traj.observations[:, i, 0, :2]
-            ax.plot(xy[:, 0], xy[:, 1], label="before adaptation" if k == 0 else
-                    f"after {k} step{'s' if k > 1 else ''}")
-        goal = tasks.params.get("goal")
-        if goal is not None and draw is None:
-            ax.plot(*goal[i].tolist(), "r*", markersize=12, label="goal")
+        one = {label: t.select_tasks(slice(i, i + 1)) for label, t in stages.items()}
+        if config.family.name == "tracking-2d":
+            for (label, t), color in zip(one.items(), ("tab:gray", "tab:blue", "tab:purple")):
+                render_paths(ax, tasks[i], t, label=label, color=color,
+                             arena_size=getattr(family, "arena_size", 1.0))
+        elif config.family.name == "navigation-2d":
+            render_navigation_paths(ax, tasks[i], one)
+        else:  # any family whose first two observation coordinates are a position
+            for label, t in one.items():
+                xy = t.observations[:, 0, 0, :2][t.masks[:, 0, 0] > 0]
+                ax.plot(xy[:, 0], xy[:, 1], label=label)
         ax.set_aspect("equal")
         ax.set_title(f"test task {i}")
         ax.grid(alpha=0.3)

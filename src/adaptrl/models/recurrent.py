@@ -68,8 +68,9 @@ class RecurrentPolicy(nn.Module):
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.act_dim = space_dims(action_space)
         if not self.discrete:
+            box: gym.spaces.Box = action_space  # type: ignore[assignment]
             low, high = (torch.as_tensor(np.asarray(b, np.float32)).flatten()
-                         for b in (action_space.low, action_space.high))  # type: ignore[attr-defined]
+                         for b in (box.low, box.high))
             bounded = bool(torch.isfinite(low).all() and torch.isfinite(high).all())
             self.register_buffer("act_low", low if bounded else torch.full_like(low, -1e9))
             self.register_buffer("act_high", high if bounded else torch.full_like(high, 1e9))

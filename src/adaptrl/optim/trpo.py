@@ -4,7 +4,8 @@ Solves ``F x = g`` with conjugate gradient, where ``F`` is the Hessian of the me
 (Fisher information) applied through Hessian-vector products, scales the step to the KL
 bound (``sqrt(2 delta / x^T F x)``, eq. in App. C) and backtracks until the surrogate
 improves and the KL bound holds. The surrogate may itself contain an inner adaptation
-step (MAML-TRPO): the Hessian-vector products then differentiate through it.
+step (MAML-TRPO): the metric is then the KL Hessian *through* it, best supplied as the
+exact, cheaper product ``J^T F J`` (:mod:`adaptrl.optim.fisher`) via ``fisher_product``.
 """
 
 from __future__ import annotations
@@ -28,9 +29,14 @@ class TRPOConfig(BaseModel):
     ls_steps: int = Field(15, ge=1, description="backtracking line-search steps")
     ls_ratio: float = Field(0.8, gt=0, lt=1, description="step shrink factor per backtrack")
     fisher_fraction: float = Field(
-        1.0, gt=0, le=1,
-        description="fraction of each task's episodes used for Fisher-vector products "
-                    "(Schulman 2016, §3.6: 10%% of the data suffices; 1.0 = exact)")
+        0.1, gt=0, le=1,
+        description="fraction of each task's episodes (at least one) on which the metric of "
+                    "the trust region (the KL Hessian, J^T F J through MAML's inner loop) "
+                    "is estimated; the gradient and the line search always use all the data. "
+                    "1.0 = the exact metric of the reference implementation. Default 0.1, "
+                    "the 10% of Schulman's thesis (2016): on navigation-2d it learns as well "
+                    "as 1.0 (held-out return after one step, 60 meta-iterations, 2 seeds) at "
+                    "a quarter of the time per meta-iteration")
 
 
 def conjugate_gradient(mvp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor,
@@ -104,7 +110,6 @@ def trpo_step(params: list[torch.nn.Parameter], surrogate: Surrogate, config: TR
     lagrange = torch.sqrt(shs.clamp_min(1e-12) / config.max_kl)
     full_step = (step_dir / lagrange).detach()
     old_loss = float(loss.detach())
-    del metric, fisher_product, grads, loss  # free the graphs before the line search
 
     info = {"grad_norm": float(g.norm())}
     info.update(backtracking_line_search(params, full_step, old_loss, surrogate, config))

@@ -27,7 +27,10 @@ from adaptrl.tasks.base import BatchedEnv
 
 
 class RecurrentPolicy(Protocol):
-    """What the trial sampler needs of a policy (see :class:`adaptrl.models.recurrent.RecurrentPolicy`)."""
+    """What the trial sampler needs of a policy.
+
+    See :class:`adaptrl.models.recurrent.RecurrentPolicy`.
+    """
 
     input_dim: int
 
@@ -68,7 +71,7 @@ class Trials:
         return self.steps.num_steps
 
     def episode_returns(self) -> torch.Tensor:
-        """Undiscounted return of the ``k``-th episode of every trial, ``[episodes, tasks, trials]``."""
+        """Undiscounted return of episode ``k`` of every trial: ``[episodes, tasks, trials]``."""
         r = self.steps.rewards * self.steps.masks
         return r.reshape(self.episodes, -1, *r.shape[1:]).sum(1)
 

@@ -1,6 +1,7 @@
 """Task families and their batched environments (the bottom layer of adaptrl)."""
 
 from adaptrl.tasks.bandits import BanditBernoulli
+from adaptrl.tasks.adapters import register_adapter_families
 from adaptrl.tasks.base import SPLITS, BatchedEnv, Split, StepResult, TaskFamily, Tasks
 from adaptrl.tasks.cartpole import CartPolePhysics
 from adaptrl.tasks.checker import check_task_family
@@ -23,6 +24,7 @@ register("cartpole-physics", CartPolePhysics,
          "CartPole-v1 with pole length, masses, gravity and force varied 0.5x..2x")
 register("pendulum-physics", PendulumPhysics,
          "Pendulum-v1 with length, mass, gravity and damping varied")
+register_adapter_families()  # MuJoCo / Meta-World families (imported lazily, extras)
 
 __all__ = ["SPLITS", "BanditBernoulli", "BatchedEnv", "CartPolePhysics", "Navigation2D",
            "PendulumPhysics", "Split", "StepResult", "TabularMDP", "TaskFamily", "Tasks",

@@ -16,8 +16,15 @@ state is ``U(-0.05, 0.05)^4`` drawn from the generator given to ``reset``.
 
 A task is five scalars, each uniform over its range (default 0.5x .. 2x of Gymnasium's
 value): ``gravity`` [4.9, 19.6], ``cart_mass`` [0.5, 2], ``pole_mass`` [0.05, 0.2],
-``length`` (half length) [0.25, 1], ``force_mag`` [5, 20]. At Gymnasium's values the
-env matches ``CartPole-v1`` step for step (tests/tasks/test_physics_known_answer.py).
+``length`` (half length) [0.25, 1], ``force_mag`` [5, 20]; and ``force_sign``, -1 with
+probability ``reversed_fraction`` (default 0) and +1 otherwise: a reversed task swaps
+the two push directions. At Gymnasium's values (sign +1) the env matches ``CartPole-v1``
+step for step (tests/tasks/test_physics_known_answer.py).
+
+Why reversed tasks: with physics alone, one robust balancing policy already scores
+near the horizon on every task (a MAML run at horizon 200 scored 200 before adapting),
+so there is nothing to adapt. Swapped controls cannot be handled without identifying
+the task, which makes adaptation necessary.
 """
 
 from __future__ import annotations
@@ -35,7 +42,8 @@ from adaptrl.tasks.common import (
 from adaptrl.tasks.splits import sample_split
 
 GYMNASIUM_DEFAULTS: dict[str, float] = {
-    "gravity": 9.8, "cart_mass": 1.0, "pole_mass": 0.1, "length": 0.5, "force_mag": 10.0}
+    "gravity": 9.8, "cart_mass": 1.0, "pole_mass": 0.1, "length": 0.5, "force_mag": 10.0,
+    "force_sign": 1.0}
 TAU = 0.02
 X_THRESHOLD = 2.4
 THETA_THRESHOLD = 12 * 2 * math.pi / 360
@@ -54,7 +62,9 @@ class CartPoleEnv:
         self.num_tasks = col["gravity"].shape[0]
         self.episodes_per_task, self.horizon = episodes_per_task, horizon
         self.gravity, self.length = col["gravity"], col["length"]
-        self.pole_mass, self.force_mag = col["pole_mass"], col["force_mag"]
+        self.pole_mass = col["pole_mass"]
+        sign = col.get("force_sign")  # absent in hand-made tasks: +1
+        self.force_mag = col["force_mag"] if sign is None else col["force_mag"] * sign
         self.total_mass = col["pole_mass"] + col["cart_mass"]
         self.polemass_length = col["pole_mass"] * col["length"]
         self.clock = EpisodeClock(self.num_tasks, episodes_per_task, horizon, device)
@@ -93,14 +103,18 @@ class CartPolePhysics:
 
     def __init__(self, gravity_range: Range = (4.9, 19.6), cart_mass_range: Range = (0.5, 2.0),
                  pole_mass_range: Range = (0.05, 0.2), length_range: Range = (0.25, 1.0),
-                 force_mag_range: Range = (5.0, 20.0), horizon: int = 500,
-                 dtype: str = "float64") -> None:
+                 force_mag_range: Range = (5.0, 20.0), reversed_fraction: float = 0.0,
+                 horizon: int = 500, dtype: str = "float64") -> None:
         given = {"gravity": gravity_range, "cart_mass": cart_mass_range,
                  "pole_mass": pole_mass_range, "length": length_range,
                  "force_mag": force_mag_range}
         self.ranges = {k: check_range(f"{k}_range", v, 0.0, strict_minimum=True)
                        for k, v in given.items()}
         check_some_range_varies(self.name, {f"{k}_range": v for k, v in self.ranges.items()})
+        if not (isinstance(reversed_fraction, (int, float)) and 0 <= reversed_fraction <= 1):
+            raise ValueError(f"reversed_fraction must be a probability in [0, 1], "
+                             f"got {reversed_fraction!r}")
+        self.reversed_fraction = float(reversed_fraction)
         self.horizon = check_int("horizon", horizon, 1)
         self.dtype = check_dtype("dtype", dtype)
         high = np.array([X_THRESHOLD * 2, np.inf, THETA_THRESHOLD * 2, np.inf], np.float32)
@@ -108,7 +122,10 @@ class CartPolePhysics:
         self.action_space = gym.spaces.Discrete(2)
 
     def _draw(self, n: int, generator: torch.Generator) -> Tasks:
-        return draw_uniform_params(self.ranges, n, generator)
+        tasks = draw_uniform_params(self.ranges, n, generator)
+        reversed_ = torch.rand(n, generator=generator) < self.reversed_fraction
+        sign = 1.0 - 2.0 * reversed_.float()
+        return Tasks({**tasks.params, "force_sign": sign})
 
     def sample(self, n: int, split: Split, generator: torch.Generator) -> Tasks:
         return sample_split(self._draw, n, split, generator)
