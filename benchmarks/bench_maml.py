@@ -33,6 +33,11 @@ import time
 from collections import defaultdict
 from typing import Any, Callable
 
+# Idle OpenMP threads sleep instead of spinning (inherited by the subprocesses): on a shared
+# 2-core machine spinning threads make 2-thread runs several times slower. Export
+# OMP_WAIT_POLICY=ACTIVE to measure torch's default behaviour instead.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 POLICIES = {"2x64 tanh": {"hidden": [64, 64], "activation": "tanh"},
             "2x100 relu": {"hidden": [100, 100], "activation": "relu"}}
 
@@ -135,9 +140,9 @@ def main() -> None:
     iters = args.iters
     if args.quick:
         configs, iters = [("2x64 tanh", False, None)], 1
-    print(f"MAML-TRPO on navigation-2d, reference setting | load average "
-          f"{os.getloadavg()[0]:.2f} | {iters} timed iterations after 1 warm-up | "
-          f"default fisher_fraction {default_ff}")
+    print(f"MAML-TRPO on navigation-2d, reference setting | OMP_WAIT_POLICY "
+          f"{os.environ['OMP_WAIT_POLICY']} | load average {os.getloadavg()[0]:.2f} | {iters} "
+          f"timed iterations after 1 warm-up | default fisher_fraction {default_ff}")
     print("times in seconds; breakdown of the best iteration: sampling / advantages / inner "
           "step / TRPO (CG + line search + rest)")
     head = (f"{'policy':>10} {'order':>5} {'ff':>4} {'best':>6} {'median':>6} {'cpu':>6} | "

@@ -20,12 +20,17 @@ import argparse
 import os
 import time
 
-import torch
+# Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads
+# make 2-thread runs many times slower (measured: rollouts at batch 400 about 100x).
+# Export OMP_WAIT_POLICY=ACTIVE to measure torch's default behaviour instead.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from adaptrl.models.functional import detach_params, named_params
-from adaptrl.models.policies import make_policy
-from adaptrl.rollouts.sampler import rollout
-from adaptrl.tasks import Navigation2D
+import torch  # noqa: E402
+
+from adaptrl.models.functional import detach_params, named_params  # noqa: E402
+from adaptrl.models.policies import make_policy  # noqa: E402
+from adaptrl.rollouts.sampler import rollout  # noqa: E402
+from adaptrl.tasks import Navigation2D  # noqa: E402
 
 BATCHES: dict[str, tuple[int, int]] = {  # name: (tasks, episodes per task)
     "400": (20, 20), "4k": (40, 100), "40k": (200, 200), "400k": (400, 1000),
@@ -78,8 +83,8 @@ def main() -> None:
     batches = {k: BATCHES[k] for k in ("400", "4k")} if args.quick else BATCHES
     repeats = 1 if args.quick else args.repeats
     print(f"navigation-2d throughput | torch {torch.__version__} | threads "
-          f"{torch.get_num_threads()} | load average {os.getloadavg()[0]:.2f} | "
-          f"best of {repeats}")
+          f"{torch.get_num_threads()} | OMP_WAIT_POLICY {os.environ['OMP_WAIT_POLICY']} | "
+          f"load average {os.getloadavg()[0]:.2f} | best of {repeats}")
     print(f"{'batch':>6} {'tasks x episodes':>17} {'env steps/s':>14} {'rollout steps/s':>16}")
     for name, (tasks, episodes) in batches.items():
         batch = tasks * episodes

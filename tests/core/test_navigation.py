@@ -10,9 +10,10 @@ from adaptrl.models.functional import detach_params, named_params
 from adaptrl.models.policies import make_policy
 from adaptrl.rollouts.sampler import rollout
 from adaptrl.tasks import Navigation2D, Tasks, split_of
+from adaptrl.tasks.navigation import NavigationEnv
 
 
-def env_for(goals: list[list[float]], episodes: int = 1, horizon: int = 100):  # type: ignore[no-untyped-def]
+def env_for(goals: list[list[float]], episodes: int = 1, horizon: int = 100) -> NavigationEnv:
     family = Navigation2D(horizon=horizon)
     return family.make_env(Tasks({"goal": torch.tensor(goals)}), episodes)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import pytest
 import torch
@@ -18,9 +19,10 @@ def per_task_params(policy: torch.nn.Module, n: int, seed: int = 0) -> Params:
             for k, v in named_params(policy).items()}
 
 
-POLICIES = [lambda: GaussianMLPPolicy(3, 2, hidden=(16, 8), activation="tanh"),
-            lambda: GaussianMLPPolicy(3, 2, hidden=(16,), activation="relu"),
-            lambda: CategoricalMLPPolicy(3, 4, hidden=(8, 8))]
+Build = Callable[[], GaussianMLPPolicy | CategoricalMLPPolicy]
+POLICIES: list[Build] = [lambda: GaussianMLPPolicy(3, 2, hidden=(16, 8), activation="tanh"),
+                         lambda: GaussianMLPPolicy(3, 2, hidden=(16,), activation="relu"),
+                         lambda: CategoricalMLPPolicy(3, 4, hidden=(8, 8))]
 
 
 def summary(dist: torch.distributions.Distribution) -> torch.Tensor:
@@ -32,7 +34,7 @@ def summary(dist: torch.distributions.Distribution) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("build", POLICIES)
-def test_batched_params_equal_looping_over_tasks(build) -> None:  # type: ignore[no-untyped-def]
+def test_batched_params_equal_looping_over_tasks(build: Build) -> None:
     torch.manual_seed(0)
     policy = build()
     n, e = 4, 5
@@ -45,7 +47,7 @@ def test_batched_params_equal_looping_over_tasks(build) -> None:  # type: ignore
 
 
 @pytest.mark.parametrize("build", POLICIES)
-def test_task_dim_one_equals_task_dim_zero_after_moving_dims(build) -> None:  # type: ignore[no-untyped-def]
+def test_task_dim_one_equals_task_dim_zero_after_moving_dims(build: Build) -> None:
     torch.manual_seed(1)
     policy = build()
     T, n, e = 6, 3, 2
@@ -71,7 +73,7 @@ def test_gaussian_log_prob_known_answer() -> None:
 
 
 @pytest.mark.parametrize("build", POLICIES)
-def test_act_samples_like_sample_and_returns_the_log_prob(build) -> None:  # type: ignore[no-untyped-def]
+def test_act_samples_like_sample_and_returns_the_log_prob(build: Build) -> None:
     torch.manual_seed(2)
     policy = build()
     params = per_task_params(policy, 3, seed=2)

@@ -31,7 +31,8 @@ def test_conjugate_gradient_solves_a_random_spd_system() -> None:
 
 
 def test_step_on_a_quadratic_kl_has_the_closed_form_length() -> None:
-    """Linear loss ``c.x``, KL ``x^T A x / 2``: the step is ``-sqrt(2 delta / c^T A^-1 c) A^-1 c``."""
+    """Linear loss ``c.x``, KL ``x^T A x / 2``: the step is
+    ``-sqrt(2 delta / c^T A^-1 c) A^-1 c``, accepted at once with KL exactly ``delta``."""
     A = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
     c = torch.tensor([1.0, -2.0], dtype=torch.float64)
     x = nn.Parameter(torch.zeros(2, dtype=torch.float64))

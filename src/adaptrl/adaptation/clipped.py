@@ -12,6 +12,7 @@ ones reuse the batch, kept near the behaviour policy by the clip. All tasks step
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 
@@ -50,3 +51,8 @@ class ClippedPolicyGradientAdapter(PolicyGradientAdapter):
                               batched=batched, first_order=first_order,
                               create_graph=create_graph)
         return params
+
+    def step_with_jacobian(self, *args: object, **kwargs: object) -> NoReturn:
+        """Not available: the clipped epochs are meant for first-order learners (Reptile)."""
+        raise NotImplementedError("ClippedPolicyGradientAdapter has no step Jacobian; use it "
+                                  "with first-order learners (reptile, aggregation)")

@@ -25,7 +25,7 @@ the same for every member of the family.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import torch
@@ -34,7 +34,7 @@ from torch import nn
 
 from adaptrl.adaptation.clipped import ClippedPolicyGradientAdapter
 from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
-from adaptrl.adaptation.sgd import StepSize
+from adaptrl.adaptation.sgd import StepJacobian, StepSize
 from adaptrl.algorithms.base import GradientAgent
 from adaptrl.models.functional import Params, detach_params, named_params
 from adaptrl.models.policies import PolicyConfig
@@ -46,12 +46,20 @@ from adaptrl.tasks.base import TaskFamily, Tasks
 
 
 class Adapter(Protocol):
-    """An inner update rule: advantages of a support batch, then one (per-task) update."""
+    """An inner update rule: advantages of a support batch, then one (per-task) update.
+
+    ``step_with_jacobian`` (the step and its Jacobian) is needed only for differentiable
+    sampling (MAML's TRPO metric); first-order learners never call it.
+    """
 
     def advantages(self, traj: Trajectories) -> torch.Tensor: ...
 
     def step(self, params: Params, traj: Trajectories, adv: torch.Tensor, lr: StepSize, *,
              first_order: bool, create_graph: bool = True) -> Params: ...
+
+    def step_with_jacobian(self, params: Params, traj: Trajectories, adv: torch.Tensor,
+                           lr: StepSize, *, first_order: bool, create_graph: bool = True
+                           ) -> tuple[Params, StepJacobian]: ...
 
 
 class GradientFamilyConfig(BaseModel):
@@ -118,11 +126,17 @@ class Episodes:
     ``supports[k] = (D^k, A^k)``: the support episodes of inner step ``k`` and their
     advantages; ``query``: episodes of the fully adapted policy (``None`` if not asked
     for); ``params``: the adapted per-task parameters ``phi^K`` (detached, ``[tasks, ...]``).
+    When sampled ``differentiable``: ``adapted`` is ``phi^K`` *with* its graph back to the
+    initial parameters (and step sizes), ``starts[k]`` the (detached) point inner step
+    ``k`` started from and ``jacobians[k]`` that step's Jacobian (for the TRPO metric).
     """
 
     supports: list[tuple[Trajectories, torch.Tensor]]
     query: Trajectories | None
     params: Params
+    adapted: Params | None = None
+    starts: list[Params] = field(default_factory=list)
+    jacobians: list[StepJacobian] = field(default_factory=list)
 
     @property
     def num_steps(self) -> int:
@@ -159,24 +173,39 @@ class InnerLoop:
         return params
 
     def sample(self, tasks: Tasks, params: Params, steps: int, lr: StepSize, *,
-               query: bool = True) -> Episodes:
+               query: bool = True, differentiable: bool = False,
+               first_order: bool = False) -> Episodes:
         """Run ``steps`` inner updates per task from ``params`` on fresh support episodes.
 
         Every support batch is sampled with the current adapted parameters; with
-        ``query`` one more batch is sampled with the final ones. Nothing here is
-        differentiable (use :meth:`adapt` on ``Episodes.supports`` for that).
+        ``query`` one more batch is sampled with the final ones (MAML's Algorithm 3).
+        With ``differentiable`` the inner steps are taken on the graph of ``params`` (and
+        of ``lr``) as the episodes come in, second-order unless ``first_order``, so that
+        an outer loss can use ``Episodes.adapted`` without adapting again; otherwise
+        nothing is differentiable (:meth:`adapt` replays the steps on the supports).
         """
         env = self.family.make_env(tasks, self.episodes_per_task, self.device)
-        phi = detach_params(params)
+        phi = params if differentiable else detach_params(params)
         supports: list[tuple[Trajectories, torch.Tensor]] = []
+        starts: list[Params] = []
+        jacobians: list[StepJacobian] = []
         for _ in range(steps):
-            traj = rollout(env, self.policy, phi, self.generator)
+            start = detach_params(phi)
+            traj = rollout(env, self.policy, start, self.generator)
             adv = self.adapter.advantages(traj)
             supports.append((traj, adv))
-            phi = detach_params(self.adapt(phi, [(traj, adv)], _detached(lr),
-                                           first_order=True, differentiable=False))
-        batch = rollout(env, self.policy, phi, self.generator) if query else None
-        return Episodes(supports, batch, phi)
+            starts.append(start)
+            if differentiable:
+                phi, jac = self.adapter.step_with_jacobian(phi, traj, adv, lr,
+                                                           first_order=first_order)
+                jacobians.append(jac)
+            else:
+                phi = detach_params(self.adapter.step(start, traj, adv, _detached(lr),
+                                                      first_order=True, create_graph=False))
+        final = detach_params(phi)
+        batch = rollout(env, self.policy, final, self.generator) if query else None
+        return Episodes(supports, batch, final, phi if differentiable else None, starts,
+                        jacobians)
 
 
 def _detached(lr: StepSize) -> StepSize:

@@ -30,6 +30,11 @@ def _print_eval(result: dict[str, Any]) -> None:
     for name, m in result["methods"].items():
         table.add_row(name, *[f"{mu:.2f} ± {ci:.2f}" for mu, ci in zip(m["mean"], m["ci95"])])
     console.print(table)
+    if "table" in result:
+        from adaptrl.evaluation.classic.tables import render_table
+
+        console.print(render_table(result["table"], title="RL² paper's table: total reward "
+                                   "per trial, mean ± 95% CI over instances"))
 
 
 @app.command()
@@ -89,6 +94,9 @@ def evaluate(
     seed: Optional[int] = typer.Option(None, "--seed", help="evaluation seed"),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
                                              help="best (default) or latest"),
+    all_settings: bool = typer.Option(False, "--all-settings", help="bandit / tabular-MDP "
+                                      "runs: list every setting of the RL² paper's table "
+                                      "for the classic algorithms (minutes)"),
 ) -> None:
     """Score RUN_DIR's agent and its baselines on held-out tasks; write RUN_DIR/eval.json."""
     from adaptrl.experiment.config import ConfigError
@@ -97,7 +105,8 @@ def evaluate(
     if checkpoint not in (None, "best", "latest"):
         _fail(f"--checkpoint must be one of ['best', 'latest'], got {checkpoint!r}")
     try:
-        result = evaluate_run(run_dir, tasks, steps, seed, checkpoint)
+        result = evaluate_run(run_dir, tasks, steps, seed, checkpoint,
+                              all_settings=all_settings)
     except ConfigError as err:
         _fail(str(err))
     _print_eval(result)

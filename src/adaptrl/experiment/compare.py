@@ -169,7 +169,9 @@ def plot_comparison(comparison: dict[str, Any], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     for r in comparison["rows"]:
         mean = r["mean"]
         ci = [0.0 if c is None or c != c else c for c in r["ci95"]]
@@ -181,8 +183,9 @@ def plot_comparison(comparison: dict[str, Any], out: Path) -> Path:
     ax.set_ylabel("average return (held-out tasks)")
     ax.set_title(f"{comparison['family']}: {comparison['num_tasks']} test tasks, "
                  f"seed {comparison['seed']}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)

@@ -12,6 +12,7 @@ from adaptrl.algorithms.base import GradientAgent
 from adaptrl.evaluation.protocol import adaptation_curves, oracle_curve
 from adaptrl.evaluation.statistics import curve_summary
 from adaptrl.experiment.checkpoints import load_checkpoint
+from adaptrl.experiment.classic_table import classic_table
 from adaptrl.experiment.config import ConfigError, ExperimentConfig, read_yaml, validate_config
 from adaptrl.experiment.learners import (TRAINED_BASELINES, build_family, build_learner,
                                          pretrained_config)
@@ -66,7 +67,8 @@ def baseline_agents(run: RunDir, config: ExperimentConfig, algo_cfg: Any,
 
 def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None = None,
                  seed: int | None = None, checkpoint: str | None = None,
-                 write: bool = True, baselines: bool = True) -> dict[str, Any]:
+                 write: bool = True, baselines: bool = True,
+                 all_settings: bool = False) -> dict[str, Any]:
     """Run the protocol on held-out tasks for the agent and its baselines; write eval.json.
 
     ``baselines=False`` scores the agent alone (``adaptrl compare`` takes the baselines
@@ -105,6 +107,10 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
               "algorithm": algo_cfg.name, "checkpoint": ckpt,
               "checkpoint_iteration": getattr(learner, "checkpoint_iteration", None),
               "methods": methods}
+    if unit == "episodes" and baselines:  # RL² on bandits / MDPs: the paper's table
+        table = classic_table(config.family.name, family, agent, n, s, device, all_settings)
+        if table is not None:
+            result["table"] = table
     if write:
         run.eval_json.write_text(json.dumps(result, indent=2))
     return result

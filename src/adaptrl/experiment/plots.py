@@ -111,6 +111,31 @@ def plot_paths(run_path: Path, out: Path, num_tasks: int = 4, steps: int = 1,
     return out
 
 
+def plot_classic_table(table: dict[str, Any], out: Path) -> Path:
+    """The RL² paper's table as grouped bars: one group per setting, one bar per method."""
+    rows = table["settings"]
+    methods = list(dict.fromkeys(m for r in rows for m in r["methods"]))
+    fig, axes = plt.subplots(1, len(rows), figsize=(max(4.0, 1.0 + 0.5 * len(methods)) *
+                                                     len(rows), 3.6), squeeze=False)
+    for ax, row in zip(axes[0], rows):
+        names = [m for m in methods if m in row["methods"]]
+        means = [row["methods"][m]["mean"] for m in names]
+        cis = [row["methods"][m]["ci95"] for m in names]
+        colors = ["tab:blue" if m == "rl2" else "tab:gray" for m in names]
+        ax.bar(range(len(names)), means, yerr=cis, color=colors, capsize=3)
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+        label = ", ".join(f"{k}={row[k]}" for k in ("n", "k") if k in row)
+        ax.set_title(label)
+        lo = min(m - c for m, c in zip(means, cis))
+        ax.set_ylim(bottom=0.9 * lo if lo > 0 else None)
+    axes[0][0].set_ylabel("total reward per trial")
+    fig.suptitle(f"{table['family']}: RL² beside the classic algorithms (95% CI)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def plot_run(run_path: Path) -> list[Path]:
     """Every figure available for a run, under ``RUN_DIR/plots/``."""
     run = RunDir(Path(run_path))
@@ -119,5 +144,7 @@ def plot_run(run_path: Path) -> list[Path]:
     if run.eval_json.exists():
         result = json.loads(run.eval_json.read_text())
         made.append(plot_adaptation_curve(result, run.plots / "adaptation_curve.png"))
+        if "table" in result:
+            made.append(plot_classic_table(result["table"], run.plots / "classic_table.png"))
     made.append(plot_paths(run.path, run.plots / "paths.png"))
     return [p for p in made if p is not None]
