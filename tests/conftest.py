@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
+
+# The suite's tensors are small: one intra-op thread is as fast, and it stays fast when
+# other processes share the 2 cores (OpenMP threads contending for cores slow small ops
+# down 10-100x).
+torch.set_num_threads(1)
 
 TINY: dict[str, Any] = {
     "name": "tiny",

@@ -11,10 +11,12 @@ loop and differ only in their outer update:
                                                            needs them: MAML, Meta-SGD)
 
 :class:`InnerLoop` does exactly this for all tasks at once (per-task parameters carry a
-leading task dimension; no Python loop over tasks) and can replay the inner updates on
-the stored support episodes *differentiably* from ``theta`` (what MAML's outer loss
-back-propagates through). The inner update ``U`` is an *adapter*: anything with
-``advantages(traj)`` and ``step(params, traj, adv, lr, first_order=, create_graph=)``,
+leading task dimension; no Python loop over tasks), either detached (Reptile,
+aggregation) or differentiably while sampling (MAML, Meta-SGD: the graph from ``theta``
+and the step size to ``phi^K`` is kept for the outer loss), and can replay the inner
+updates on the stored support episodes from new parameters (TRPO's line search, PPO's
+minibatches). The inner update ``U`` is an *adapter*: anything with ``advantages(traj)``
+and ``step(params, traj, adv, lr, first_order=, create_graph=)``,
 e.g. :class:`adaptrl.adaptation.PolicyGradientAdapter` (VPG, MAML's inner loop) or
 :class:`adaptrl.adaptation.clipped.ClippedPolicyGradientAdapter` (PPO-style epochs).
 

@@ -36,7 +36,7 @@ class TRPOConfig(BaseModel):
                     "1.0 = the exact metric of the reference implementation. Default 0.1, "
                     "the 10% of Schulman's thesis (2016): on navigation-2d it learns as well "
                     "as 1.0 (held-out return after one step, 60 meta-iterations, 2 seeds) at "
-                    "a quarter of the time per meta-iteration")
+                    "about a fifth of the time per meta-iteration")
 
 
 def conjugate_gradient(mvp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor,
