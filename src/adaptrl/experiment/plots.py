@@ -85,7 +85,11 @@ def plot_paths(run_path: Path, out: Path, num_tasks: int = 4, steps: int = 1,
         return None
     g = torch.Generator().manual_seed(seed)
     tasks = family.sample(num_tasks, "test", g)
-    _, trajs = gradient_curve(family, agent, tasks, steps, 1, g, torch.device(config.device))
+    # adapt on the protocol's number of episodes (one episode gives a useless gradient),
+    # draw the first two episodes of each stage
+    _, trajs = gradient_curve(family, agent, tasks, steps, config.evaluation.episodes, g,
+                              torch.device(config.device))
+    trajs = [t.select_episodes(slice(0, 2)) for t in trajs]
     fig, axes = plt.subplots(1, num_tasks, figsize=(3.2 * num_tasks, 3.4), squeeze=False)
     stages = {("before adaptation" if k == 0 else f"after {k} step{'s' if k > 1 else ''}"): t
               for k, t in enumerate(trajs)}
