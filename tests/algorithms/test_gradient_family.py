@@ -151,7 +151,8 @@ def test_aggregation_weights_sum_to_one(weighting: str) -> None:
     assert w.shape == (7,) and bool((w >= 0).all())
     assert float(w.sum()) == pytest.approx(1.0, abs=1e-6)
     if weighting == "topk":
-        assert set(torch.nonzero(w).flatten().tolist()) == set(torch.topk(returns, 3).indices.tolist())
+        best = set(torch.topk(returns, 3).indices.tolist())
+        assert set(torch.nonzero(w).flatten().tolist()) == best
     if weighting == "softmax":  # a better validation return never gets less weight
         order = torch.argsort(returns)
         assert bool((w[order][1:] >= w[order][:-1]).all())
@@ -218,6 +219,8 @@ ALGORITHMS: dict[str, dict[str, Any]] = {
                          "outer_optimizer": "adam", "outer_lr": 0.01},
     "aggregation": {"name": "aggregation", "inner": {"steps": 2}, "validation_tasks": 2,
                     "validation_episodes": 1},
+    "metasgd": {"name": "metasgd"},
+    "maml-ppo": {"name": "maml", "outer": "ppo", "ppo": {"epochs": 2, "minibatches": 3}},
 }
 
 
@@ -352,3 +355,76 @@ def test_aggregation_baseline_is_trained_and_evaluated(tmp_path: Path,
     assert not (run / "baselines" / "pretrained").exists()
     ev = json.loads((run / "eval.json").read_text())
     assert set(ev["methods"]) == {"agent", "aggregation", "scratch"}
+
+
+# -- Meta-SGD and PPO-outer MAML ---------------------------------------------------------
+def _learner(algo: dict[str, Any], seed: int = 0) -> Any:
+    from adaptrl.algorithms.registry import algorithm_spec
+
+    spec = algorithm_spec(algo["name"])
+    cfg = spec.config_cls.model_validate({**algo, "meta_batch_size": 3, "episodes_per_task": 3,
+                                          "policy": {"hidden": [8, 8], "activation": "tanh"}})
+    torch.manual_seed(seed)
+    return spec.build(FAMILY, cfg, _generator(seed), torch.device("cpu"))
+
+
+def test_metasgd_step_sizes_get_gradients_and_change() -> None:
+    learner = _learner({"name": "metasgd", "alpha_init": 0.05})
+    alpha = learner.inner_lr
+    assert set(alpha) == set(named_params(learner.policy))
+    assert all(bool((a == 0.05).all()) for a in alpha.values())
+    # d L(phi(theta, alpha)) / d alpha = -grad L_inner (.) dL/dphi, nonzero
+    support, query = _support(learner.policy, seed=0), _support(learner.policy, seed=5)
+    supports = [(support, learner.adapter.advantages(support))]
+    phi = learner.inner.adapt(named_params(learner.policy), supports, alpha, first_order=False,
+                              differentiable=True)
+    loss = learner.adapter.loss(phi, query, learner.adapter.advantages(query)).sum()
+    grads = torch.autograd.grad(loss, list(alpha.values()))
+    assert all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+    before = [a.detach().clone() for a in alpha.values()]
+    metrics = learner.meta_update(FAMILY.sample(3, "train", _generator(1)))
+    assert metrics["trpo/accepted"] == 1.0
+    after = list(learner.inner_lr.values())
+    assert any(not torch.equal(b, a.detach()) for b, a in zip(before, after))
+    assert {"alpha_mean", "alpha_std"} <= set(metrics)
+    # evaluation adapts with the learned alpha, whatever the evaluation's schedule says
+    agent = learner.agent([0.5, 0.25])
+    assert len(agent.step_sizes) == 1
+    for k, a in learner.inner_lr.items():
+        assert torch.equal(agent.step_sizes[0][k], a.detach())
+
+
+def test_ppo_outer_maml_improves_its_surrogate(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adaptrl.rollouts.losses import clipped_loss
+    from adaptrl.rollouts.sampler import trajectory_distribution
+
+    learner = _learner({"name": "maml", "outer": "ppo",
+                        "ppo": {"lr": 3e-3, "epochs": 4, "minibatches": 1}})
+    seen: dict[str, Any] = {}
+    original = learner.inner.sample
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen["episodes"] = original(*args, **kwargs)
+        return seen["episodes"]
+
+    monkeypatch.setattr(learner.inner, "sample", spy)
+
+    def surrogate() -> float:
+        """The clipped surrogate of the sampled query episodes at the current theta."""
+        episodes = seen["episodes"]
+        theta = detach_params(named_params(learner.policy))
+        phi = learner.inner.adapt(theta, episodes.supports, 0.1, first_order=True,
+                                  differentiable=False)
+        query = episodes.query
+        dist = trajectory_distribution(learner.policy, query, phi)
+        return float(clipped_loss(dist, query, learner.adapter.advantages(query), 0.2).mean())
+
+    theta0 = copy.deepcopy(learner.policy.state_dict())
+    metrics = learner.meta_update(FAMILY.sample(3, "train", _generator(1)))
+    after = surrogate()
+    learner.policy.load_state_dict(theta0)
+    before = surrogate()
+    assert after < before
+    assert {"return_pre", "return_post", "ppo/policy_loss", "ppo/approx_kl"} <= set(metrics)
+    assert learner.env_steps == 2 * 3 * 3 * FAMILY.horizon

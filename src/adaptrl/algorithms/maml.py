@@ -18,6 +18,15 @@ Cost (see ``benchmarks/bench_maml.py``): the inner steps are taken differentiabl
 sampling and their graphs reused by the outer loss; TRPO's metric, the KL Hessian through
 the inner loop, is applied as ``J^T F J`` (exact at theta_old, no third derivatives), on
 ``trpo.fisher_fraction`` of the episodes.
+
+``outer: ppo`` replaces TRPO by PPO's clipped surrogate (Schulman et al. 2017, eq. 7) on
+the query episodes, maximised by ``ppo.epochs`` Adam passes over minibatches of tasks;
+each minibatch re-adapts its tasks from the current theta through the recorded support
+episodes, so the PPO gradient is a meta-gradient too. A learned step size (Meta-SGD,
+``algorithms/metasgd.py``) joins theta in the outer update.
+
+Sampling and the inner step are the family's shared ones
+(:class:`adaptrl.algorithms.common.InnerLoop`), as Reptile and aggregation use them.
 """
 
 from __future__ import annotations
@@ -26,21 +35,24 @@ from typing import Any, Callable, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
 from torch.distributions import Distribution
 
+from adaptrl.adaptation.learned_step import PerParameterStepSize
 from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
-from adaptrl.adaptation.sgd import StepJacobian
+from adaptrl.adaptation.sgd import StepJacobian, StepSize
 from adaptrl.algorithms.base import GradientAgent
+from adaptrl.algorithms.common import GradientFamilyConfig, InnerLoop, PolicyLearner
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.models.functional import Params, detach_params, named_params
-from adaptrl.models.policies import PolicyConfig
 from adaptrl.optim.fisher import KLHessian, flat_product, pullback_metric
+from adaptrl.optim.ppo import PPOConfig, make_optimizer, ppo_update
 from adaptrl.optim.trpo import TRPOConfig, trpo_step
 from adaptrl.rollouts.baselines import advantages
 from adaptrl.rollouts.losses import importance_loss, mean_kl
-from adaptrl.rollouts.sampler import rollout, trajectory_distribution
+from adaptrl.rollouts.sampler import trajectory_distribution
 from adaptrl.rollouts.trajectories import Trajectories
-from adaptrl.tasks.base import BatchedEnv, TaskFamily, Tasks
+from adaptrl.tasks.base import TaskFamily, Tasks
 
 Support = tuple[Trajectories, torch.Tensor]
 """Support episodes of one inner step and their advantages."""
@@ -55,76 +67,81 @@ class InnerLoopConfig(BaseModel):
     first_order: bool = Field(False, description="drop second-order terms (FOMAML)")
 
 
-class MAMLConfig(BaseModel):
-    """MAML-TRPO settings; defaults are the MAML paper's 2D-navigation setting."""
+class MAMLConfig(GradientFamilyConfig):
+    """MAML settings; defaults are the MAML paper's 2D-navigation setting (TRPO outer loop)."""
 
-    model_config = ConfigDict(extra="forbid")
     name: Literal["maml"] = "maml"
-    meta_batch_size: int = Field(20, ge=1, description="tasks per meta-iteration")
-    episodes_per_task: int = Field(20, ge=1, description="episodes per task per update")
-    gamma: float = Field(0.99, gt=0, le=1, description="discount")
-    gae_lambda: float = Field(1.0, ge=0, le=1, description="GAE lambda")
-    normalize_advantages: bool = True
-    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     inner: InnerLoopConfig = Field(default_factory=InnerLoopConfig)
+    outer: Literal["trpo", "ppo"] = Field(
+        "trpo", description="outer update: trpo (the paper) or ppo (clipped surrogate, Adam)")
     trpo: TRPOConfig = Field(default_factory=TRPOConfig)
+    ppo: PPOConfig = Field(
+        default_factory=lambda: PPOConfig(entropy_coef=0.0),
+        description="used when outer = ppo; value_coef is unused (the advantages come from "
+                    "the per-task linear baseline, there is no value network)")
 
 
-class MAML:
-    """MAML with a policy-gradient inner loop and a TRPO outer loop."""
+class MAML(PolicyLearner):
+    """MAML with a policy-gradient inner loop and a TRPO (or PPO) outer loop.
+
+    ``learned_step_size``: if given, the inner step size is a learned per-parameter
+    ``alpha`` starting at that value (Meta-SGD), meta-learned with theta.
+    """
 
     def __init__(self, family: TaskFamily, config: MAMLConfig, generator: torch.Generator,
-                 device: torch.device) -> None:
+                 device: torch.device, learned_step_size: float | None = None) -> None:
         self.family, self.config, self.generator, self.device = family, config, generator, device
         self.policy = config.policy.build(family.observation_space, family.action_space).to(device)
         self.adapter = PolicyGradientAdapter(self.policy, config.gamma, config.gae_lambda,
                                              config.normalize_advantages)
+        self.inner = InnerLoop(family, self.policy, self.adapter, config.episodes_per_task,
+                               generator, device)
+        self.step_size: PerParameterStepSize | None = None
+        if learned_step_size is not None:
+            self.step_size = PerParameterStepSize(named_params(self.policy),
+                                                  learned_step_size).to(device)
+        self.optimizer = (make_optimizer(self.meta_parameters(), config.ppo)
+                          if config.outer == "ppo" else None)
         self.env_steps = 0
+
+    def meta_parameters(self) -> list[nn.Parameter]:
+        """What the outer loop updates: theta, and alpha when the step size is learned."""
+        extra = list(self.step_size.parameters()) if self.step_size is not None else []
+        return list(self.policy.parameters()) + extra
+
+    @property
+    def inner_lr(self) -> StepSize:  # type: ignore[override]
+        """The inner step size: ``inner.lr``, or the learned ``alpha`` (with its graph)."""
+        return self.config.inner.lr if self.step_size is None else self.step_size()
 
     # -- the inner loop --------------------------------------------------------------
     def _adapt(self, params: Params, supports: list[Support], differentiable: bool) -> Params:
         """``phi(params)``: the inner steps on the recorded support episodes."""
-        inner = self.config.inner
-        for traj, adv in supports:
-            params = self.adapter.step(params, traj, adv, inner.lr,
-                                       first_order=inner.first_order or not differentiable,
-                                       create_graph=differentiable)
-        return params
-
-    def _sample_and_adapt(self, env: BatchedEnv) -> tuple[list[Support], Params, list[Params],
-                                                          list[StepJacobian], Trajectories]:
-        """Algorithm 3's sampling: support episodes with the current adapted policy, one
-        inner step on them, ..., then query episodes with the final adapted policy.
-
-        The inner steps are taken *differentiably* (graphs kept, unless first-order) as
-        the episodes come in, so the outer loss reuses them instead of adapting again.
-        Returns the supports, ``phi(theta)`` with its graph, the points each inner step
-        started from (detached), the steps' Jacobians and the query episodes.
-        """
-        inner = self.config.inner
-        phi = named_params(self.policy)
-        supports: list[Support] = []
-        points: list[Params] = []
-        jacobians: list[StepJacobian] = []
-        for _ in range(inner.steps):
-            start = detach_params(phi)
-            traj = rollout(env, self.policy, start, self.generator)
-            adv = self.adapter.advantages(traj)
-            phi, jac = self.adapter.step_with_jacobian(phi, traj, adv, inner.lr,
-                                                       first_order=inner.first_order)
-            supports.append((traj, adv))
-            points.append(start)
-            jacobians.append(jac)
-        query = rollout(env, self.policy, detach_params(phi), self.generator)
-        self.env_steps += query.num_steps + sum(t.num_steps for t, _ in supports)
-        return supports, phi, points, jacobians, query
+        return self.inner.adapt(params, supports, self.inner_lr,
+                                first_order=self.config.inner.first_order,
+                                differentiable=differentiable)
 
     # -- the outer loop --------------------------------------------------------------
     def meta_update(self, tasks: Tasks) -> dict[str, float]:
         cfg = self.config
-        env = self.family.make_env(tasks, cfg.episodes_per_task, self.device)
-        supports, phi, points, jacobians, query = self._sample_and_adapt(env)
+        trpo = cfg.outer == "trpo"
+        episodes = self.inner.sample(tasks, named_params(self.policy), cfg.inner.steps,
+                                     self.inner_lr, differentiable=trpo,
+                                     first_order=cfg.inner.first_order)
+        self.env_steps += episodes.num_steps
+        supports, query = episodes.supports, episodes.query
+        assert query is not None
         q_adv = advantages(query, cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages)
+        pre = supports[0][0] if supports else query
+        metrics = {"return_pre": float(pre.task_returns().mean()),
+                   "return_post": float(query.task_returns().mean())}
+        if self.step_size is not None:
+            metrics.update(self.step_size.summary())
+        if not trpo:
+            info = self._ppo_step(supports, query, q_adv)
+            return {**metrics, **{f"ppo/{k}": v for k, v in info.items()}}
+        phi, points, jacobians = episodes.adapted, episodes.starts, episodes.jacobians
+        assert phi is not None
         phi_old = detach_params(phi)
         with torch.no_grad():
             old_dist = trajectory_distribution(self.policy, query, phi_old)
@@ -141,13 +158,28 @@ class MAML:
         # the outer loss at theta_old reuses the graphs of the inner steps taken while sampling
         loss = importance_loss(trajectory_distribution(self.policy, query, phi), query,
                                q_adv).mean()
-        metric = self._metric(supports, points, jacobians, query, phi_old, old_dist)
-        info = trpo_step(list(self.policy.parameters()), surrogate, cfg.trpo,
+        # the pulled-back metric J^T F J covers theta; with a learned alpha the metric is
+        # the Hessian of the surrogate's KL w.r.t. (theta, alpha), taken by trpo_step
+        metric = None if self.step_size is not None else \
+            self._metric(supports, points, jacobians, query, phi_old, old_dist)
+        info = trpo_step(self.meta_parameters(), surrogate, cfg.trpo,
                          fisher_product=metric, loss=loss)
-        pre = supports[0][0] if supports else query
-        return {"return_pre": float(pre.task_returns().mean()),
-                "return_post": float(query.task_returns().mean()),
-                **{f"trpo/{k}": v for k, v in info.items()}}
+        return {**metrics, **{f"trpo/{k}": v for k, v in info.items()}}
+
+    def _ppo_step(self, supports: list[Support], query: Trajectories,
+                  q_adv: torch.Tensor) -> dict[str, float]:
+        """PPO epochs on the query episodes; every minibatch of tasks re-adapts from theta."""
+        def evaluate(rows: torch.Tensor) -> tuple[Any, torch.Tensor]:
+            sub = [(traj.select_tasks(rows), adv[:, rows]) for traj, adv in supports]
+            phi = self._adapt(named_params(self.policy), sub, differentiable=True)
+            batch = query.select_tasks(rows)
+            values = torch.zeros_like(batch.rewards)
+            return trajectory_distribution(self.policy, batch, phi), values
+
+        assert self.optimizer is not None
+        no_values = torch.zeros_like(q_adv)  # no value network: the value loss is 0
+        return ppo_update(self.meta_parameters(), self.optimizer, query, q_adv, no_values,
+                          evaluate, self.config.ppo, self.generator)
 
     def _metric(self, supports: list[Support], points: list[Params],
                 jacobians: list[StepJacobian], query: Trajectories, phi_old: Params,
@@ -184,16 +216,24 @@ class MAML:
 
     # -- evaluation and checkpoints ---------------------------------------------------
     def agent(self, step_sizes: list[float] | None = None) -> GradientAgent:
-        sizes: list[Any] = list(step_sizes) if step_sizes else [self.config.inner.lr]
-        return GradientAgent(self.policy, named_params(self.policy), self.adapter, sizes)
+        """The evaluated agent; a learned step size is used as learned (the evaluation's
+        ``step_sizes`` schedule applies only to a fixed step size)."""
+        if self.step_size is None:
+            return super().agent(step_sizes)
+        alpha = detach_params(self.step_size())
+        return GradientAgent(self.policy, named_params(self.policy), self.adapter, [alpha])
 
     def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.state_dict(), "env_steps": self.env_steps}
+        state = super().state_dict()
+        if self.step_size is not None:
+            state["step_size"] = self.step_size.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.policy.load_state_dict(state["policy"])
-        self.env_steps = int(state["env_steps"])
-
+        super().load_state_dict(state)
+        if self.step_size is not None:
+            self.step_size.load_state_dict(state["step_size"])
 
 register_algorithm("maml", MAMLConfig, MAML,
-                   "MAML (Finn et al. 2017): VPG inner loop, TRPO outer loop, 1st/2nd order")
+                   "MAML (Finn et al. 2017): VPG inner loop, TRPO or PPO outer loop, "
+                   "1st/2nd order")

@@ -1,0 +1,54 @@
+"""Meta-SGD for reinforcement learning (Li, Zhou, Chen, Li 2017, §3.2 and Algorithm 2).
+
+    phi_i = theta - alpha (.) grad L_Ti(theta; D_i)                     eq. 2
+    (theta, alpha) <- outer step on sum_i L_Ti(phi_i(theta, alpha); D'_i)
+
+MAML with the inner step size turned into a meta-parameter ``alpha`` of the same shape
+as theta (one step size per weight), so the outer loop learns the direction and size of
+every parameter's inner step along with the initialisation. Everything else is MAML's:
+the sampling of support and query episodes, the inner VPG step, the TRPO (or PPO) outer
+step, which here updates theta and alpha together. TRPO's trust region covers alpha too:
+its metric is the Hessian of the KL through the inner step with respect to (theta,
+alpha), taken by autograd (MAML's cheaper pulled-back ``J^T F J`` covers theta only).
+
+Choices (documented in docs/gradient_family.md):
+
+* ``alpha`` starts at ``alpha_init`` everywhere (default ``inner.lr``): Meta-SGD starts as
+  MAML, and the paper's random init U[0.005, 0.1] is one config value away.
+* At meta-test the learned ``alpha`` is the step size of *every* adaptation step; the
+  evaluation's ``step_sizes`` schedule does not apply (the step size is part of what was
+  learned; it was only ever trained for the first step).
+* ``inner.first_order`` drops the second-order terms in theta; alpha still gets its exact
+  gradient ``-grad L_Ti(theta) (.) dL'/dphi``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from adaptrl.algorithms.maml import MAML, MAMLConfig
+from adaptrl.algorithms.registry import register_algorithm
+from adaptrl.tasks.base import TaskFamily
+
+
+class MetaSGDConfig(MAMLConfig):
+    """Meta-SGD settings: MAML's, plus the initial value of the learned step sizes."""
+
+    name: Literal["metasgd"] = "metasgd"  # type: ignore[assignment]
+    alpha_init: float | None = Field(
+        None, gt=0, description="initial value of every learned step size (default: inner.lr)")
+
+
+def build_metasgd(family: TaskFamily, config: MetaSGDConfig, generator: torch.Generator,
+                  device: torch.device) -> MAML:
+    """MAML whose inner step size is a learned per-parameter ``alpha``."""
+    init = config.alpha_init if config.alpha_init is not None else config.inner.lr
+    return MAML(family, config, generator, device, learned_step_size=init)
+
+
+register_algorithm("metasgd", MetaSGDConfig, build_metasgd,
+                   "Meta-SGD (Li et al. 2017): MAML with learned per-parameter inner step "
+                   "sizes, TRPO/PPO outer loop")
