@@ -35,6 +35,15 @@ def tuned_params(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def report(label: str, table: dict[str, Any], start: float, title: str) -> None:
+    """Print a table, its tuned hyperparameters and its timings."""
+    elapsed = time.perf_counter() - start
+    print(format_table(table, title))
+    print("tuned:\n" + tuned_params(table))
+    print(f"seconds per method: {seconds_by_method(table)}")
+    print(f"{label} total: {elapsed:.1f} s\n")
+
+
 def seconds_by_method(table: dict[str, Any]) -> str:
     """Total seconds per method over all settings (tuning included)."""
     totals: dict[str, float] = {}
@@ -68,23 +77,15 @@ def main() -> None:
             print(f"finite-horizon Gittins table, n={n}: {time.perf_counter() - t0:.1f} s")
         tables["bandits"] = bandit_table(PAPER_BANDIT_SETTINGS, args.instances, args.seed,
                                          list(BANDIT_METHODS), args.tune_instances)
-        elapsed = time.perf_counter() - start
-        print(format_table(tables["bandits"], "RL² Table 1 baselines: Bernoulli bandits, "
-                                              "total reward over n pulls"))
-        print("tuned:\n" + tuned_params(tables["bandits"]))
-        print(f"seconds per method: {seconds_by_method(tables['bandits'])}")
-        print(f"bandits total: {elapsed:.1f} s\n")
+        report("bandits", tables["bandits"], start, "RL² Table 1 baselines: Bernoulli "
+               "bandits, total reward over n pulls")
 
     if args.only in (None, "mdps"):
         start = time.perf_counter()
         tables["mdps"] = mdp_table(PAPER_MDP_SETTINGS, args.instances, args.seed,
                                    list(MDP_METHODS), args.tune_instances)
-        elapsed = time.perf_counter() - start
-        print(format_table(tables["mdps"], "RL² Table 2 baselines: random MDPs (S=10, A=5, "
-                                           "H=10), total reward over n episodes"))
-        print("tuned:\n" + tuned_params(tables["mdps"]))
-        print(f"seconds per method: {seconds_by_method(tables['mdps'])}")
-        print(f"MDPs total: {elapsed:.1f} s")
+        report("MDPs", tables["mdps"], start, "RL² Table 2 baselines: random MDPs (S=10, "
+               "A=5, H=10), total reward over n episodes")
 
     if args.json:
         with open(args.json, "w") as handle:

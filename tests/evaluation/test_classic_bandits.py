@@ -13,16 +13,6 @@ from adaptrl.evaluation.classic import (
     format_table, gittins_index, grid, grid_search, run_bandit)
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """These tests run many small tensor ops in Python loops; on a loaded 2-core machine
-    OpenMP's spinning threads make them ~100x slower than one thread (measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

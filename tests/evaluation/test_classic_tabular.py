@@ -13,16 +13,6 @@ from adaptrl.evaluation.classic.tabular import greedy_policy
 from adaptrl.tasks.tabular_mdp import TabularMDP
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Many small tensor ops in Python loops: one thread avoids OpenMP spinning on a
-    loaded 2-core machine (measured ~100x slower with two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

@@ -28,13 +28,12 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from adaptrl.algorithms.common import (AveragingConfig, InnerLoop, PolicyLearner,
-                                       TaskTrainingConfig, averaging_optimizer, averaging_step,
-                                       make_adapter, return_metrics)
+from adaptrl.algorithms.common import (AveragingConfig, AveragingLearner, TaskTrainingConfig,
+                                       averaging_step, return_metrics)
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.models.functional import Params, named_params
 from adaptrl.rollouts.sampler import rollout
-from adaptrl.tasks.base import TaskFamily, Tasks
+from adaptrl.tasks.base import Tasks
 
 Weighting = Literal["uniform", "softmax", "topk"]
 
@@ -80,19 +79,8 @@ def aggregation_weights(returns: torch.Tensor, weighting: Weighting, temperature
     raise ValueError(f"weighting must be one of ['uniform', 'softmax', 'topk'], got {weighting!r}")
 
 
-class Aggregation(PolicyLearner):
+class Aggregation(AveragingLearner):
     """Per-task policies from a common init, averaged with validation-return weights."""
-
-    def __init__(self, family: TaskFamily, config: AggregationConfig,
-                 generator: torch.Generator, device: torch.device) -> None:
-        self.family, self.config, self.generator, self.device = family, config, generator, device
-        self.policy = config.policy.build(family.observation_space, family.action_space).to(device)
-        self.adapter = make_adapter(self.policy, config, config.inner)
-        self.inner = InnerLoop(family, self.policy, self.adapter, config.episodes_per_task,
-                               generator, device)
-        self.optimizer = averaging_optimizer(self.policy, config)
-        self.inner_lr = config.inner.lr
-        self.env_steps = 0
 
     def _validate(self, members: Params) -> torch.Tensor:
         """Mean return of every member ``[n]`` on the same fresh validation tasks."""

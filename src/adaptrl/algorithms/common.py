@@ -254,6 +254,23 @@ class PolicyLearner:
             load_optimizer_state(self.optimizer, state["optimizer"])
 
 
+class AveragingLearner(PolicyLearner):
+    """The shared set-up of learners whose outer step moves theta toward per-task
+    parameters (Reptile, model aggregation): policy, inner loop and the averaging optimiser.
+    """
+
+    def __init__(self, family: TaskFamily, config: Any, generator: torch.Generator,
+                 device: torch.device) -> None:
+        self.family, self.config, self.generator, self.device = family, config, generator, device
+        self.policy = config.policy.build(family.observation_space, family.action_space).to(device)
+        self.adapter = make_adapter(self.policy, config, config.inner)
+        self.inner = InnerLoop(family, self.policy, self.adapter, config.episodes_per_task,
+                               generator, device)
+        self.optimizer = averaging_optimizer(self.policy, config)
+        self.inner_lr = config.inner.lr
+        self.env_steps = 0
+
+
 def averaging_optimizer(policy: nn.Module, config: AveragingConfig) -> torch.optim.Optimizer:
     """The outer optimiser of an averaging learner; SGD(eps) *is* the interpolation formula."""
     opt = torch.optim.SGD if config.outer_optimizer == "sgd" else torch.optim.Adam

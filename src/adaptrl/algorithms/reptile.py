@@ -25,12 +25,11 @@ from typing import Literal
 
 import torch
 
-from adaptrl.algorithms.common import (AveragingConfig, InnerLoop, PolicyLearner,
-                                       averaging_optimizer, averaging_step, make_adapter,
+from adaptrl.algorithms.common import (AveragingConfig, AveragingLearner, averaging_step,
                                        return_metrics)
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.models.functional import named_params
-from adaptrl.tasks.base import TaskFamily, Tasks
+from adaptrl.tasks.base import Tasks
 
 
 class ReptileConfig(AveragingConfig):
@@ -39,19 +38,8 @@ class ReptileConfig(AveragingConfig):
     name: Literal["reptile"] = "reptile"
 
 
-class Reptile(PolicyLearner):
+class Reptile(AveragingLearner):
     """Batched Reptile: per-task SGD from theta, then theta moves toward the mean phi."""
-
-    def __init__(self, family: TaskFamily, config: ReptileConfig, generator: torch.Generator,
-                 device: torch.device) -> None:
-        self.config = config
-        self.policy = config.policy.build(family.observation_space, family.action_space).to(device)
-        self.adapter = make_adapter(self.policy, config, config.inner)
-        self.inner = InnerLoop(family, self.policy, self.adapter, config.episodes_per_task,
-                               generator, device)
-        self.optimizer = averaging_optimizer(self.policy, config)
-        self.inner_lr = config.inner.lr
-        self.env_steps = 0
 
     def meta_update(self, tasks: Tasks) -> dict[str, float]:
         cfg = self.config

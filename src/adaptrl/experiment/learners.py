@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -10,8 +11,6 @@ from pydantic import BaseModel
 from adaptrl.algorithms.aggregation import AggregationConfig
 from adaptrl.algorithms.maml import InnerLoopConfig, MAMLConfig
 from adaptrl.algorithms.registry import algorithm_spec
-from pathlib import Path
-
 from adaptrl.experiment.checkpoints import load_checkpoint
 from adaptrl.experiment.config import ConfigError, ExperimentConfig
 from adaptrl.experiment.run_dir import RunDir

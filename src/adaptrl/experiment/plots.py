@@ -22,6 +22,24 @@ COLORS = {"agent": "tab:blue", "pretrained": "tab:orange", "scratch": "tab:gray"
           "oracle": "tab:green"}
 
 
+def _finish(fig: Any, ax: Any, out: Path, xlabel: str, ylabel: str, title: str) -> Path:
+    """Label a single-axes curve figure, save it to ``out`` and close it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, out)
+
+
+def _save(fig: Any, out: Path) -> Path:
+    """Lay out, write and close a figure."""
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def plot_learning_curve(run: RunDir, out: Path) -> Path | None:
     """Pre- and post-adaptation training returns against the meta-iteration."""
     if not run.metrics.exists():
@@ -39,15 +57,8 @@ def plot_learning_curve(run: RunDir, out: Path) -> Path | None:
         prow = read_metrics(pre)
         ax.plot([r["iteration"] for r in prow], [r["return_post"] for r in prow],
                 label="pretrained (training)", color=COLORS["pretrained"], alpha=0.6)
-    ax.set_xlabel("meta-iteration")
-    ax.set_ylabel("average return (training tasks)")
-    ax.set_title("learning curve")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _finish(fig, ax, out, "meta-iteration", "average return (training tasks)",
+                   "learning curve")
 
 
 def plot_adaptation_curve(eval_result: dict[str, Any], out: Path) -> Path:
@@ -60,16 +71,9 @@ def plot_adaptation_curve(eval_result: dict[str, Any], out: Path) -> Path:
         style = "--" if name == "oracle" else "-o"
         ax.plot(steps, mean, style, label=name, color=COLORS.get(name))
         ax.fill_between(steps, mean - ci, mean + ci, alpha=0.2, color=COLORS.get(name))
-    unit = eval_result["unit"].replace("_", " ")
-    ax.set_xlabel(unit)
-    ax.set_ylabel("average return (held-out tasks)")
-    ax.set_title(f"{eval_result['family']}: adaptation on {eval_result['num_tasks']} test tasks")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _finish(fig, ax, out, eval_result["unit"].replace("_", " "),
+                   "average return (held-out tasks)",
+                   f"{eval_result['family']}: adaptation on {eval_result['num_tasks']} test tasks")
 
 
 def plot_paths(run_path: Path, out: Path, num_tasks: int = 4, steps: int = 1,
@@ -109,10 +113,7 @@ def plot_paths(run_path: Path, out: Path, num_tasks: int = 4, steps: int = 1,
         ax.set_title(f"test task {i}")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_classic_table(table: dict[str, Any], out: Path) -> Path:
@@ -134,10 +135,7 @@ def plot_classic_table(table: dict[str, Any], out: Path) -> Path:
         ax.set_ylim(bottom=0.9 * lo if lo > 0 else None)
     axes[0][0].set_ylabel("total reward per trial")
     fig.suptitle(f"{table['family']}: RL² beside the classic algorithms (95% CI)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_run(run_path: Path) -> list[Path]:
