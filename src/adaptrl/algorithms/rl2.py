@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from adaptrl.algorithms.registry import register_algorithm
+from adaptrl.models.policies import LayerSizes
 from adaptrl.models.recurrent import RecurrentPolicy, ValueTrunk
 from adaptrl.optim.ppo import (PPOConfig, load_optimizer_state, make_optimizer,
                                optimizer_state, ppo_update)
@@ -49,7 +50,7 @@ class RecurrentPolicyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     hidden_size: int = Field(128, ge=1, description="GRU hidden units (the paper: 256)")
-    head_hidden: list[int] = Field(default_factory=list,
+    head_hidden: LayerSizes = Field(default_factory=list,
                                    description="hidden layers of the action and value heads "
                                                "after the GRU ([] = linear heads)")
     activation: Literal["relu", "tanh", "elu", "gelu", "silu"] = Field(
@@ -58,13 +59,6 @@ class RecurrentPolicyConfig(BaseModel):
     value_trunk: ValueTrunk = Field(
         "shared", description="'shared': the value head reads the policy GRU; "
                               "'separate': the critic has its own GRU")
-
-    @field_validator("head_hidden")
-    @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if any(h < 1 for h in v):
-            raise ValueError(f"head_hidden sizes must be >= 1, got {v}")
-        return v
 
     def build(self, family: TaskFamily) -> RecurrentPolicy:
         return RecurrentPolicy(family.observation_space, family.action_space,

@@ -9,11 +9,11 @@ returned by ``named_params(policy)``, optionally with a leading task dimension
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import gymnasium as gym
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
@@ -135,21 +135,18 @@ def make_policy(observation_space: gym.Space, action_space: gym.Space,
     raise ValueError(f"unsupported action space {action_space}; allowed: Box, Discrete")
 
 
+LayerSizes = list[Annotated[int, Field(ge=1)]]
+"""Hidden-layer sizes in a config: each at least 1 (an error names the offending index)."""
+
+
 class PolicyConfig(BaseModel):
     """Feed-forward policy settings (default: the MAML paper's 2 x 100 ReLU)."""
 
     model_config = ConfigDict(extra="forbid")
-    hidden: list[int] = Field(default_factory=lambda: [100, 100],
-                              description="hidden layer sizes")
+    hidden: LayerSizes = Field(default_factory=lambda: [100, 100],
+                               description="hidden layer sizes")
     activation: Literal["relu", "tanh", "elu", "gelu", "silu"] = "relu"
     init_std: float = Field(1.0, gt=0, description="initial std of a Gaussian policy")
-
-    @field_validator("hidden")
-    @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if any(h < 1 for h in v):
-            raise ValueError(f"hidden sizes must be >= 1, got {v}")
-        return v
 
     def build(self, observation_space: gym.Space, action_space: gym.Space
               ) -> GaussianMLPPolicy | CategoricalMLPPolicy:
