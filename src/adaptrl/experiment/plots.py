@@ -16,7 +16,7 @@ from adaptrl.evaluation.protocol import gradient_curve  # noqa: E402
 from adaptrl.experiment.evaluate import load_learner, load_run  # noqa: E402
 from adaptrl.experiment.learners import build_family  # noqa: E402
 from adaptrl.experiment.run_dir import RunDir, read_metrics  # noqa: E402
-from adaptrl.tasks.render import render_navigation_paths, render_paths  # noqa: E402
+from adaptrl.tasks.render import can_draw_stages, draw_stages  # noqa: E402
 
 COLORS = {"agent": "tab:blue", "pretrained": "tab:orange", "scratch": "tab:gray",
           "oracle": "tab:green"}
@@ -81,8 +81,8 @@ def plot_paths(run_path: Path, out: Path, num_tasks: int = 4, steps: int = 1,
     """2D paths on a few test tasks before and after adaptation (for 2D-position families)."""
     run, config, algo_cfg = load_run(run_path)
     family = build_family(config)
-    if config.family.name not in ("navigation-2d", "tracking-2d"):
-        return None  # only families whose observation starts with a 2D position
+    if not can_draw_stages(family):
+        return None
     learner = load_learner(run, config, algo_cfg, config.evaluation.checkpoint)
     agent = learner.agent(config.evaluation.step_sizes)
     if getattr(agent, "unit", "") != "gradient_steps":
@@ -99,20 +99,13 @@ def plot_paths(run_path: Path, out: Path, num_tasks: int = 4, steps: int = 1,
               for k, t in enumerate(trajs)}
     for i, ax in enumerate(axes[0]):
         one = {label: t.select_tasks(slice(i, i + 1)) for label, t in stages.items()}
-        if config.family.name == "tracking-2d":
-            for (label, t), color in zip(one.items(), ("tab:gray", "tab:blue", "tab:purple")):
-                render_paths(ax, tasks[i], t, label=label, color=color,
-                             arena_size=getattr(family, "arena_size", 1.0))
-        elif config.family.name == "navigation-2d":
-            render_navigation_paths(ax, tasks[i], one)
-        else:  # any family whose first two observation coordinates are a position
-            for label, t in one.items():
-                xy = t.observations[:, 0, 0, :2][t.masks[:, 0, 0] > 0]
-                ax.plot(xy[:, 0], xy[:, 1], label=label)
+        draw_stages(ax, family, tasks[i], one)
         ax.set_aspect("equal")
         ax.set_title(f"test task {i}")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))  # one entry per label (stages redraw the task)
+    axes[0][0].legend(unique.values(), unique.keys(), fontsize=7)
     return _save(fig, out)
 
 

@@ -104,3 +104,29 @@ def render_navigation_paths(ax: Axes, tasks_i: Tasks, paths: Mapping[str, Any]) 
     ax.plot(0.0, 0.0, "k+", ms=8)
     ax.set_aspect("equal")
     ax.legend(loc="best", fontsize="small")
+
+
+STAGE_COLORS = ("tab:gray", "tab:blue", "tab:purple", "tab:green")
+
+
+def _tracking_stages(ax: Axes, family: Any, tasks_i: Tasks, stages: Mapping[str, Any]) -> None:
+    for (label, traj), color in zip(stages.items(), STAGE_COLORS):
+        render_paths(ax, tasks_i, traj, label=label, color=color, arena_size=family.arena_size)
+
+
+def _navigation_stages(ax: Axes, family: Any, tasks_i: Tasks,
+                       stages: Mapping[str, Any]) -> None:
+    render_navigation_paths(ax, tasks_i, stages)
+
+
+STAGE_RENDERERS = {"tracking-2d": _tracking_stages, "navigation-2d": _navigation_stages}
+"""Families whose paths can be drawn, by name: ``(ax, family, one task, {label: traj})``."""
+
+
+def can_draw_stages(family: Any) -> bool:
+    return getattr(family, "name", None) in STAGE_RENDERERS
+
+
+def draw_stages(ax: Axes, family: Any, tasks_i: Tasks, stages: Mapping[str, Any]) -> None:
+    """Draw one task and the agent's paths at each adaptation stage (before, after 1 step, …)."""
+    STAGE_RENDERERS[family.name](ax, family, tasks_i, stages)
