@@ -11,7 +11,8 @@ Every configuration runs in a fresh subprocess (so that its peak RSS, from
 timed ones; the table gives the best and the median, and for the best iteration the
 split into sampling (rollouts), advantages (baseline fits + GAE, support and query),
 the inner step (differentiable adaptation while sampling) and the outer TRPO step, the
-latter split into conjugate gradient (Fisher-vector products), line search and the rest
+latter split into conjugate gradient (Fisher-vector products and setting up the metric),
+line search and the rest
 (meta-gradient, surrogate set-up).
 
     python benchmarks/bench_maml.py              # every configuration, 5 timed iterations
@@ -59,6 +60,7 @@ def run_one(policy: str, first_order: bool, fisher_fraction: float | None, iters
     import torch
 
     import adaptrl.adaptation.policy_gradient as pg
+    import adaptrl.algorithms.common as common
     import adaptrl.algorithms.maml as maml
     import adaptrl.optim.trpo as trpo
     from adaptrl.tasks import make
@@ -67,9 +69,11 @@ def run_one(policy: str, first_order: bool, fisher_fraction: float | None, iters
         torch.set_num_threads(threads)
     times: dict[str, float] = defaultdict(float)
     # wrap the pieces that exist (older versions of adaptrl lack some: they count in "rest")
-    for owner, names, key in [(maml, ["rollout"], "sampling"), (maml, ["advantages"], "adv_query"),
+    for owner, names, key in [(common, ["rollout"], "sampling"),
+                              (maml, ["advantages"], "adv_query"),
                               (pg, ["advantages"], "adv_support"),
-                              (maml.MAML, ["_sample_and_adapt", "_sample"], "sample_and_adapt"),
+                              (common.InnerLoop, ["sample"], "sample_and_adapt"),
+                              (maml.MAML, ["_metric"], "metric"),
                               (trpo, ["_cg", "conjugate_gradient"], "cg"),
                               (trpo, ["backtracking_line_search"], "line_search")]:
         name = next((n for n in names if hasattr(owner, n)), None)
@@ -100,7 +104,7 @@ def run_one(policy: str, first_order: bool, fisher_fraction: float | None, iters
         r = {"total": total, "cpu": cpu, "sampling": t["sampling"],
              "advantages": t["adv_support"] + t["adv_query"],
              "inner": t["sample_and_adapt"] - t["sampling"] - t["adv_support"],
-             "cg": t["cg"], "line_search": t["line_search"],
+             "cg": t["cg"] + t["metric"], "line_search": t["line_search"],
              "env_steps": learner.env_steps - steps_before,
              "ls_backtracks": info.get("trpo/ls_backtracks", float("nan"))}
         r["other"] = total - sum(r[k] for k in ("sampling", "advantages", "inner", "cg",
@@ -123,6 +127,8 @@ def main() -> None:
     parser.add_argument("--fisher-fractions", default="",
                         help="comma-separated trpo.fisher_fraction values (default: 1 and the "
                              "config default)")
+    parser.add_argument("--policies", default=",".join(POLICIES),
+                        help=f"comma-separated policies to time (default: all of {list(POLICIES)})")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: JSON configuration
     args = parser.parse_args()
     if args.one:
@@ -136,12 +142,14 @@ def main() -> None:
     default_ff = MAMLConfig().trpo.fisher_fraction
     fractions = ([float(x) for x in args.fisher_fractions.split(",")] if args.fisher_fractions
                  else sorted({1.0, default_ff}, reverse=True))
-    configs = [(p, fo, ff) for p in POLICIES for fo in (False, True) for ff in fractions]
+    configs = [(p, fo, ff) for p in POLICIES for fo in (False, True) for ff in fractions
+               if p in args.policies.split(",")]
     iters = args.iters
     if args.quick:
         configs, iters = [("2x64 tanh", False, None)], 1
+    tuning = "off" if os.environ.get("ADAPTRL_MALLOC_TUNING") == "0" else "on"
     print(f"MAML-TRPO on navigation-2d, reference setting | OMP_WAIT_POLICY "
-          f"{os.environ['OMP_WAIT_POLICY']} | load average {os.getloadavg()[0]:.2f} | {iters} "
+          f"{os.environ['OMP_WAIT_POLICY']} | allocator tuning {tuning} | load average {os.getloadavg()[0]:.2f} | {iters} "
           f"timed iterations after 1 warm-up | default fisher_fraction {default_ff}")
     print("times in seconds; breakdown of the best iteration: sampling / advantages / inner "
           "step / TRPO (CG + line search + rest)")

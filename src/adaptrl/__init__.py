@@ -13,13 +13,12 @@ importable on their own for scripting.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
-# OpenMP threads that spin while idle make torch 2-50x slower whenever another process
-# shares the cores; passive waiting costs nothing when the machine is idle. It must be
-# set before torch is first imported (the CLI imports adaptrl first); an exported value wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from adaptrl import runtime
+
+# passive OpenMP waiting and allocator reuse (see adaptrl/runtime.py); before torch loads
+runtime.configure()
 
 __version__ = "0.1.0"
 

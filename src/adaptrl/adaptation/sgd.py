@@ -12,8 +12,13 @@ a constant (FOMAML): ``d phi / d theta = I``. :func:`sgd_step_with_jacobian` als
 the step's Jacobian ``J = I - alpha * H`` as matrix-free products (used for the TRPO
 metric of MAML, which is ``J^T F J``).
 
-The step size ``lr`` is a float, or a dict of tensors shaped like the parameters
-(Meta-SGD's learned per-parameter step sizes, Li et al. 2017, eq. 2).
+The step size ``lr`` is a float, a dict of tensors shaped like the parameters
+(Meta-SGD's learned per-parameter step sizes, Li et al. 2017, eq. 2), or a
+:class:`TransformedStep`: step sizes applied after a learned linear map ``T`` of the
+gradient, ``phi = theta - alpha (.) T(grad L(theta))`` (Meta-Curvature, Park & Oliva 2019,
+§3, with Meta-SGD's ``alpha``). The map travels *inside* the step-size argument, so
+every caller that passes a step size on (adapters, the inner loop, the evaluated agent)
+passes the transform on too, with no second argument to thread through.
 """
 
 from __future__ import annotations
@@ -23,22 +28,95 @@ from typing import Callable
 
 import torch
 
-from adaptrl.models.functional import Params
+from adaptrl.models.functional import Params, detach_params
 
 LossFn = Callable[[Params], torch.Tensor]
 """``params -> per-task losses [tasks]``."""
 
-StepSize = float | dict[str, torch.Tensor]
+GradientMap = Callable[[Params, Params], Params]
+"""``(weights, grads) -> T(grads)``: a map of per-task gradients ``[tasks, ...]`` given its
+own parameters ``weights`` explicitly (so that a detached copy is just detached weights);
+it must be linear in ``grads``."""
+
+Scale = float | dict[str, torch.Tensor]
+"""A plain step size: one float, or one tensor per parameter shaped like it (Meta-SGD)."""
+
+
+def _scale(lr: Scale, key: str, x: torch.Tensor) -> torch.Tensor:
+    return lr * x if isinstance(lr, float) else lr[key] * x
+
+
+@dataclass(frozen=True, eq=False)
+class TransformedStep:
+    """The inner step ``alpha (.) T(g)``: a learned linear map ``T`` of the per-task
+    gradient ``g``, then the step size ``lr`` (Park & Oliva 2019, §3; Li et al. 2017, eq. 2).
+
+    ``T = transform(weights, .)``; with ``weights`` that require grad the step is
+    differentiable in them, so the outer loop meta-learns ``T`` (and ``lr``) with theta.
+    """
+
+    lr: Scale
+    transform: GradientMap
+    weights: Params
+
+    def __call__(self, grads: Params) -> Params:
+        """``lr (.) T(grads)``."""
+        t = self.transform(self.weights, grads)
+        return {k: _scale(self.lr, k, t[k]) for k in grads}
+
+    def adjoint(self, w: Params) -> Params:
+        """``T^T (lr (.) w)``, the transpose of :meth:`__call__` (exact: ``T`` is linear).
+
+        Taken by autograd as the vector-Jacobian product of ``T`` at 0, so any linear map
+        works without spelling out its transpose. The result carries no graph.
+        """
+        scaled = {k: _scale(self.lr, k, v) for k, v in w.items()}
+        x = {k: torch.zeros_like(v, requires_grad=True) for k, v in w.items()}
+        keys = list(w)
+        with torch.enable_grad():
+            t = self.transform(self.weights, x)
+            out = torch.autograd.grad([t[k] for k in keys], [x[k] for k in keys],
+                                      grad_outputs=[scaled[k] for k in keys], allow_unused=True)
+        return {k: torch.zeros_like(w[k]) if g is None else g for k, g in zip(keys, out)}
+
+    def detach(self) -> TransformedStep:
+        """The same step with no graph to ``lr`` and ``weights`` (shares their storage)."""
+        lr = self.lr if isinstance(self.lr, float) else detach_params(self.lr)
+        return TransformedStep(lr, self.transform, detach_params(self.weights))
+
+
+StepSize = Scale | TransformedStep
+"""What the inner step multiplies the gradient by: a float, per-parameter tensors, or a
+learned map followed by a step size (:class:`TransformedStep`)."""
+
+
+def scaled_step(lr: StepSize, grads: Params) -> Params:
+    """The update ``lr (.) g`` subtracted from the parameters (``lr (.) T(g)`` if transformed)."""
+    if isinstance(lr, TransformedStep):
+        return lr(grads)
+    return {k: _scale(lr, k, g) for k, g in grads.items()}
+
+
+def _scaled_step_adjoint(lr: StepSize, w: Params) -> Params:
+    """The transpose of :func:`scaled_step` (itself for a diagonal step size)."""
+    if isinstance(lr, TransformedStep):
+        return lr.adjoint(w)
+    return scaled_step(lr, w)
+
+
+def detach_step(lr: StepSize) -> StepSize:
+    """``lr`` with no graph to learned step sizes or transform weights (for plain adaptation)."""
+    if isinstance(lr, float):
+        return lr
+    if isinstance(lr, TransformedStep):
+        return lr.detach()
+    return detach_params(lr)
 
 
 def _per_task(params: Params, num_tasks: int, batched: bool) -> Params:
     if batched:
         return params
     return {k: v.expand(num_tasks, *v.shape) for k, v in params.items()}
-
-
-def _scale(lr: StepSize, key: str, x: torch.Tensor) -> torch.Tensor:
-    return lr * x if isinstance(lr, float) else lr[key] * x
 
 
 @dataclass
@@ -48,8 +126,9 @@ class StepJacobian:
     ``J = I - lr * H`` with ``H`` the per-task Hessian of the inner loss (block-diagonal
     over tasks), so ``J v`` and ``J^T w`` are Hessian-vector products: one extra backward
     pass through the retained graph of the inner gradient ``g`` each (double backward, no
-    third-order terms). All vectors are per-task dicts ``[tasks, ...]``. With no graph
-    (``grads is None``: first-order steps) ``J = I``.
+    third-order terms). With a :class:`TransformedStep` ``J = I - lr T H`` (``T`` linear and
+    constant in theta) and ``J^T = I - H T^T lr``. All vectors are per-task dicts
+    ``[tasks, ...]``. With no graph (``grads is None``: first-order steps) ``J = I``.
     """
 
     inputs: dict[str, torch.Tensor]
@@ -66,17 +145,17 @@ class StepJacobian:
         return {k: torch.zeros_like(v[k]) if h is None else h for k, h in zip(keys, hv)}
 
     def jvp(self, v: Params) -> Params:
-        """``J v = v - lr * H v``."""
+        """``J v = v - lr * H v`` (``v - lr T(H v)`` for a transformed step)."""
         if self.grads is None:
             return v
-        hv = self.hvp(v)
-        return {k: v[k] - _scale(self.lr, k, hv[k]) for k in v}
+        step = scaled_step(self.lr, self.hvp(v))
+        return {k: v[k] - step[k] for k in v}
 
     def vjp(self, w: Params) -> Params:
-        """``J^T w = w - H (lr * w)`` (``H`` is symmetric)."""
+        """``J^T w = w - H (lr * w)`` (``H`` is symmetric; ``w - H T^T(lr w)`` if transformed)."""
         if self.grads is None:
             return w
-        hw = self.hvp({k: _scale(self.lr, k, w[k]) for k in w})
+        hw = self.hvp(_scaled_step_adjoint(self.lr, w))
         return {k: w[k] - hw[k] for k in w}
 
 
@@ -109,13 +188,10 @@ def sgd_step_with_jacobian(params: Params, loss_fn: LossFn, lr: StepSize, num_ta
         losses = loss_fn(theta)
         grads = torch.autograd.grad(losses.sum(), [theta[k] for k in keys],
                                     create_graph=need_graph)
-    out: Params = {}
-    for k, g in zip(keys, grads):
-        if not need_graph:
-            g = g.detach()
-        out[k] = theta[k] - _scale(lr, k, g)
+    g = {k: v if need_graph else v.detach() for k, v in zip(keys, grads)}
+    step = scaled_step(lr, g)
+    out = {k: theta[k] - step[k] for k in keys}
     if not any(v.requires_grad for v in params.values()):
         out = {k: v.detach() for k, v in out.items()}
-    fixed_lr = lr if isinstance(lr, float) else {k: v.detach() for k, v in lr.items()}
-    jac = StepJacobian(theta, dict(zip(keys, grads)) if need_graph else None, fixed_lr)
+    jac = StepJacobian(theta, dict(zip(keys, grads)) if need_graph else None, detach_step(lr))
     return out, jac

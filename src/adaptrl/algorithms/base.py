@@ -26,7 +26,8 @@ class GradientAgent:
 
     ``step_sizes[k]`` is the step size of adaptation step ``k`` (the last one repeats),
     e.g. the MAML paper's meta-test schedule ``[0.1, 0.05]``. A learned step size (a dict
-    of tensors, Meta-SGD) is used as it is.
+    of tensors, Meta-SGD, or a :class:`adaptrl.adaptation.sgd.TransformedStep` that also
+    carries a learned gradient transform) is used as it is.
     """
 
     policy: nn.Module

@@ -36,7 +36,7 @@ from torch import nn
 
 from adaptrl.adaptation.clipped import ClippedPolicyGradientAdapter
 from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
-from adaptrl.adaptation.sgd import StepJacobian, StepSize
+from adaptrl.adaptation.sgd import StepJacobian, StepSize, detach_step
 from adaptrl.algorithms.base import GradientAgent
 from adaptrl.models.functional import Params, detach_params, named_params
 from adaptrl.models.policies import PolicyConfig
@@ -202,16 +202,12 @@ class InnerLoop:
                                                            first_order=first_order)
                 jacobians.append(jac)
             else:
-                phi = detach_params(self.adapter.step(start, traj, adv, _detached(lr),
+                phi = detach_params(self.adapter.step(start, traj, adv, detach_step(lr),
                                                       first_order=True, create_graph=False))
         final = detach_params(phi)
         batch = rollout(env, self.policy, final, self.generator) if query else None
         return Episodes(supports, batch, final, phi if differentiable else None, starts,
                         jacobians)
-
-
-def _detached(lr: StepSize) -> StepSize:
-    return lr if isinstance(lr, float) else detach_params(lr)
 
 
 def gradient_agent(policy: nn.Module, adapter: Adapter, step_sizes: list[float] | None,

@@ -38,7 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.distributions import Distribution
 
-from adaptrl.adaptation.learned_step import PerParameterStepSize
+from adaptrl.adaptation.learned_step import (GradientTransformName, PerParameterStepSize,
+                                             make_gradient_transform)
 from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
 from adaptrl.adaptation.sgd import StepJacobian, StepSize
 from adaptrl.algorithms.base import GradientAgent
@@ -49,7 +50,7 @@ from adaptrl.optim.fisher import KLHessian, flat_product, pullback_metric
 from adaptrl.optim.ppo import PPOConfig, make_optimizer, ppo_update
 from adaptrl.optim.trpo import TRPOConfig, trpo_step
 from adaptrl.rollouts.baselines import advantages
-from adaptrl.rollouts.losses import importance_loss, mean_kl
+from adaptrl.rollouts.losses import detached, importance_loss, mean_kl
 from adaptrl.rollouts.sampler import trajectory_distribution
 from adaptrl.rollouts.trajectories import Trajectories
 from adaptrl.tasks.base import TaskFamily, Tasks
@@ -86,10 +87,14 @@ class MAML(PolicyLearner):
 
     ``learned_step_size``: if given, the inner step size is a learned per-parameter
     ``alpha`` starting at that value (Meta-SGD), meta-learned with theta.
+    ``gradient_transform``: ``"kronecker"`` puts a learned linear map of the gradient
+    before ``alpha`` (Meta-Curvature; needs ``learned_step_size``); it is part of the
+    learned step size, so it is meta-learned, checkpointed and evaluated with ``alpha``.
     """
 
     def __init__(self, family: TaskFamily, config: MAMLConfig, generator: torch.Generator,
-                 device: torch.device, learned_step_size: float | None = None) -> None:
+                 device: torch.device, learned_step_size: float | None = None,
+                 gradient_transform: GradientTransformName = "none") -> None:
         self.family, self.config, self.generator, self.device = family, config, generator, device
         self.policy = config.policy.build(family.observation_space, family.action_space).to(device)
         self.adapter = PolicyGradientAdapter(self.policy, config.gamma, config.gae_lambda,
@@ -97,9 +102,13 @@ class MAML(PolicyLearner):
         self.inner = InnerLoop(family, self.policy, self.adapter, config.episodes_per_task,
                                generator, device)
         self.step_size: PerParameterStepSize | None = None
+        transform = make_gradient_transform(gradient_transform, named_params(self.policy))
+        if transform is not None and learned_step_size is None:
+            raise ValueError("gradient_transform needs a learned step size (learned_step_size, "
+                             f"i.e. algorithm metasgd); got {gradient_transform!r} without one")
         if learned_step_size is not None:
-            self.step_size = PerParameterStepSize(named_params(self.policy),
-                                                  learned_step_size).to(device)
+            self.step_size = PerParameterStepSize(named_params(self.policy), learned_step_size,
+                                                  transform).to(device)
         self.optimizer = (make_optimizer(self.meta_parameters(), config.ppo)
                           if config.outer == "ppo" else None)
         self.env_steps = 0
@@ -143,8 +152,11 @@ class MAML(PolicyLearner):
         phi, points, jacobians = episodes.adapted, episodes.starts, episodes.jacobians
         assert phi is not None
         phi_old = detach_params(phi)
-        with torch.no_grad():
-            old_dist = trajectory_distribution(self.policy, query, phi_old)
+        # the outer loss at theta_old reuses the graphs of the inner steps taken while
+        # sampling, and its forward pass gives pi_old
+        dist = trajectory_distribution(self.policy, query, phi)
+        old_dist = detached(dist)
+        loss = importance_loss(dist, query, q_adv).mean()
 
         def surrogate(differentiable: bool) -> tuple[torch.Tensor, torch.Tensor]:
             with torch.enable_grad():
@@ -155,9 +167,6 @@ class MAML(PolicyLearner):
                 kl = mean_kl(old_dist, dist, query.masks).mean()
             return loss, kl
 
-        # the outer loss at theta_old reuses the graphs of the inner steps taken while sampling
-        loss = importance_loss(trajectory_distribution(self.policy, query, phi), query,
-                               q_adv).mean()
         # the pulled-back metric J^T F J covers theta; with a learned alpha the metric is
         # the Hessian of the surrogate's KL w.r.t. (theta, alpha), taken by trpo_step
         metric = None if self.step_size is not None else \
@@ -220,8 +229,8 @@ class MAML(PolicyLearner):
         ``step_sizes`` schedule applies only to a fixed step size)."""
         if self.step_size is None:
             return super().agent(step_sizes)
-        alpha = detach_params(self.step_size())
-        return GradientAgent(self.policy, named_params(self.policy), self.adapter, [alpha])
+        return GradientAgent(self.policy, named_params(self.policy), self.adapter,
+                             [self.step_size.detached()])
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

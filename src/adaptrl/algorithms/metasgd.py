@@ -20,6 +20,13 @@ Choices (documented in docs/gradient_family.md):
   learned; it was only ever trained for the first step).
 * ``inner.first_order`` drops the second-order terms in theta; alpha still gets its exact
   gradient ``-grad L_Ti(theta) (.) dL'/dphi``.
+* ``gradient_transform: kronecker`` learns, besides alpha, a linear map ``T`` of the inner
+  gradient, ``phi_i = theta - alpha (.) T(grad L_Ti(theta))``: eq. 2's diagonal
+  preconditioner ``alpha`` generalised to a per-layer Kronecker-factored matrix
+  (Meta-Curvature, Park & Oliva 2019): ``T(G) = L G R`` per weight matrix, so the inner
+  step can mix the gradients of a layer's weights (a learned preconditioner). ``T``
+  starts at the identity, i.e. as plain Meta-SGD, and is updated by the same outer step
+  (TRPO's autograd metric and PPO's Adam cover it, as they cover alpha).
 """
 
 from __future__ import annotations
@@ -29,24 +36,31 @@ from typing import Literal
 import torch
 from pydantic import Field
 
+from adaptrl.adaptation.learned_step import GradientTransformName
 from adaptrl.algorithms.maml import MAML, MAMLConfig
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.tasks.base import TaskFamily
 
 
 class MetaSGDConfig(MAMLConfig):
-    """Meta-SGD settings: MAML's, plus the initial value of the learned step sizes."""
+    """Meta-SGD settings: MAML's, plus the initial value of the learned step sizes and an
+    optional learned transform of the inner gradient."""
 
     name: Literal["metasgd"] = "metasgd"  # type: ignore[assignment]
     alpha_init: float | None = Field(
         None, gt=0, description="initial value of every learned step size (default: inner.lr)")
+    gradient_transform: GradientTransformName = Field(
+        "none", description="learned linear map of the inner gradient before alpha: none "
+                            "(plain Meta-SGD) or kronecker (per layer T(G) = L G R, L and R "
+                            "learned, identity at start; Meta-Curvature, Park & Oliva 2019)")
 
 
 def build_metasgd(family: TaskFamily, config: MetaSGDConfig, generator: torch.Generator,
                   device: torch.device) -> MAML:
     """MAML whose inner step size is a learned per-parameter ``alpha``."""
     init = config.alpha_init if config.alpha_init is not None else config.inner.lr
-    return MAML(family, config, generator, device, learned_step_size=init)
+    return MAML(family, config, generator, device, learned_step_size=init,
+                gradient_transform=config.gradient_transform)
 
 
 register_algorithm("metasgd", MetaSGDConfig, build_metasgd,

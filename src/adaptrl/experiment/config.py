@@ -29,6 +29,9 @@ class FamilyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="a registered task family (see `adaptrl list`)")
     params: dict[str, Any] = Field(default_factory=dict, description="family parameters")
+    rescale_actions: bool = Field(
+        False, description="the agent acts in [-1, 1]^d, mapped linearly onto the family's "
+                           "action box (rllab's normalize; the MAML reference code's setting)")
 
     @field_validator("name")
     @classmethod

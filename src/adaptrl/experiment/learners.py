@@ -17,10 +17,21 @@ from adaptrl.experiment.run_dir import RunDir
 from adaptrl.experiment.seeding import seeded_init
 from adaptrl.tasks import make
 from adaptrl.tasks.base import TaskFamily
+from adaptrl.tasks.wrappers import RescaledActions
 
 
 def build_family(config: ExperimentConfig) -> TaskFamily:
-    return make(config.family.name, **config.family.params)
+    """The config's task family; a parameter the family refuses is a :class:`ConfigError`."""
+    try:
+        family = make(config.family.name, **config.family.params)
+    except ValueError as err:
+        raise ConfigError(f"family.params: {err}") from err
+    if not config.family.rescale_actions:
+        return family
+    try:
+        return RescaledActions(family)
+    except ValueError as err:
+        raise ConfigError(f"family.rescale_actions: {err}") from err
 
 
 def build_learner(family: TaskFamily, algo_cfg: BaseModel, generator: torch.Generator,

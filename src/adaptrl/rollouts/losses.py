@@ -8,7 +8,7 @@ does), so that per-task gradients can be taken in one batched backward pass.
 from __future__ import annotations
 
 import torch
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Categorical, Distribution, Independent, Normal, kl_divergence
 
 from adaptrl.rollouts.returns import masked_mean
 from adaptrl.rollouts.trajectories import Trajectories
@@ -44,3 +44,17 @@ def mean_kl(old: Distribution, new: Distribution, masks: torch.Tensor) -> torch.
 def entropy(dist: Distribution, masks: torch.Tensor) -> torch.Tensor:
     """Mean policy entropy over live states, per task."""
     return masked_mean(dist.entropy(), masks, _TASK_MEAN_DIMS)
+
+
+def detached(dist: Distribution) -> Distribution:
+    """``dist`` with its parameters cut from the graph: TRPO's ``pi_old`` from the same
+    forward pass that builds the surrogate (no second evaluation of the policy)."""
+    if isinstance(dist, Independent):
+        return Independent(detached(dist.base_dist), dist.reinterpreted_batch_ndims,
+                           validate_args=False)
+    if isinstance(dist, Normal):
+        return Normal(dist.loc.detach(), dist.scale.detach(), validate_args=False)
+    if isinstance(dist, Categorical):
+        return Categorical(logits=dist.logits.detach(), validate_args=False)
+    raise TypeError(f"detached: unsupported distribution {type(dist).__name__}; allowed: "
+                    "Normal, Categorical, Independent of those")
