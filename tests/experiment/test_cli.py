@@ -25,6 +25,8 @@ def test_train_evaluate_plot(tmp_path: Path, tiny_config_file: Path) -> None:
     for m in ev["methods"].values():
         assert m["steps"] == [0, 1, 2] and len(m["mean"]) == 3 and len(m["ci95"]) == 3
     assert (run / "baselines" / "pretrained" / "checkpoints" / "best.pt").exists()
+    assert set(ev["agent_minus"]) == set(ev["methods"]) - {"agent", "oracle"}
+    assert "agent − baseline" in res.output
 
     res = runner.invoke(app, ["evaluate", str(run), "--tasks", "4", "--steps", "1",
                               "--seed", "9"])

@@ -45,6 +45,15 @@ def _print_eval(result: dict[str, Any]) -> None:
     for name, m in result["methods"].items():
         table.add_row(name, *[f"{mu:.2f} ± {ci:.2f}" for mu, ci in zip(m["mean"], m["ci95"])])
     console.print(table)
+    if result.get("agent_minus"):
+        diff = Table(title="agent − baseline on the same tasks (paired; > 0: the agent is "
+                           "ahead, significant where the CI excludes 0)")
+        diff.add_column("baseline")
+        for k in steps:
+            diff.add_column(f"{k}", justify="right")
+        for name, d in result["agent_minus"].items():
+            diff.add_row(name, *[f"{mu:+.2f} ± {ci:.2f}" for mu, ci in zip(d["mean"], d["ci95"])])
+        console.print(diff)
     if "table" in result:
         from adaptrl.evaluation.classic.tables import render_table
 

@@ -2,6 +2,7 @@
 
 from adaptrl.evaluation.protocol import (adaptation_curve, adaptation_curves, gradient_curve,
                                          oracle_curve)
-from adaptrl.evaluation.statistics import curve_summary, mean_ci95
+from adaptrl.evaluation.statistics import curve_summary, mean_ci95, paired_difference
 
-__all__ = ["adaptation_curve", "adaptation_curves", "curve_summary", "gradient_curve", "mean_ci95", "oracle_curve"]
+__all__ = ["adaptation_curve", "adaptation_curves", "curve_summary", "gradient_curve", "mean_ci95", "oracle_curve",
+           "paired_difference"]

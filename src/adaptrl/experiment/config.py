@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adaptrl.algorithms.registry import algorithm_spec, algorithms
+from adaptrl.experiment.selection import SelectionConfig
 from adaptrl.tasks.registry import registered
 
 
@@ -96,6 +97,7 @@ class ExperimentConfig(BaseModel):
     algorithm: dict[str, Any] = Field(description="the meta-learner and its settings")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @field_validator("device")

@@ -10,7 +10,7 @@ import torch
 
 from adaptrl.algorithms.base import GradientAgent
 from adaptrl.evaluation.protocol import adaptation_curves, oracle_curve
-from adaptrl.evaluation.statistics import curve_summary
+from adaptrl.evaluation.statistics import curve_summary, paired_difference
 from adaptrl.experiment.checkpoints import load_checkpoint
 from adaptrl.experiment.classic_table import classic_table
 from adaptrl.experiment.config import ConfigError, ExperimentConfig, read_yaml, validate_config
@@ -92,8 +92,10 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
     if unit == "gradient_steps" and baselines:
         agents.update(baseline_agents(run, config, algo_cfg, ev.step_sizes, s))
     methods = {}
+    scores: dict[str, torch.Tensor] = {}
     for name, a in agents.items():
         curves = adaptation_curves(family, a, tasks, k, ev.episodes, s, device)
+        scores[name] = curves["return"]
         methods[name] = curve_summary(curves["return"])
         if "success" in curves:  # Meta-World: success rate beside return
             succ = curve_summary(curves["success"])
@@ -102,11 +104,16 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
         oracle = oracle_curve(family, tasks, k, ev.episodes, device)
         if oracle is not None:
             methods["oracle"] = curve_summary(oracle)
+    # "agent beats baseline" is a paired question: the same tasks, per-task differences
+    paired = {name: paired_difference(scores["agent"], sc) for name, sc in scores.items()
+              if name != "agent"}
     result = {"family": config.family.name, "split": "test", "num_tasks": n, "unit": unit,
               "seed": s, "episodes_per_step": ev.episodes, "step_sizes": ev.step_sizes,
               "algorithm": algo_cfg.name, "checkpoint": ckpt,
               "checkpoint_iteration": getattr(learner, "checkpoint_iteration", None),
               "methods": methods}
+    if paired:
+        result["agent_minus"] = paired
     if unit == "episodes" and baselines:  # RL² on bandits / MDPs: the paper's table
         table = classic_table(config.family.name, family, agent, n, s, device, all_settings)
         if table is not None:

@@ -25,18 +25,8 @@ from adaptrl.experiment.progress import TrainingProgress
 from adaptrl.experiment.run_dir import MetricsLog, RunDir
 from adaptrl.experiment.scalars import Scalars
 from adaptrl.experiment.seeding import make_generator
+from adaptrl.experiment.selection import CheckpointScore
 from adaptrl.tasks.base import TaskFamily
-
-SCORE_KEYS = ("return_post", "return_trial", "return")
-
-
-def score_of(metrics: dict[str, Any]) -> float | None:
-    """The number "best checkpoint" is judged by: the post-adaptation return if any."""
-    for k in SCORE_KEYS:
-        if k in metrics and metrics[k] is not None:
-            return float(metrics[k])
-    return None
-
 
 @dataclass
 class TrainResult:
@@ -49,8 +39,10 @@ class TrainResult:
 
 def train_learner(run: RunDir, family: TaskFamily, algo_cfg: BaseModel, *, iterations: int,
                   seed: int, device: torch.device, checkpoint_every: int, resume: bool,
-                  progress: bool, tensorboard: bool, label: str) -> TrainResult:
-    """Train one learner in ``run`` (a run directory or a baseline's sub-run)."""
+                  progress: bool, tensorboard: bool, label: str,
+                  score: CheckpointScore) -> TrainResult:
+    """Train one learner in ``run`` (a run directory or a baseline's sub-run); ``score``
+    judges which checkpoint is the best (:mod:`adaptrl.experiment.selection`)."""
     generator = make_generator(seed)
     learner = build_learner(family, algo_cfg, generator, device, init_seed=seed)
     start, best_score, best_iter, wall = 0, None, None, 0.0
@@ -84,17 +76,19 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: BaseModel, *, itera
                 t0 = time.perf_counter()
                 tasks = family.sample(batch, "train", generator)
                 metrics = learner.meta_update(tasks)
+                done = it + 1
+                value = score(learner, done, metrics)  # validation time counts as training
                 wall += time.perf_counter() - t0
+                if value is not None and score.validates:
+                    metrics = {**metrics, "validation_return": value}
                 record = {"iteration": it, "wall_time_s": round(wall, 4),
                           "env_steps": int(learner.env_steps), **metrics}
                 log.write(record)
                 scalars.write(it, metrics)
-                done = it + 1
                 gen_state = generator.get_state()
                 learner_state = copy.deepcopy(learner.state_dict())
-                score = score_of(metrics)
-                if score is not None and (best_score is None or score > best_score):
-                    best_score, best_iter = score, it
+                if value is not None and (best_score is None or value > best_score):
+                    best_score, best_iter = value, it
                     checkpoint(run.best, done)
                 if done % checkpoint_every == 0 or done == iterations:
                     checkpoint(run.latest, done)
@@ -132,8 +126,12 @@ def train(config: ExperimentConfig, algo_cfg: BaseModel, run_path: Path, *,
     run = prepare_run(config, run_path, resume)
     family = build_family(config)
     device = torch.device(config.device)
+    ev = config.evaluation
+    score = CheckpointScore(config.selection, family, ev.steps, ev.episodes, ev.step_sizes,
+                            device)
     common = dict(seed=config.seed, device=device, checkpoint_every=config.checkpoint_every,
-                  progress=config.logging.progress, tensorboard=config.logging.tensorboard)
+                  progress=config.logging.progress, tensorboard=config.logging.tensorboard,
+                  score=score)
     result = train_learner(run, family, algo_cfg, iterations=config.iterations, resume=resume,
                            label=f"{algo_cfg.name} meta-train",  # type: ignore[attr-defined]
                            **common)  # type: ignore[arg-type]
