@@ -313,8 +313,13 @@ def test_compare_scores_runs_on_the_same_tasks(tmp_path: Path,
     rows = {r["method"]: r for r in result["rows"]}
     assert rows["reptile"]["env_steps"] == read_metrics(runs[0] / "metrics.jsonl")[-1]["env_steps"]
     assert rows["pretrained"]["iterations"] == 2 and rows["scratch"]["env_steps"] is None
+    # paired lead over pretrained after one step: the per-task differences' mean and CI
+    rep, pre = rows["reptile"], rows["pretrained"]
+    diffs = torch.tensor(rep["per_task"][1]) - torch.tensor(pre["per_task"][1])
+    assert rep["vs_pretrained"]["mean"][1] == pytest.approx(float(diffs.mean()), abs=1e-5)
+    assert pre["vs_pretrained"] is None and rows["scratch"]["vs_pretrained"] is not None
     table = markdown_table(result)
-    assert "| method | algorithm | 0 steps | 1 step |" in table
+    assert "| method | algorithm | 0 steps | 1 step | 1 step − pretrained (paired) |" in table
     assert table.count("\n| ") == len(result["rows"]) + 1
     # the same call again gives the same numbers (fixed evaluation seed)
     again = compare_runs(runs, num_tasks=3, seed=7, steps=1)

@@ -167,12 +167,16 @@ class MAML(PolicyLearner):
                 kl = mean_kl(old_dist, dist, query.masks).mean()
             return loss, kl
 
-        # the pulled-back metric J^T F J covers theta; with a learned alpha the metric is
-        # the Hessian of the surrogate's KL w.r.t. (theta, alpha), taken by trpo_step
-        metric = None if self.step_size is not None else \
-            self._metric(supports, points, jacobians, query, phi_old, old_dist)
-        info = trpo_step(self.meta_parameters(), surrogate, cfg.trpo,
-                         fisher_product=metric, loss=loss)
+        # the pulled-back metric J^T F J covers theta; with a learned alpha (and transform)
+        # the metric is the Hessian of a KL through the inner step w.r.t. all of them,
+        # taken by trpo_step, on the same episode subsample
+        if self.step_size is None:
+            info = trpo_step(self.meta_parameters(), surrogate, cfg.trpo, loss=loss,
+                             fisher_product=self._metric(supports, points, jacobians, query,
+                                                         phi_old, old_dist))
+        else:
+            info = trpo_step(self.meta_parameters(), surrogate, cfg.trpo, loss=loss,
+                             fisher_kl=lambda: self._subsample_kl(supports, query))
         return {**metrics, **{f"trpo/{k}": v for k, v in info.items()}}
 
     def _ppo_step(self, supports: list[Support], query: Trajectories,
@@ -190,6 +194,27 @@ class MAML(PolicyLearner):
         return ppo_update(self.meta_parameters(), self.optimizer, query, q_adv, no_values,
                           evaluate, self.config.ppo, self.generator)
 
+    def _metric_episodes(self) -> slice | None:
+        """The episodes (the first ``m`` of every task) the TRPO metric is estimated on,
+        ``None`` for all of them (``trpo.fisher_fraction``)."""
+        e = self.config.episodes_per_task
+        m = max(1, round(self.config.trpo.fisher_fraction * e))
+        return slice(0, m) if m < e else None
+
+    def _subsample_kl(self, supports: list[Support], query: Trajectories) -> torch.Tensor:
+        """A KL whose Hessian at the current meta-parameters is the TRPO metric through the
+        inner loop, for learned step sizes: the inner steps replayed on the metric's support
+        episodes, ``KL(pi_phi_old || pi_phi)`` on its query episodes, minimal (zero, with a
+        zero gradient) at the current point as a trust-region metric must be."""
+        sub = self._metric_episodes()
+        if sub is not None:
+            supports = [(traj.select_episodes(sub), adv[:, :, sub]) for traj, adv in supports]
+            query = query.select_episodes(sub)
+        with torch.enable_grad():
+            phi = self._adapt(named_params(self.policy), supports, differentiable=True)
+            dist = trajectory_distribution(self.policy, query, phi)
+            return mean_kl(detached(dist), dist, query.masks).mean()
+
     def _metric(self, supports: list[Support], points: list[Params],
                 jacobians: list[StepJacobian], query: Trajectories, phi_old: Params,
                 old_dist: Distribution) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -203,10 +228,8 @@ class MAML(PolicyLearner):
         same points as the full inner steps, and ``F`` on the query subset at ``phi_old``.
         """
         cfg = self.config
-        e = cfg.episodes_per_task
-        m = max(1, round(cfg.trpo.fisher_fraction * e))
-        if m < e:
-            sub = slice(0, m)
+        sub = self._metric_episodes()
+        if sub is not None:
             query = query.select_episodes(sub)
             jacobians = [
                 self.adapter.step_with_jacobian(start, traj.select_episodes(sub), adv[:, :, sub],

@@ -9,7 +9,8 @@ every parameter's inner step along with the initialisation. Everything else is M
 the sampling of support and query episodes, the inner VPG step, the TRPO (or PPO) outer
 step, which here updates theta and alpha together. TRPO's trust region covers alpha too:
 its metric is the Hessian of the KL through the inner step with respect to (theta,
-alpha), taken by autograd (MAML's cheaper pulled-back ``J^T F J`` covers theta only).
+alpha), taken by autograd (MAML's cheaper pulled-back ``J^T F J`` covers theta only) on
+the same ``trpo.fisher_fraction`` of the episodes as MAML's metric.
 
 Choices (documented in docs/gradient_family.md):
 

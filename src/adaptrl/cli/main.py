@@ -184,11 +184,17 @@ def compare(
                                         "(default: the first run's evaluation.num_tasks)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="evaluation seed "
                                        "(default: the first run's evaluation.seed)"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="adaptation units K "
+    steps: Optional[int] = typer.Option(None, "--steps", help="adaptation units K, gradient "
+                                        "steps or episodes of a trial, the same K for every run "
                                         "(default: the first run's evaluation.steps)"),
     threads: int = _threads_option(),
 ) -> None:
-    """Score several runs on the same held-out tasks; print a markdown table (README-ready)."""
+    """Score several runs on the same held-out tasks; print a markdown table (README-ready).
+
+    Runs may adapt in different units (MAML in gradient steps, RL² in episodes of a
+    trial): the table then has a unit column, and the plot's x is the episodes played on
+    the task before the scored ones.
+    """
     _use_threads(threads)
     from adaptrl.experiment.compare import compare_runs, markdown_table, write_comparison
     from adaptrl.experiment.config import ConfigError

@@ -96,7 +96,9 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
     for name, a in agents.items():
         curves = adaptation_curves(family, a, tasks, k, ev.episodes, s, device)
         scores[name] = curves["return"]
-        methods[name] = curve_summary(curves["return"])
+        # per-task scores [units+1][tasks] make paired comparisons across runs possible
+        methods[name] = {**curve_summary(curves["return"]),
+                         "per_task": curves["return"].tolist()}
         if "success" in curves:  # Meta-World: success rate beside return
             succ = curve_summary(curves["success"])
             methods[name].update(success_mean=succ["mean"], success_ci95=succ["ci95"])
