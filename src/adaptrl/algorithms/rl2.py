@@ -59,11 +59,20 @@ class RecurrentPolicyConfig(BaseModel):
     value_trunk: ValueTrunk = Field(
         "shared", description="'shared': the value head reads the policy GRU; "
                               "'separate': the critic has its own GRU")
+    clock_input: bool = Field(
+        False, description="also feed the GRU the fractions of the episode and of the trial "
+                           "elapsed (not in the paper's (s, a, r, d) input)")
+    prev_obs_input: bool = Field(
+        False, description="also feed the GRU the previous observation, so that one input "
+                           "is the whole last transition (s, a, r, s')")
+    embed_size: int = Field(0, ge=0, description="width of a ReLU input layer before the "
+                                                 "GRU (0: the GRU reads the input directly)")
 
     def build(self, family: TaskFamily) -> RecurrentPolicy:
         return RecurrentPolicy(family.observation_space, family.action_space,
                                self.hidden_size, tuple(self.head_hidden), self.activation,
-                               self.init_std, self.value_trunk)
+                               self.init_std, self.value_trunk, self.clock_input,
+                               self.prev_obs_input, self.embed_size)
 
 
 class RL2Config(BaseModel):
@@ -88,6 +97,10 @@ class RL2Config(BaseModel):
                                "value loss does not swamp the policy gradient")
     policy: RecurrentPolicyConfig = Field(default_factory=RecurrentPolicyConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
+    init_from: str | None = Field(
+        None, description="a run directory whose best policy (same architecture) initialises "
+                          "this run, e.g. an RL² run on shorter trials as a curriculum; "
+                          "applied when training starts")
 
 
 @dataclass
