@@ -18,6 +18,7 @@ from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from adaptrl.models.functional import MLP, Params, named_params
+from adaptrl.randomness import categorical, randn
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -69,14 +70,14 @@ class GaussianMLPPolicy(nn.Module):
         const = log_std.sum(-1) + 0.5 * mean.shape[-1] * _LOG_2PI
         if deterministic:
             return mean, (-const).expand(mean.shape[:-1])
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+        noise = randn(mean.shape, generator, mean.device, mean.dtype)
         action = torch.addcmul(mean, log_std.exp(), noise)
         return action, noise.square_().sum(-1).mul_(-0.5).sub_(const)
 
     @staticmethod
     def sample(dist: Distribution, generator: torch.Generator) -> torch.Tensor:
         base = dist.base_dist  # type: ignore[attr-defined]
-        noise = torch.randn(base.loc.shape, generator=generator, device=base.loc.device)
+        noise = randn(base.loc.shape, generator, base.loc.device, base.loc.dtype)
         return base.loc + base.scale * noise
 
 
@@ -103,15 +104,12 @@ class CategoricalMLPPolicy(nn.Module):
         if deterministic:
             action = log_probs.argmax(-1)
         else:
-            flat = log_probs.exp().reshape(-1, log_probs.shape[-1])
-            action = torch.multinomial(flat, 1, generator=generator).reshape(log_probs.shape[:-1])
+            action = categorical(log_probs.exp(), generator)
         return action, log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
 
     @staticmethod
     def sample(dist: Distribution, generator: torch.Generator) -> torch.Tensor:
-        probs = dist.probs  # type: ignore[attr-defined]
-        flat = probs.reshape(-1, probs.shape[-1])
-        return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+        return categorical(dist.probs, generator)  # type: ignore[attr-defined]
 
 
 def space_dims(space: gym.Space) -> int:

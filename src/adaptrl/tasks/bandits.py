@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from adaptrl.randomness import rand
 from adaptrl.tasks.base import Split, StepResult, Tasks
 from adaptrl.tasks.common import EpisodeClock, check_int
 from adaptrl.tasks.splits import sample_split
@@ -43,7 +44,7 @@ class BanditEnv:
 
     def step(self, action: torch.Tensor) -> StepResult:
         live = self.clock.live
-        u = torch.rand(live.shape, generator=self.generator, device=self.device)
+        u = rand(live.shape, self.generator, self.device)
         p_arm = self.p.gather(1, action.long())  # [tasks, episodes]
         reward = (u < p_arm).float() * live
         terminated, truncated = self.clock.tick(live)

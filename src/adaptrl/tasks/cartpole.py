@@ -35,6 +35,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from adaptrl.randomness import rand
 from adaptrl.tasks.base import Split, StepResult, Tasks
 from adaptrl.tasks.common import (
     EpisodeClock, Range, check_dtype, check_int, check_range, check_some_range_varies,
@@ -73,8 +74,7 @@ class CartPoleEnv:
 
     def reset(self, generator: torch.Generator | None = None) -> torch.Tensor:
         self.clock.reset()
-        u = torch.rand(self.state.shape, generator=generator, dtype=self.dtype,
-                       device=self.device)
+        u = rand(self.state.shape, generator, self.device, self.dtype)
         self.state = -0.05 + 0.1 * u
         return self.state.float()
 

@@ -29,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from adaptrl.randomness import rand
 from adaptrl.tasks.base import Split, StepResult, Tasks
 from adaptrl.tasks.common import (
     EpisodeClock, Range, check_dtype, check_int, check_positive, check_range,
@@ -73,8 +74,7 @@ class PendulumEnv:
 
     def reset(self, generator: torch.Generator | None = None) -> torch.Tensor:
         self.clock.reset()
-        u = torch.rand(self.state.shape, generator=generator, dtype=self.dtype,
-                       device=self.device)
+        u = rand(self.state.shape, generator, self.device, self.dtype)
         high = torch.tensor([math.pi, 1.0], dtype=self.dtype, device=self.device)
         self.state = high * (2 * u - 1)
         self.observation = self._observe()

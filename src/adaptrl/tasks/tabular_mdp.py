@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from adaptrl.randomness import rand, randn
 from adaptrl.tasks.base import Split, StepResult, Tasks
 from adaptrl.tasks.common import EpisodeClock, check_int
 from adaptrl.tasks.splits import sample_split
@@ -57,8 +58,8 @@ class TabularMDPEnv:
     def step(self, action: torch.Tensor) -> StepResult:
         live = self.clock.live
         shape = live.shape
-        noise = torch.randn(shape, generator=self.generator, device=self.device)
-        u = torch.rand(*shape, 1, generator=self.generator, device=self.device)
+        noise = randn(shape, self.generator, self.device)
+        u = rand((*shape, 1), self.generator, self.device)
         row = self.state * self.num_actions + action.long()  # [tasks, episodes]
         reward = (self.reward_mean.gather(1, row) + noise) * live
         cdf = self.cdf.gather(1, row.unsqueeze(-1).expand(*shape, self.num_states))

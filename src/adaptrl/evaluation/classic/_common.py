@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from adaptrl.randomness import inverse_cdf
+
 Params = Mapping[str, Any]
 
 
@@ -46,8 +48,7 @@ def random_argmax(values: torch.Tensor, generator: torch.Generator) -> torch.Ten
 def sample_categorical(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One index per row of ``probs`` (rows sum to 1 along the last dim), by inverse CDF."""
     u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device)
-    index = (probs.cumsum(dim=-1) < u).sum(dim=-1)
-    return index.clamp_(max=probs.shape[-1] - 1)  # a cumsum just below 1 must not overflow
+    return inverse_cdf(probs, u.squeeze(-1))
 
 
 def sample_beta(alpha: torch.Tensor, beta: torch.Tensor,
