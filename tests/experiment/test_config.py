@@ -83,3 +83,19 @@ def test_yaml_errors_are_config_errors(tmp_path: Path) -> None:
         load_config(p)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_device_must_exist_on_this_machine(tiny_config: dict[str, Any],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    tiny_config["device"] = "cuda"
+    with pytest.raises(ConfigError, match="device: .*'cuda' is not available on this machine; "
+                                          "allowed here: .*'cpu'"):
+        validate_config(tiny_config)
+    tiny_config["device"] = "tpu0"
+    with pytest.raises(ConfigError, match="invalid device 'tpu0'"):
+        validate_config(tiny_config)
+    tiny_config["device"] = "cpu"
+    assert validate_config(tiny_config)[0].device == "cpu"

@@ -106,9 +106,19 @@ class ExperimentConfig(BaseModel):
         import torch
 
         try:
-            torch.device(v)
+            device = torch.device(v)
         except RuntimeError as err:
             raise ValueError(f"invalid device {v!r}; allowed: cpu, cuda, cuda:N, mps") from err
+        available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                     "mps": torch.backends.mps.is_available()}
+        if not available.get(device.type, False):
+            usable = [k for k, ok in available.items() if ok]
+            raise ValueError(f"device {v!r} is not available on this machine; allowed here: "
+                             f"{usable}")
+        if device.type == "cuda" and device.index is not None and \
+                device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {v!r}: this machine has {torch.cuda.device_count()} "
+                             "CUDA device(s)")
         return v
 
     def algorithm_config(self) -> BaseModel:
