@@ -33,13 +33,6 @@ def randn(shape: Shape, generator: torch.Generator | None, device: torch.device 
     return out.to(device)
 
 
-def randint(high: int, shape: Shape, generator: torch.Generator | None,
-            device: torch.device | str) -> torch.Tensor:
-    """Integers uniform in ``[0, high)`` of ``shape`` on ``device``, drawn from ``generator``."""
-    out = torch.randint(high, shape, generator=generator, device=_device_of(generator))
-    return out.to(device)
-
-
 def categorical(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """One draw per row of ``probs [..., n]`` (index tensor ``[...]``, on ``probs``' device).
 

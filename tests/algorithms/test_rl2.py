@@ -113,27 +113,6 @@ def test_clock_input_reports_episode_and_trial_progress() -> None:
     assert x.shape == (1, plain.input_dim) == (1, 3 + 2 + 2)
 
 
-def test_prev_obs_input_holds_the_last_transition() -> None:
-    """With ``prev_obs_input`` the input of step ``t`` ends with ``o_{t-1}``: zeros at the
-    start of the trial, across the episode boundary the last state of the episode before;
-    with ``embed_size`` the GRU reads it through a ReLU layer and the update's re-run still
-    reproduces the sampled log-probs."""
-    family = TabularMDP(num_states=3, num_actions=2, horizon=3, trial_length=2)
-    alg = learner(family, policy={"hidden_size": 8, "prev_obs_input": True, "embed_size": 6})
-    assert alg.policy.input_dim == 3 + 2 + 2 + 3 and alg.policy.gru.input_size == 6
-    tasks = family.sample(4, "train", alg.generator)
-    trials = alg.agent().trials(family, tasks, 2, 1, alg.generator)
-    obs, prev = trials.steps.observations, trials.inputs[..., -3:]
-    assert not prev[0].any()
-    assert torch.equal(prev[1:], obs[:-1])  # t = 3 (episode 2) sees the last state of episode 1
-    dist, _ = alg.policy.sequence(trials.inputs)
-    assert torch.allclose(dist.log_prob(trials.steps.actions), trials.steps.log_probs, atol=1e-5)
-    with pytest.raises(ValueError, match="prev_obs"):
-        alg.policy.encode(torch.zeros(1, 3), torch.tensor([0]), torch.zeros(1), torch.zeros(1))
-    with pytest.raises(ValidationError, match="embed_size"):
-        RL2Config(policy={"embed_size": -1})
-
-
 # -- meta-update, determinism, resume -----------------------------------------------------
 def test_meta_update_metrics() -> None:
     family = BanditBernoulli(3, trial_length=5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from adaptrl.randomness import categorical, inverse_cdf, rand, randint, randn
+from adaptrl.randomness import categorical, inverse_cdf, rand, randn
 
 
 def _gen() -> torch.Generator:
@@ -16,7 +16,6 @@ def test_cpu_draws_are_torchs_own() -> None:
     assert torch.equal(rand((3, 4), _gen(), "cpu"), torch.rand((3, 4), generator=_gen()))
     assert torch.equal(randn((3, 4), _gen(), "cpu", torch.float64),
                        torch.randn((3, 4), generator=_gen(), dtype=torch.float64))
-    assert torch.equal(randint(7, (5,), _gen(), "cpu"), torch.randint(7, (5,), generator=_gen()))
     probs = torch.softmax(torch.randn(6, 4, generator=_gen()), -1)
     assert torch.equal(categorical(probs, _gen()),
                        torch.multinomial(probs, 1, generator=_gen()).squeeze(-1))

@@ -201,15 +201,22 @@ class MAML(PolicyLearner):
         m = max(1, round(self.config.trpo.fisher_fraction * e))
         return slice(0, m) if m < e else None
 
+    def _metric_data(self, supports: list[Support], query: Trajectories
+                     ) -> tuple[list[Support], Trajectories, bool]:
+        """The support and query episodes the metric is estimated on, and whether they are
+        a subsample (the first ``m`` episodes of every task)."""
+        sub = self._metric_episodes()
+        if sub is None:
+            return supports, query, False
+        return ([(traj.select_episodes(sub), adv[:, :, sub]) for traj, adv in supports],
+                query.select_episodes(sub), True)
+
     def _subsample_kl(self, supports: list[Support], query: Trajectories) -> torch.Tensor:
         """A KL whose Hessian at the current meta-parameters is the TRPO metric through the
         inner loop, for learned step sizes: the inner steps replayed on the metric's support
         episodes, ``KL(pi_phi_old || pi_phi)`` on its query episodes, minimal (zero, with a
         zero gradient) at the current point as a trust-region metric must be."""
-        sub = self._metric_episodes()
-        if sub is not None:
-            supports = [(traj.select_episodes(sub), adv[:, :, sub]) for traj, adv in supports]
-            query = query.select_episodes(sub)
+        supports, query, _ = self._metric_data(supports, query)
         with torch.enable_grad():
             phi = self._adapt(named_params(self.policy), supports, differentiable=True)
             dist = trajectory_distribution(self.policy, query, phi)
@@ -228,12 +235,11 @@ class MAML(PolicyLearner):
         same points as the full inner steps, and ``F`` on the query subset at ``phi_old``.
         """
         cfg = self.config
-        sub = self._metric_episodes()
-        if sub is not None:
-            query = query.select_episodes(sub)
+        supports, query, subsampled = self._metric_data(supports, query)
+        if subsampled:
             jacobians = [
-                self.adapter.step_with_jacobian(start, traj.select_episodes(sub), adv[:, :, sub],
-                                                cfg.inner.lr, first_order=cfg.inner.first_order)[1]
+                self.adapter.step_with_jacobian(start, traj, adv, cfg.inner.lr,
+                                                first_order=cfg.inner.first_order)[1]
                 for start, (traj, adv) in zip(points, supports)]
             with torch.no_grad():
                 old_dist = trajectory_distribution(self.policy, query, phi_old)

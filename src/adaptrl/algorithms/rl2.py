@@ -62,17 +62,11 @@ class RecurrentPolicyConfig(BaseModel):
     clock_input: bool = Field(
         False, description="also feed the GRU the fractions of the episode and of the trial "
                            "elapsed (not in the paper's (s, a, r, d) input)")
-    prev_obs_input: bool = Field(
-        False, description="also feed the GRU the previous observation, so that one input "
-                           "is the whole last transition (s, a, r, s')")
-    embed_size: int = Field(0, ge=0, description="width of a ReLU input layer before the "
-                                                 "GRU (0: the GRU reads the input directly)")
 
     def build(self, family: TaskFamily) -> RecurrentPolicy:
         return RecurrentPolicy(family.observation_space, family.action_space,
                                self.hidden_size, tuple(self.head_hidden), self.activation,
-                               self.init_std, self.value_trunk, self.clock_input,
-                               self.prev_obs_input, self.embed_size)
+                               self.init_std, self.value_trunk, self.clock_input)
 
 
 class RL2Config(BaseModel):

@@ -6,13 +6,7 @@ env applies it, clipped and rescaled to ``[-1, 1]``), the previous reward and th
 "the previous step ended an episode", and optionally (``clock_input``) a clock
 ``c_t = [t_episode / H, t_trial / T]``: how far into its episode and into its trial the
 step is (not in the paper's input; a GRU can count, but reading the clock spares it that,
-and both the value of a state and how much exploring still pays depend on the time left),
-and optionally (``prev_obs_input``) the previous observation ``o_{t-1}``, so that one input
-holds the whole last transition ``(o_{t-1}, a_{t-1}, r_{t-1}, o_t)`` (as the context
-encoders of PEARL and VariBAD read it) instead of the GRU having to carry ``o_{t-1}`` for a
-step to learn what ``(o_{t-1}, a_{t-1})`` paid. With ``embed_size > 0`` each GRU reads the
-input through one ReLU layer of that width, which can form conjunctions such as
-"this state and this action" that the GRU's gates only form through its hidden state.
+and both the value of a state and how much exploring still pays depend on the time left).
 The hidden state is carried across the episodes of
 one *trial* and reset to zeros between trials, so what the agent learns about the task
 lives in its activations (the "fast" RL of the paper's title).
@@ -70,15 +64,12 @@ class RecurrentPolicy(nn.Module):
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
                  hidden_size: int = 128, head_hidden: tuple[int, ...] = (),
                  activation: str = "tanh", init_std: float = 1.0,
-                 value_trunk: ValueTrunk = "shared", clock_input: bool = False,
-                 prev_obs_input: bool = False, embed_size: int = 0) -> None:
+                 value_trunk: ValueTrunk = "shared", clock_input: bool = False) -> None:
         super().__init__()
         if hidden_size < 1:
             raise ValueError(f"hidden_size must be >= 1, got {hidden_size}")
         if value_trunk not in ("shared", "separate"):
             raise ValueError(f"value_trunk must be 'shared' or 'separate', got {value_trunk!r}")
-        if embed_size < 0:
-            raise ValueError(f"embed_size must be >= 0 (0 = no input layer), got {embed_size}")
         self.obs_dim = space_dims(observation_space)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.act_dim = space_dims(action_space)
@@ -90,36 +81,27 @@ class RecurrentPolicy(nn.Module):
             self.register_buffer("act_low", low if bounded else torch.full_like(low, -1e9))
             self.register_buffer("act_high", high if bounded else torch.full_like(high, 1e9))
             self.act_scaled = bounded
-        self.clock_input, self.prev_obs_input = clock_input, prev_obs_input
-        self.input_dim = (self.obs_dim + self.act_dim + 2 + (CLOCK_DIM if clock_input else 0)
-                          + (self.obs_dim if prev_obs_input else 0))
+        self.clock_input = clock_input
+        self.input_dim = self.obs_dim + self.act_dim + 2 + (CLOCK_DIM if clock_input else 0)
         self.hidden_size = hidden_size
         self.value_trunk = value_trunk
-        gru_in = embed_size or self.input_dim
-        self.embed_size = embed_size
-        self.gru = nn.GRU(gru_in, hidden_size)
-        if embed_size:
-            self.gru_embed = MLP(self.input_dim, embed_size, (), "relu")
+        self.gru = nn.GRU(self.input_dim, hidden_size)
         if value_trunk == "separate":
-            self.value_gru = nn.GRU(gru_in, hidden_size)
-            if embed_size:
-                self.value_gru_embed = MLP(self.input_dim, embed_size, (), "relu")
+            self.value_gru = nn.GRU(self.input_dim, hidden_size)
         features = gym.spaces.Box(-1.0, 1.0, (hidden_size,), np.float32)
         self.head = make_policy(features, action_space, head_hidden, activation, init_std)
         self.value = MLP(hidden_size, 1, head_hidden, activation)
 
     # -- inputs and state ------------------------------------------------------------
     def encode(self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor,
-               prev_done: torch.Tensor, clock: torch.Tensor | None = None,
-               prev_obs: torch.Tensor | None = None) -> torch.Tensor:
-        """``[o_t, a_{t-1}, r_{t-1}, d_{t-1}(, c_t)(, o_{t-1})]`` as one vector per batch entry.
+               prev_done: torch.Tensor, clock: torch.Tensor | None = None) -> torch.Tensor:
+        """``[o_t, a_{t-1}, r_{t-1}, d_{t-1}(, c_t)]`` as one vector per batch entry.
 
         ``obs [*batch, *obs]``; ``prev_action`` int ``[*batch]`` (Discrete, ``-1`` = none) or float
         ``[*batch, act]`` (Box); ``prev_reward``, ``prev_done`` ``[*batch]``. At the first
         step of a trial pass zeros (:meth:`initial_feedback`). ``clock`` (``[CLOCK_DIM]`` or
         ``[*batch, CLOCK_DIM]``: episode and trial fractions elapsed) is required with
-        ``clock_input`` and ignored without; likewise ``prev_obs`` (like ``obs``; zeros at
-        the first step of a trial) with ``prev_obs_input``.
+        ``clock_input`` and ignored without.
         """
         batch = prev_reward.shape
         if self.discrete:  # a negative action (no previous action) encodes as all zeros
@@ -138,11 +120,6 @@ class RecurrentPolicy(nn.Module):
                 raise ValueError("clock must be given to a policy with clock_input=True "
                                  f"(a [{CLOCK_DIM}] or [*batch, {CLOCK_DIM}] tensor)")
             parts.append(clock.to(obs.dtype).expand(*batch, CLOCK_DIM))
-        if self.prev_obs_input:
-            if prev_obs is None:
-                raise ValueError("prev_obs must be given to a policy with prev_obs_input=True "
-                                 "(shaped like obs)")
-            parts.append(prev_obs.reshape(*batch, self.obs_dim).to(obs.dtype))
         return torch.cat(parts, dim=-1)
 
     def initial_feedback(self, batch: tuple[int, ...], device: torch.device
@@ -167,9 +144,6 @@ class RecurrentPolicy(nn.Module):
         flat = x.reshape(T, -1, self.input_dim)
         h = None if h0 is None else h0.reshape(1, -1, self.hidden_size)
         gru = getattr(self, name)
-        if self.embed_size:
-            embed: MLP = getattr(self, f"{name}_embed")
-            flat = F.relu(embed(flat, sub_params(params, f"{name}_embed.")))
         sub = sub_params(params, f"{name}.")
         out, h_last = gru(flat, h) if sub is None else functional_call(gru, sub, (flat, h))
         return (out.reshape(T, *batch, self.hidden_size),

@@ -35,8 +35,7 @@ class RecurrentPolicy(Protocol):
     input_dim: int
 
     def encode(self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor,
-               prev_done: torch.Tensor, clock: torch.Tensor | None = None,
-               prev_obs: torch.Tensor | None = None) -> torch.Tensor: ...
+               prev_done: torch.Tensor, clock: torch.Tensor | None = None) -> torch.Tensor: ...
 
     def initial_feedback(self, batch: tuple[int, ...], device: torch.device
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
@@ -127,9 +126,7 @@ def sample_trials(env: BatchedEnv, policy: RecurrentPolicy, params: Params | Non
     The hidden state starts at zeros, is carried across the episodes and only advances on
     live steps; the first input of episode ``k > 0`` reports the last action and reward of
     episode ``k - 1`` with the done flag set. The policy is also offered the clock
-    ``[t_episode / H, t_trial / T]`` and the previous observation ``o_{t-1}`` (zeros at the
-    start of the trial; the last one of episode ``k - 1`` at the start of episode ``k``),
-    used only by a policy built with ``clock_input`` / ``prev_obs_input``.
+    ``[t_episode / H, t_trial / T]``, used only by a policy built with ``clock_input``.
     ``deterministic`` takes the most likely action instead of sampling.
     """
     if episodes < 1:
@@ -145,17 +142,17 @@ def sample_trials(env: BatchedEnv, policy: RecurrentPolicy, params: Params | Non
     terminated = torch.zeros(T, n, m, dtype=torch.bool, device=dev)
     log_probs = torch.zeros(T, n, m, device=dev)
     observations: torch.Tensor | None = None
-    prev_obs: torch.Tensor | None = None
     actions: torch.Tensor | None = None
+    # the clock [t_episode / H, t_trial / T] of every step, made once
+    step = torch.arange(T, device=dev, dtype=torch.float32)
+    clocks = torch.stack([(step % H) / H, step / T], dim=-1)
     for k in range(episodes):
         obs = env.reset(generator)
         if observations is None:
             observations = torch.zeros(T, *obs.shape, device=dev, dtype=obs.dtype)
-            prev_obs = torch.zeros_like(obs)
         alive = torch.ones(n, m, dtype=torch.bool, device=dev)
         for t in range(k * H, (k + 1) * H):
-            clock = torch.tensor([(t - k * H) / H, t / T], device=dev)
-            x = policy.encode(obs, prev_action, prev_reward, prev_done, clock, prev_obs)
+            x = policy.encode(obs, prev_action, prev_reward, prev_done, clocks[t])
             dist, h_new = policy.step(x, h, params)
             act = policy.mode(dist) if deterministic else policy.sample(dist, generator)
             if actions is None:
@@ -170,7 +167,6 @@ def sample_trials(env: BatchedEnv, policy: RecurrentPolicy, params: Params | Non
             prev_action = _keep(alive, act, prev_action)
             prev_reward = _keep(alive, res.reward, prev_reward)
             prev_done = _keep(alive, done.to(prev_done.dtype), prev_done)
-            prev_obs = _keep(alive, obs, prev_obs)
             alive = alive & ~done
             obs = res.observation
             if not bool(alive.any()):
