@@ -63,13 +63,15 @@ def run_one(policy: str, first_order: bool, fisher_fraction: float | None, iters
     import adaptrl.algorithms.common as common
     import adaptrl.algorithms.maml as maml
     import adaptrl.optim.trpo as trpo
+    import adaptrl.rollouts.sampler as sampler
     from adaptrl.tasks import make
 
     if threads:
         torch.set_num_threads(threads)
     times: dict[str, float] = defaultdict(float)
     # wrap the pieces that exist (older versions of adaptrl lack some: they count in "rest")
-    for owner, names, key in [(common, ["rollout"], "sampling"),
+    for owner, names, key in [(sampler, ["rollout"], "sampling"),
+                              (common, ["rollout"], "sampling"),  # adaptrl before BatchSampler
                               (maml, ["advantages"], "adv_query"),
                               (pg, ["advantages"], "adv_support"),
                               (common.InnerLoop, ["sample"], "sample_and_adapt"),

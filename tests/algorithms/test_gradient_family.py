@@ -221,6 +221,8 @@ ALGORITHMS: dict[str, dict[str, Any]] = {
                     "validation_episodes": 1},
     "metasgd": {"name": "metasgd"},
     "maml-ppo": {"name": "maml", "outer": "ppo", "ppo": {"epochs": 2, "minibatches": 3}},
+    "maml-adam": {"name": "maml", "outer": "adam", "adam_lr": 0.01},
+    "maml-step-batches": {"name": "maml", "batch_unit": "steps"},
 }
 
 
@@ -346,6 +348,17 @@ def test_compare_refuses_runs_on_different_families(tmp_path: Path,
     assert res.exit_code == 2 and "family" in res.output
 
 
+def test_compare_refuses_runs_scored_on_differently_counted_batches(
+        tmp_path: Path, tiny_config: dict[str, Any]) -> None:
+    a = _config(tiny_config, ALGORITHMS["reptile"])
+    b = copy.deepcopy(a)
+    b["evaluation"]["batch_unit"] = "steps"
+    _train(a, tmp_path / "a")
+    _train(b, tmp_path / "b")
+    with pytest.raises(ConfigError, match="evaluation.batch_unit"):
+        compare_runs([tmp_path / "a", tmp_path / "b"])
+
+
 def test_aggregation_baseline_is_trained_and_evaluated(tmp_path: Path,
                                                        tiny_config: dict[str, Any]) -> None:
     cfg = _config(tiny_config, ALGORITHMS["reptile"])
@@ -400,12 +413,8 @@ def test_metasgd_step_sizes_get_gradients_and_change() -> None:
         assert torch.equal(agent.step_sizes[0][k], a.detach())
 
 
-def test_ppo_outer_maml_improves_its_surrogate(monkeypatch: pytest.MonkeyPatch) -> None:
-    from adaptrl.rollouts.losses import clipped_loss
-    from adaptrl.rollouts.sampler import trajectory_distribution
-
-    learner = _learner({"name": "maml", "outer": "ppo",
-                        "ppo": {"lr": 3e-3, "epochs": 4, "minibatches": 1}})
+def _record_episodes(monkeypatch: pytest.MonkeyPatch, learner: Any) -> dict[str, Any]:
+    """``seen["episodes"]``: what the learner's inner loop sampled last."""
     seen: dict[str, Any] = {}
     original = learner.inner.sample
 
@@ -414,6 +423,16 @@ def test_ppo_outer_maml_improves_its_surrogate(monkeypatch: pytest.MonkeyPatch) 
         return seen["episodes"]
 
     monkeypatch.setattr(learner.inner, "sample", spy)
+    return seen
+
+
+def test_ppo_outer_maml_improves_its_surrogate(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adaptrl.rollouts.losses import clipped_loss
+    from adaptrl.rollouts.sampler import trajectory_distribution
+
+    learner = _learner({"name": "maml", "outer": "ppo",
+                        "ppo": {"lr": 3e-3, "epochs": 4, "minibatches": 1}})
+    seen = _record_episodes(monkeypatch, learner)
 
     def surrogate() -> float:
         """The clipped surrogate of the sampled query episodes at the current theta."""
@@ -433,3 +452,50 @@ def test_ppo_outer_maml_improves_its_surrogate(monkeypatch: pytest.MonkeyPatch) 
     assert after < before
     assert {"return_pre", "return_post", "ppo/policy_loss", "ppo/approx_kl"} <= set(metrics)
     assert learner.env_steps == 2 * 3 * 3 * FAMILY.horizon
+
+
+@pytest.mark.parametrize("inner_steps", [0, 1])
+def test_adam_outer_step_is_one_adam_step_on_the_policy_gradient(
+        monkeypatch: pytest.MonkeyPatch, inner_steps: int) -> None:
+    """``outer: adam``: theta moves by exactly one Adam step on the gradient of the outer loss
+    (the mean over tasks of the per-task surrogate at theta_old), i.e. by
+    ``lr * g / (|g| + eps)`` per entry; with no inner step it is the multi-task VPG gradient
+    (the MAML reference code's pretrained baseline)."""
+    learner = _learner({"name": "maml", "outer": "adam", "adam_lr": 0.01,
+                        "inner": {"steps": inner_steps}})
+    seen = _record_episodes(monkeypatch, learner)
+    theta0 = {k: v.detach().clone() for k, v in named_params(learner.policy).items()}
+    metrics = learner.meta_update(FAMILY.sample(3, "train", _generator(1)))
+    # the expected gradient, from scratch on the recorded episodes
+    episodes = seen["episodes"]
+    theta = {k: v.clone().requires_grad_(True) for k, v in theta0.items()}
+    phi = learner.inner.adapt(theta, episodes.supports, 0.1, first_order=False,
+                              differentiable=True)
+    query = episodes.query
+    loss = learner.adapter.loss(phi, query, learner.adapter.advantages(query)).mean()
+    grads = torch.autograd.grad(loss, list(theta.values()))
+    for (k, t0), g in zip(theta0.items(), grads):
+        step = named_params(learner.policy)[k].detach() - t0
+        clear = g.abs() > 1e-5  # the sign of a vanishing gradient is float noise
+        assert bool(clear.any()), k
+        assert torch.allclose(step[clear], -0.01 * torch.sign(g[clear]), atol=1e-4), k
+        assert bool((step.abs() <= 0.01 + 1e-6).all()), k
+    assert {"return_pre", "adam/loss", "adam/grad_norm"} <= set(metrics)
+    assert "optimizer" in learner.state_dict()  # Adam's moments are checkpointed
+
+
+def test_pretrained_adam_baseline_is_trained_and_evaluated(tmp_path: Path,
+                                                           tiny_config: dict[str, Any]) -> None:
+    cfg = _config(tiny_config, {"name": "maml"})
+    cfg["evaluation"]["baselines"] = ["pretrained", "pretrained_adam"]
+    cfg["baselines"] = {"pretrained_iterations": 1, "pretrained_adam_iterations": 2}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["train", str(path), "--run-dir", str(run), "--iterations", "1"])
+    assert res.exit_code == 0, res.output
+    rows = read_metrics(run / "baselines" / "pretrained_adam" / "metrics.jsonl")
+    assert len(rows) == 2 and "adam/grad_norm" in rows[0]
+    ev = json.loads((run / "eval.json").read_text())
+    assert set(ev["methods"]) == {"agent", "pretrained", "pretrained_adam"}
+    assert set(ev["agent_minus"]) == {"pretrained", "pretrained_adam"}

@@ -40,6 +40,10 @@ def test_shipped_configs_validate() -> None:
     (lambda c: c["evaluation"].update(num_tasks=1), ["evaluation.num_tasks",
                                                      "greater than or equal to 2"]),
     (lambda c: c.pop("family"), ["family: required field is missing"]),
+    (lambda c: c["algorithm"].update(batch_unit="samples"),
+     ["algorithm.batch_unit", "'episodes'", "'steps'"]),
+    (lambda c: c["evaluation"].update(batch_unit="trajectories"),
+     ["evaluation.batch_unit", "'episodes'", "'steps'"]),
 ])
 def test_bad_configs_name_the_field(tiny_config: dict[str, Any], mutate: Any,
                                     expected: list[str]) -> None:

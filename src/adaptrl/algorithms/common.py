@@ -42,7 +42,7 @@ from adaptrl.models.functional import Params, detach_params, named_params
 from adaptrl.models.policies import PolicyConfig
 from adaptrl.optim.averaging import set_pseudo_gradient
 from adaptrl.optim.ppo import load_optimizer_state, optimizer_state
-from adaptrl.rollouts.sampler import rollout
+from adaptrl.rollouts.sampler import BatchSampler, BatchUnit
 from adaptrl.rollouts.trajectories import Trajectories
 from adaptrl.tasks.base import TaskFamily, Tasks
 
@@ -70,6 +70,10 @@ class GradientFamilyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     meta_batch_size: int = Field(20, ge=1, description="tasks per meta-iteration")
     episodes_per_task: int = Field(20, ge=1, description="episodes per task per update")
+    batch_unit: BatchUnit = Field(
+        "episodes", description="episodes: exactly episodes_per_task episodes per batch; "
+        "steps: whole episodes up to episodes_per_task x horizon steps (rllab's batch_size, "
+        "the MAML reference code: early-ending episodes give more of them)")
     gamma: float = Field(0.99, gt=0, le=1, description="discount")
     gae_lambda: float = Field(1.0, ge=0, le=1, description="GAE lambda")
     normalize_advantages: bool = True
@@ -157,9 +161,10 @@ class InnerLoop:
 
     def __init__(self, family: TaskFamily, policy: nn.Module, adapter: Adapter,
                  episodes_per_task: int, generator: torch.Generator,
-                 device: torch.device) -> None:
+                 device: torch.device, batch_unit: BatchUnit = "episodes") -> None:
         self.family, self.policy, self.adapter = family, policy, adapter
         self.episodes_per_task, self.generator, self.device = episodes_per_task, generator, device
+        self.batch_unit = batch_unit
 
     def adapt(self, params: Params, supports: list[tuple[Trajectories, torch.Tensor]],
               lr: StepSize, *, first_order: bool, differentiable: bool) -> Params:
@@ -186,14 +191,15 @@ class InnerLoop:
         an outer loss can use ``Episodes.adapted`` without adapting again; otherwise
         nothing is differentiable (:meth:`adapt` replays the steps on the supports).
         """
-        env = self.family.make_env(tasks, self.episodes_per_task, self.device)
+        sampler = BatchSampler(self.family, tasks, self.episodes_per_task, self.device,
+                               self.batch_unit)
         phi = params if differentiable else detach_params(params)
         supports: list[tuple[Trajectories, torch.Tensor]] = []
         starts: list[Params] = []
         jacobians: list[StepJacobian] = []
         for _ in range(steps):
             start = detach_params(phi)
-            traj = rollout(env, self.policy, start, self.generator)
+            traj = sampler.sample(self.policy, start, self.generator)
             adv = self.adapter.advantages(traj)
             supports.append((traj, adv))
             starts.append(start)
@@ -205,7 +211,7 @@ class InnerLoop:
                 phi = detach_params(self.adapter.step(start, traj, adv, detach_step(lr),
                                                       first_order=True, create_graph=False))
         final = detach_params(phi)
-        batch = rollout(env, self.policy, final, self.generator) if query else None
+        batch = sampler.sample(self.policy, final, self.generator) if query else None
         return Episodes(supports, batch, final, phi if differentiable else None, starts,
                         jacobians)
 
@@ -261,7 +267,7 @@ class AveragingLearner(PolicyLearner):
         self.policy = config.policy.build(family.observation_space, family.action_space).to(device)
         self.adapter = make_adapter(self.policy, config, config.inner)
         self.inner = InnerLoop(family, self.policy, self.adapter, config.episodes_per_task,
-                               generator, device)
+                               generator, device, config.batch_unit)
         self.optimizer = averaging_optimizer(self.policy, config)
         self.inner_lr = config.inner.lr
         self.env_steps = 0

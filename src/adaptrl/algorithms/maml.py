@@ -73,8 +73,12 @@ class MAMLConfig(GradientFamilyConfig):
 
     name: Literal["maml"] = "maml"
     inner: InnerLoopConfig = Field(default_factory=InnerLoopConfig)
-    outer: Literal["trpo", "ppo"] = Field(
-        "trpo", description="outer update: trpo (the paper) or ppo (clipped surrogate, Adam)")
+    outer: Literal["trpo", "ppo", "adam"] = Field(
+        "trpo", description="outer update: trpo (the paper), ppo (clipped surrogate, Adam) or "
+        "adam (one Adam step of size adam_lr on the outer policy-gradient loss per iteration)")
+    adam_lr: float = Field(
+        1e-3, gt=0, description="Adam step size when outer = adam (rllab's FirstOrderOptimizer "
+        "default, which the MAML reference code trains its pretrained baseline with)")
     trpo: TRPOConfig = Field(default_factory=TRPOConfig)
     ppo: PPOConfig = Field(
         default_factory=lambda: PPOConfig(entropy_coef=0.0),
@@ -100,7 +104,7 @@ class MAML(PolicyLearner):
         self.adapter = PolicyGradientAdapter(self.policy, config.gamma, config.gae_lambda,
                                              config.normalize_advantages)
         self.inner = InnerLoop(family, self.policy, self.adapter, config.episodes_per_task,
-                               generator, device)
+                               generator, device, config.batch_unit)
         self.step_size: PerParameterStepSize | None = None
         transform = make_gradient_transform(gradient_transform, named_params(self.policy))
         if transform is not None and learned_step_size is None:
@@ -109,8 +113,11 @@ class MAML(PolicyLearner):
         if learned_step_size is not None:
             self.step_size = PerParameterStepSize(named_params(self.policy), learned_step_size,
                                                   transform).to(device)
-        self.optimizer = (make_optimizer(self.meta_parameters(), config.ppo)
-                          if config.outer == "ppo" else None)
+        self.optimizer: torch.optim.Optimizer | None = None
+        if config.outer == "ppo":
+            self.optimizer = make_optimizer(self.meta_parameters(), config.ppo)
+        elif config.outer == "adam":
+            self.optimizer = torch.optim.Adam(self.meta_parameters(), lr=config.adam_lr)
         self.env_steps = 0
 
     def meta_parameters(self) -> list[nn.Parameter]:
@@ -135,7 +142,7 @@ class MAML(PolicyLearner):
         cfg = self.config
         trpo = cfg.outer == "trpo"
         episodes = self.inner.sample(tasks, named_params(self.policy), cfg.inner.steps,
-                                     self.inner_lr, differentiable=trpo,
+                                     self.inner_lr, differentiable=cfg.outer != "ppo",
                                      first_order=cfg.inner.first_order)
         self.env_steps += episodes.num_steps
         supports, query = episodes.supports, episodes.query
@@ -146,7 +153,7 @@ class MAML(PolicyLearner):
                    "return_post": float(query.task_returns().mean())}
         if self.step_size is not None:
             metrics.update(self.step_size.summary())
-        if not trpo:
+        if cfg.outer == "ppo":
             info = self._ppo_step(supports, query, q_adv)
             return {**metrics, **{f"ppo/{k}": v for k, v in info.items()}}
         phi, points, jacobians = episodes.adapted, episodes.starts, episodes.jacobians
@@ -157,6 +164,8 @@ class MAML(PolicyLearner):
         dist = trajectory_distribution(self.policy, query, phi)
         old_dist = detached(dist)
         loss = importance_loss(dist, query, q_adv).mean()
+        if not trpo:
+            return {**metrics, **self._adam_step(loss)}
 
         def surrogate(differentiable: bool) -> tuple[torch.Tensor, torch.Tensor]:
             with torch.enable_grad():
@@ -193,6 +202,20 @@ class MAML(PolicyLearner):
         no_values = torch.zeros_like(q_adv)  # no value network: the value loss is 0
         return ppo_update(self.meta_parameters(), self.optimizer, query, q_adv, no_values,
                           evaluate, self.config.ppo, self.generator)
+
+    def _adam_step(self, loss: torch.Tensor) -> dict[str, float]:
+        """``outer = adam``: one Adam step on the outer loss, the mean over tasks of the
+        per-task policy-gradient surrogate at ``theta_old`` (its gradient is the
+        (meta-)policy gradient). With no inner step this is the MAML reference code's
+        *pretrained* baseline (``use_maml=False``: rllab's FirstOrderOptimizer, one Adam
+        step of 1e-3 per iteration on the multi-task VPG loss)."""
+        assert self.optimizer is not None
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.linalg.vector_norm(
+            torch.stack([p.grad.norm() for p in self.meta_parameters() if p.grad is not None]))
+        self.optimizer.step()
+        return {"adam/loss": float(loss.detach()), "adam/grad_norm": float(grad_norm)}
 
     def _metric_episodes(self) -> slice | None:
         """The episodes (the first ``m`` of every task) the TRPO metric is estimated on,

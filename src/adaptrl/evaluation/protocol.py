@@ -16,7 +16,7 @@ import torch
 
 from adaptrl.algorithms.base import GradientAgent
 from adaptrl.models.functional import expand_params
-from adaptrl.rollouts.sampler import rollout
+from adaptrl.rollouts.sampler import BatchSampler, BatchUnit
 from adaptrl.tasks.base import TaskFamily, Tasks
 
 
@@ -32,22 +32,25 @@ class EpisodicAgent(Protocol):
 
 def gradient_curve(family: TaskFamily, agent: GradientAgent, tasks: Tasks, steps: int,
                    episodes: int, generator: torch.Generator, device: torch.device,
-                   successes: list[torch.Tensor] | None = None
-                   ) -> tuple[torch.Tensor, list[Any]]:
+                   successes: list[torch.Tensor] | None = None,
+                   batch_unit: BatchUnit = "episodes") -> tuple[torch.Tensor, list[Any]]:
     """Scores ``[steps+1, tasks]`` after 0..K gradient steps, and the episodes of each step.
+
+    Every step samples ``episodes`` episodes per task, or with ``batch_unit = "steps"``
+    whole episodes up to ``episodes x horizon`` steps (:class:`BatchSampler`).
 
     If the env reports task success (``env.last_success [tasks, episodes]``, e.g.
     Meta-World) and ``successes`` is a list, the success rate per task of every step is
     appended to it.
     """
-    env = family.make_env(tasks, episodes, device)
+    sampler = BatchSampler(family, tasks, episodes, device, batch_unit)
     params = expand_params(agent.initial_params(), len(tasks))
     scores, trajs = [], []
     for k in range(steps + 1):
-        traj = rollout(env, agent.policy, params, generator)
+        traj = sampler.sample(agent.policy, params, generator)
         scores.append(traj.task_returns())
         trajs.append(traj)
-        success = getattr(env, "last_success", None)
+        success = getattr(sampler.env, "last_success", None)
         if successes is not None and success is not None:
             successes.append(success.float().mean(-1).cpu())
         if k < steps:
@@ -63,15 +66,18 @@ def episodic_curve(family: TaskFamily, agent: EpisodicAgent, tasks: Tasks, steps
 
 
 def adaptation_curves(family: TaskFamily, agent: Any, tasks: Tasks, steps: int, episodes: int,
-                      seed: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """``{"return": [steps+1, tasks]}`` plus ``"success"`` where the env reports success."""
+                      seed: int, device: torch.device, batch_unit: BatchUnit = "episodes"
+                      ) -> dict[str, torch.Tensor]:
+    """``{"return": [steps+1, tasks]}`` plus ``"success"`` where the env reports success.
+
+    ``batch_unit`` counts a gradient agent's batches (:class:`BatchSampler`)."""
     generator = torch.Generator().manual_seed(seed)
     if getattr(agent, "unit", "gradient_steps") == "episodes":
         return {"return": episodic_curve(family, agent, tasks, steps, episodes, generator,
                                          device)}
     successes: list[torch.Tensor] = []
     scores, _ = gradient_curve(family, agent, tasks, steps, episodes, generator, device,
-                               successes)
+                               successes, batch_unit)
     out = {"return": scores}
     if successes:
         out["success"] = torch.stack(successes)
@@ -79,9 +85,11 @@ def adaptation_curves(family: TaskFamily, agent: Any, tasks: Tasks, steps: int, 
 
 
 def adaptation_curve(family: TaskFamily, agent: Any, tasks: Tasks, steps: int, episodes: int,
-                     seed: int, device: torch.device) -> torch.Tensor:
+                     seed: int, device: torch.device, batch_unit: BatchUnit = "episodes"
+                     ) -> torch.Tensor:
     """The adaptation curve of any agent on ``tasks``, sampling from a generator seeded ``seed``."""
-    return adaptation_curves(family, agent, tasks, steps, episodes, seed, device)["return"]
+    return adaptation_curves(family, agent, tasks, steps, episodes, seed, device,
+                             batch_unit)["return"]
 
 
 def oracle_curve(family: TaskFamily, tasks: Tasks, steps: int, episodes: int,

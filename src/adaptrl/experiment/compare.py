@@ -109,12 +109,16 @@ def training_cost(run: RunDir) -> dict[str, Any]:
             "iterations": int(last["iteration"]) + 1}
 
 
+_EVAL_DEFAULTS = {"batch_unit": "episodes"}
+"""What an eval.json written before a setting existed was made with."""
+
+
 def _reusable(run: RunDir, settings: dict[str, Any], checkpoint: str) -> dict[str, Any] | None:
     """The run's eval.json if it was made with ``settings`` after its last checkpoint."""
     if not run.eval_json.exists():
         return None
     result: dict[str, Any] = json.loads(run.eval_json.read_text())
-    if any(result.get(k) != v for k, v in settings.items()):
+    if any(result.get(k, _EVAL_DEFAULTS.get(k)) != v for k, v in settings.items()):
         return None
     ckpt = run.best if checkpoint == "best" else run.latest
     if result.get("checkpoint") != checkpoint or not ckpt.exists() or \
@@ -139,10 +143,12 @@ def adaptation_unit(config: ExperimentConfig, algo_cfg: Any) -> str:
 def _check_comparable(loaded: list[tuple[RunDir, ExperimentConfig, Any]],
                       units: list[str]) -> dict[str, int]:
     """The common ``evaluation.episodes`` of each unit; :class:`ConfigError` if the runs
-    differ in task family, or runs of one unit differ in ``evaluation.episodes``."""
+    differ in task family, or runs of one unit differ in ``evaluation.episodes`` or
+    ``evaluation.batch_unit`` (the same data per adaptation step)."""
     first, first_cfg, _ = loaded[0]
     family = (first_cfg.family.name, first_cfg.family.params)
     episodes: dict[str, int] = {}
+    batch_units: dict[str, str] = {}
     owner: dict[str, Path] = {}
     for (run, cfg, _), unit in zip(loaded, units):
         if (cfg.family.name, cfg.family.params) != family:
@@ -156,7 +162,14 @@ def _check_comparable(loaded: list[tuple[RunDir, ExperimentConfig, Any]],
             raise ConfigError(f"compare: {run.path} uses evaluation.episodes={e}, "
                               f"{owner[unit]} uses {episodes[unit]} ({what}); runs scored in "
                               f"{unit.replace('_', ' ')} must share it")
+        b = cfg.evaluation.batch_unit
+        if unit in batch_units and b != batch_units[unit]:
+            raise ConfigError(f"compare: {run.path} uses evaluation.batch_unit={b}, "
+                              f"{owner[unit]} uses {batch_units[unit]}; runs scored in "
+                              f"{unit.replace('_', ' ')} must share it (override one with "
+                              f"--set evaluation.batch_unit=... when training)")
         episodes.setdefault(unit, e)
+        batch_units.setdefault(unit, b)
         owner.setdefault(unit, run.path)
     return episodes
 
@@ -184,7 +197,8 @@ def compare_runs(run_paths: list[Path], num_tasks: int | None = None, seed: int 
     rows: list[Row] = []
     baselines: dict[str, Row] = {}
     for (run, cfg, algo), unit in zip(loaded, units):
-        settings = {"num_tasks": n, "seed": s, "episodes_per_step": episodes[unit]}
+        settings = {"num_tasks": n, "seed": s, "episodes_per_step": episodes[unit],
+                    "batch_unit": cfg.evaluation.batch_unit}
         result = _reusable(run, settings, cfg.evaluation.checkpoint)
         if result is None or len(result["methods"]["agent"]["steps"]) != k + 1 or \
                 "per_task" not in result["methods"]["agent"]:

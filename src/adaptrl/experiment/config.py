@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from adaptrl.algorithms.registry import algorithm_spec, algorithms
 from adaptrl.experiment.selection import SelectionConfig
+from adaptrl.rollouts.sampler import BatchUnit
 from adaptrl.tasks.registry import registered
 
 
@@ -49,11 +50,15 @@ class EvaluationConfig(BaseModel):
     num_tasks: int = Field(40, ge=2, description="held-out test tasks")
     steps: int = Field(3, ge=0, description="adaptation units K (gradient steps or episodes)")
     episodes: int = Field(40, ge=1, description="episodes per task per adaptation step")
+    batch_unit: BatchUnit = Field(
+        "episodes", description="episodes: exactly `episodes` per step; steps: whole "
+        "episodes up to episodes x horizon steps per step (the MAML reference code's test)")
     step_sizes: list[float] = Field(
         default_factory=lambda: [0.1, 0.05],
         description="inner step size per adaptation step; the last one repeats")
     seed: int = Field(12345, description="evaluation seed (test tasks and sampling)")
-    baselines: list[Literal["pretrained", "scratch", "oracle", "aggregation"]] = Field(
+    baselines: list[Literal["pretrained", "pretrained_adam", "scratch", "oracle",
+                            "aggregation"]] = Field(
         default_factory=lambda: ["pretrained", "scratch", "oracle"],
         description="baselines evaluated beside the agent")
     checkpoint: Literal["best", "latest"] = Field(
@@ -69,10 +74,14 @@ class EvaluationConfig(BaseModel):
 
 class BaselinesConfig(BaseModel):
     """How the trained baselines are trained: *pretrained* (multi-task TRPO, no
-    meta-learning) and *aggregation* (averaged per-task policies, opt-in)."""
+    meta-learning), *pretrained_adam* (multi-task VPG with one Adam step per iteration: the
+    MAML reference code's pretrained baseline, opt-in) and *aggregation* (averaged per-task
+    policies, opt-in)."""
 
     model_config = ConfigDict(extra="forbid")
     pretrained_iterations: int | None = Field(
+        None, ge=1, description="training iterations (default: the same as the meta-learner)")
+    pretrained_adam_iterations: int | None = Field(
         None, ge=1, description="training iterations (default: the same as the meta-learner)")
     aggregation_iterations: int | None = Field(
         None, ge=1, description="training iterations (default: the same as the meta-learner)")

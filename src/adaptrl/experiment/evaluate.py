@@ -94,7 +94,7 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
     methods = {}
     scores: dict[str, torch.Tensor] = {}
     for name, a in agents.items():
-        curves = adaptation_curves(family, a, tasks, k, ev.episodes, s, device)
+        curves = adaptation_curves(family, a, tasks, k, ev.episodes, s, device, ev.batch_unit)
         scores[name] = curves["return"]
         # per-task scores [units+1][tasks] make paired comparisons across runs possible
         methods[name] = {**curve_summary(curves["return"]),
@@ -110,7 +110,8 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
     paired = {name: paired_difference(scores["agent"], sc) for name, sc in scores.items()
               if name != "agent"}
     result = {"family": config.family.name, "split": "test", "num_tasks": n, "unit": unit,
-              "seed": s, "episodes_per_step": ev.episodes, "step_sizes": ev.step_sizes,
+              "seed": s, "episodes_per_step": ev.episodes, "batch_unit": ev.batch_unit,
+              "step_sizes": ev.step_sizes,
               "algorithm": algo_cfg.name, "checkpoint": ckpt,
               "checkpoint_iteration": getattr(learner, "checkpoint_iteration", None),
               "methods": methods}

@@ -71,6 +71,11 @@ def meta_batch_size(algo_cfg: BaseModel) -> int:
     return int(getattr(algo_cfg, "meta_batch_size"))
 
 
+_SHARED_FIELDS = ("meta_batch_size", "episodes_per_task", "batch_unit", "gamma", "gae_lambda",
+                  "normalize_advantages", "policy")
+"""What a trained baseline takes from the meta-learner's config (the same data per update)."""
+
+
 def pretrained_config(algo_cfg: BaseModel) -> MAMLConfig:
     """The *pretrained* baseline: multi-task TRPO (MAML with no inner step), same policy/budget.
 
@@ -78,23 +83,27 @@ def pretrained_config(algo_cfg: BaseModel) -> MAMLConfig:
     settings where the meta-learner has them.
     """
     base = MAMLConfig()
-    fields = {k: getattr(algo_cfg, k) for k in
-              ("meta_batch_size", "episodes_per_task", "gamma", "gae_lambda",
-               "normalize_advantages", "policy", "trpo") if hasattr(algo_cfg, k)}
+    fields = {k: getattr(algo_cfg, k) for k in (*_SHARED_FIELDS, "trpo") if hasattr(algo_cfg, k)}
     return base.model_copy(update={**fields, "inner": InnerLoopConfig(steps=0)})
 
 
 def aggregation_config(algo_cfg: BaseModel) -> AggregationConfig:
     """The *aggregation* baseline: model aggregation (default settings) with the
     meta-learner's policy architecture, batch sizes and discounting."""
-    fields = {k: getattr(algo_cfg, k) for k in
-              ("meta_batch_size", "episodes_per_task", "gamma", "gae_lambda",
-               "normalize_advantages", "policy") if hasattr(algo_cfg, k)}
+    fields = {k: getattr(algo_cfg, k) for k in _SHARED_FIELDS if hasattr(algo_cfg, k)}
     return AggregationConfig(**fields)
+
+
+def pretrained_adam_config(algo_cfg: BaseModel) -> MAMLConfig:
+    """*pretrained_adam*: the MAML reference code's pretrained baseline (``use_maml=False``),
+    multi-task policy gradient with one Adam step (lr 1e-3) per iteration instead of TRPO;
+    the baseline of the paper's Figure 4. Same policy, batches and budget as *pretrained*."""
+    return pretrained_config(algo_cfg).model_copy(update={"outer": "adam"})
 
 
 TRAINED_BASELINES: dict[str, Callable[[BaseModel], BaseModel]] = {
     "pretrained": pretrained_config,
+    "pretrained_adam": pretrained_adam_config,
     "aggregation": aggregation_config,
 }
 """Baselines trained in ``RUN_DIR/baselines/<name>`` after the meta-learner: name -> config."""

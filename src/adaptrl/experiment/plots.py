@@ -18,8 +18,8 @@ from adaptrl.experiment.learners import build_family  # noqa: E402
 from adaptrl.experiment.run_dir import RunDir, read_metrics  # noqa: E402
 from adaptrl.tasks.render import can_draw_stages, draw_stages  # noqa: E402
 
-COLORS = {"agent": "tab:blue", "pretrained": "tab:orange", "scratch": "tab:gray",
-          "oracle": "tab:green"}
+COLORS = {"agent": "tab:blue", "pretrained": "tab:orange", "pretrained_adam": "tab:brown",
+          "scratch": "tab:gray", "oracle": "tab:green"}
 
 
 def _finish(fig: Any, ax: Any, out: Path, xlabel: str, ylabel: str, title: str) -> Path:
@@ -92,7 +92,8 @@ def plot_paths(run_path: Path, out: Path, num_tasks: int = 4, steps: int = 1,
     # adapt on the protocol's number of episodes (one episode gives a useless gradient),
     # draw the first two episodes of each stage
     _, trajs = gradient_curve(family, agent, tasks, steps, config.evaluation.episodes, g,
-                              torch.device(config.device))
+                              torch.device(config.device),
+                              batch_unit=config.evaluation.batch_unit)
     trajs = [t.select_episodes(slice(0, 2)) for t in trajs]
     fig, axes = plt.subplots(1, num_tasks, figsize=(3.2 * num_tasks, 3.4), squeeze=False)
     stages = {("before adaptation" if k == 0 else f"after {k} step{'s' if k > 1 else ''}"): t

@@ -25,6 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from adaptrl.evaluation.protocol import adaptation_curve
+from adaptrl.rollouts.sampler import BatchUnit
 from adaptrl.tasks.base import TaskFamily
 
 SCORE_KEYS = ("return_post", "return_trial", "return")
@@ -55,8 +56,10 @@ class CheckpointScore:
     """Scores a learner after an iteration; ``None`` means "not judged at this iteration"."""
 
     def __init__(self, selection: SelectionConfig, family: TaskFamily, steps: int,
-                 episodes: int, step_sizes: list[float], device: torch.device) -> None:
+                 episodes: int, step_sizes: list[float], device: torch.device,
+                 batch_unit: BatchUnit = "episodes") -> None:
         self.selection, self.family, self.device = selection, family, device
+        self.batch_unit = batch_unit
         self.steps, self.episodes, self.step_sizes = steps, episodes, step_sizes
         self.tasks = (family.sample(selection.num_tasks, "train",
                                     torch.Generator().manual_seed(selection.seed))
@@ -74,6 +77,7 @@ class CheckpointScore:
         if iteration % self.selection.every != 0:
             return None
         curve = adaptation_curve(self.family, learner.agent(self.step_sizes), self.tasks,
-                                 self.steps, self.episodes, self.selection.seed, self.device)
+                                 self.steps, self.episodes, self.selection.seed, self.device,
+                                 self.batch_unit)
         units = curve[1:] if self.steps > 0 else curve
         return float(units.mean())

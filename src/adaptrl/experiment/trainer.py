@@ -128,7 +128,7 @@ def train(config: ExperimentConfig, algo_cfg: BaseModel, run_path: Path, *,
     device = torch.device(config.device)
     ev = config.evaluation
     score = CheckpointScore(config.selection, family, ev.steps, ev.episodes, ev.step_sizes,
-                            device)
+                            device, ev.batch_unit)
     common = dict(seed=config.seed, device=device, checkpoint_every=config.checkpoint_every,
                   progress=config.logging.progress, tensorboard=config.logging.tensorboard,
                   score=score)

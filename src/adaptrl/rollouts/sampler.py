@@ -6,14 +6,20 @@ episodes at once; buffers are preallocated; nothing loops over tasks in Python.
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import fields, replace
+from typing import Literal, Protocol
 
 import torch
 from torch.distributions import Distribution
 
 from adaptrl.models.functional import Params
 from adaptrl.rollouts.trajectories import Trajectories
-from adaptrl.tasks.base import BatchedEnv
+from adaptrl.tasks.base import BatchedEnv, TaskFamily, Tasks
+
+BatchUnit = Literal["episodes", "steps"]
+"""How a batch of ``E`` episodes per task is counted: ``episodes`` = exactly ``E`` episodes;
+``steps`` = whole episodes, in order, until the task has ``E x horizon`` steps (rllab's
+``batch_size``, which counts steps: the MAML reference code's sampling)."""
 
 
 class Policy(Protocol):
@@ -91,3 +97,76 @@ def trajectory_distribution(policy: Policy, traj: Trajectories,
                             params: Params | None) -> Distribution:
     """The policy's action distribution at every step of ``traj`` (time-major, tasks at dim 1)."""
     return policy.distribution(traj.observations, params, task_dim=1)
+
+
+class BatchSampler:
+    """Samples one batch of whole episodes per task for a fixed set of tasks.
+
+    ``unit = "episodes"``: ``episodes`` episodes per task, one :func:`rollout`.
+    ``unit = "steps"``: episodes are taken in order until a task's batch holds
+    ``episodes x horizon`` steps (an episode is kept if the task had fewer steps before it),
+    as rllab's samplers do (Finn et al. 2017's reference code: ``batch_size`` = 20 or 40
+    trajectories x 100 steps). A policy whose episodes end early (navigation: the goal is
+    reached) then learns from more episodes. The first ``episodes`` slots are sampled as
+    with ``"episodes"``; more are sampled in chunks while any task is short; the batch is
+    padded to the largest count over tasks with fully masked episodes (see
+    :meth:`Trajectories.episode_mask`).
+    """
+
+    def __init__(self, family: TaskFamily, tasks: Tasks, episodes: int,
+                 device: torch.device | str = "cpu", unit: BatchUnit = "episodes") -> None:
+        if unit not in ("episodes", "steps"):
+            raise ValueError(f"batch unit must be 'episodes' or 'steps', got {unit!r}")
+        self.family, self.tasks, self.episodes, self.device, self.unit = (
+            family, tasks, episodes, device, unit)
+        self.env = family.make_env(tasks, episodes, device)
+
+    @property
+    def step_budget(self) -> int:
+        """Steps per task of a ``"steps"`` batch."""
+        return self.episodes * self.env.horizon
+
+    def sample(self, policy: Policy, params: Params | None, generator: torch.Generator
+               ) -> Trajectories:
+        traj = rollout(self.env, policy, params, generator)
+        if self.unit == "episodes":
+            return traj
+        budget = self.step_budget
+        parts = [traj]
+        steps = traj.masks.sum((0, 2))  # [tasks]
+        count = traj.episodes_per_task
+        while bool((steps < budget).any()):
+            # enough episodes for the shortest task at its mean length so far, plus a margin
+            short = (budget - steps).clamp_min(0) / (steps / count)
+            extra = min(int(short.max().ceil().item()) + 2, budget)
+            more = rollout(self.family.make_env(self.tasks, extra, self.device), policy,
+                           params, generator)
+            parts.append(more)
+            steps = steps + more.masks.sum((0, 2))
+            count += extra
+        return keep_until(cat_episodes(parts), budget)
+
+
+def cat_episodes(parts: list[Trajectories]) -> Trajectories:
+    """Batches of the same tasks and horizon side by side, along the episode dimension."""
+    if len(parts) == 1:
+        return parts[0]
+    return Trajectories(*(torch.cat([getattr(p, f.name) for p in parts], dim=2)
+                          for f in fields(Trajectories)))
+
+
+def keep_until(traj: Trajectories, budget: int) -> Trajectories:
+    """Per task, the episodes (in order) that start before ``budget`` steps were taken.
+
+    The kept episodes are a prefix of every task's episodes; the result is cut to the
+    longest prefix over tasks and the episodes beyond a task's own prefix are masked out.
+    """
+    lengths = traj.masks.sum(0)  # [tasks, episodes]
+    before = lengths.cumsum(-1) - lengths
+    keep = before < budget
+    width = int(keep.sum(-1).max().item())
+    traj = traj.select_episodes(slice(0, width))
+    keep = keep[:, :width]
+    m = keep.to(traj.masks.dtype)
+    return replace(traj, rewards=traj.rewards * m, masks=traj.masks * m,
+                   terminated=traj.terminated & keep, log_probs=traj.log_probs * m)

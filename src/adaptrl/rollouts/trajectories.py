@@ -41,13 +41,19 @@ class Trajectories:
         """Environment steps actually taken (live transitions)."""
         return int(self.masks.sum().item())
 
+    def episode_mask(self) -> torch.Tensor:
+        """``[tasks, episodes]``: 1 for a sampled episode, 0 for a fully masked padding
+        episode (a batch counted in steps holds a different number of episodes per task)."""
+        return self.masks[0]
+
     def episode_returns(self) -> torch.Tensor:
-        """Undiscounted return of every episode, ``[tasks, episodes]``."""
+        """Undiscounted return of every episode, ``[tasks, episodes]`` (0 for padding)."""
         return (self.rewards * self.masks).sum(0)
 
     def task_returns(self) -> torch.Tensor:
-        """Mean undiscounted episode return per task, ``[tasks]``."""
-        return self.episode_returns().mean(-1)
+        """Mean undiscounted episode return per task over its sampled episodes, ``[tasks]``."""
+        valid = self.episode_mask()
+        return (self.episode_returns() * valid).sum(-1) / valid.sum(-1).clamp_min(1.0)
 
     def select_tasks(self, index: torch.Tensor | slice) -> Trajectories:
         return replace(self, **{f.name: getattr(self, f.name)[:, index] for f in fields(self)})
