@@ -43,7 +43,7 @@ from adaptrl.adaptation.learned_step import (GradientTransformName, PerParameter
 from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
 from adaptrl.adaptation.sgd import StepJacobian, StepSize
 from adaptrl.algorithms.base import GradientAgent
-from adaptrl.algorithms.common import GradientFamilyConfig, InnerLoop, PolicyLearner
+from adaptrl.algorithms.common import Episodes, GradientFamilyConfig, InnerLoop, PolicyLearner
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.models.functional import Params, detach_params, named_params
 from adaptrl.optim.fisher import KLHessian, flat_product, pullback_metric
@@ -140,7 +140,6 @@ class MAML(PolicyLearner):
     # -- the outer loop --------------------------------------------------------------
     def meta_update(self, tasks: Tasks) -> dict[str, float]:
         cfg = self.config
-        trpo = cfg.outer == "trpo"
         episodes = self.inner.sample(tasks, named_params(self.policy), cfg.inner.steps,
                                      self.inner_lr, differentiable=cfg.outer != "ppo",
                                      first_order=cfg.inner.first_order)
@@ -156,16 +155,23 @@ class MAML(PolicyLearner):
         if cfg.outer == "ppo":
             info = self._ppo_step(supports, query, q_adv)
             return {**metrics, **{f"ppo/{k}": v for k, v in info.items()}}
-        phi, points, jacobians = episodes.adapted, episodes.starts, episodes.jacobians
-        assert phi is not None
-        phi_old = detach_params(phi)
         # the outer loss at theta_old reuses the graphs of the inner steps taken while
         # sampling, and its forward pass gives pi_old
-        dist = trajectory_distribution(self.policy, query, phi)
-        old_dist = detached(dist)
+        assert episodes.adapted is not None
+        dist = trajectory_distribution(self.policy, query, episodes.adapted)
         loss = importance_loss(dist, query, q_adv).mean()
-        if not trpo:
+        if cfg.outer == "adam":
             return {**metrics, **self._adam_step(loss)}
+        info = self._trpo_step(episodes, q_adv, dist, loss)
+        return {**metrics, **{f"trpo/{k}": v for k, v in info.items()}}
+
+    def _trpo_step(self, episodes: Episodes, q_adv: torch.Tensor, dist: Distribution,
+                   loss: torch.Tensor) -> dict[str, float]:
+        """TRPO on the outer surrogate through the inner loop; ``dist`` and ``loss`` are the
+        query's policy and surrogate at theta_old (``dist`` gives pi_old)."""
+        supports, query = episodes.supports, episodes.query
+        assert query is not None and episodes.adapted is not None
+        old_dist = detached(dist)
 
         def surrogate(differentiable: bool) -> tuple[torch.Tensor, torch.Tensor]:
             with torch.enable_grad():
@@ -179,14 +185,14 @@ class MAML(PolicyLearner):
         # the pulled-back metric J^T F J covers theta; with a learned alpha (and transform)
         # the metric is the Hessian of a KL through the inner step w.r.t. all of them,
         # taken by trpo_step, on the same episode subsample
+        cfg = self.config
         if self.step_size is None:
-            info = trpo_step(self.meta_parameters(), surrogate, cfg.trpo, loss=loss,
-                             fisher_product=self._metric(supports, points, jacobians, query,
-                                                         phi_old, old_dist))
-        else:
-            info = trpo_step(self.meta_parameters(), surrogate, cfg.trpo, loss=loss,
-                             fisher_kl=lambda: self._subsample_kl(supports, query))
-        return {**metrics, **{f"trpo/{k}": v for k, v in info.items()}}
+            metric = self._metric(supports, episodes.starts, episodes.jacobians, query,
+                                  detach_params(episodes.adapted), old_dist)
+            return trpo_step(self.meta_parameters(), surrogate, cfg.trpo, loss=loss,
+                             fisher_product=metric)
+        return trpo_step(self.meta_parameters(), surrogate, cfg.trpo, loss=loss,
+                         fisher_kl=lambda: self._subsample_kl(supports, query))
 
     def _ppo_step(self, supports: list[Support], query: Trajectories,
                   q_adv: torch.Tensor) -> dict[str, float]:
@@ -212,8 +218,8 @@ class MAML(PolicyLearner):
         assert self.optimizer is not None
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.linalg.vector_norm(
-            torch.stack([p.grad.norm() for p in self.meta_parameters() if p.grad is not None]))
+        grad_norm = nn.utils.get_total_norm(
+            [p.grad for p in self.meta_parameters() if p.grad is not None])
         self.optimizer.step()
         return {"adam/loss": float(loss.detach()), "adam/grad_norm": float(grad_norm)}
 

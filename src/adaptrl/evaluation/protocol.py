@@ -41,7 +41,7 @@ def gradient_curve(family: TaskFamily, agent: GradientAgent, tasks: Tasks, steps
 
     If the env reports task success (``env.last_success [tasks, episodes]``, e.g.
     Meta-World) and ``successes`` is a list, the success rate per task of every step is
-    appended to it.
+    appended to it (over the first ``episodes`` episodes, which every batch holds).
     """
     sampler = BatchSampler(family, tasks, episodes, device, batch_unit)
     params = expand_params(agent.initial_params(), len(tasks))

@@ -147,31 +147,25 @@ def _check_comparable(loaded: list[tuple[RunDir, ExperimentConfig, Any]],
     ``evaluation.batch_unit`` (the same data per adaptation step)."""
     first, first_cfg, _ = loaded[0]
     family = (first_cfg.family.name, first_cfg.family.params)
-    episodes: dict[str, int] = {}
-    batch_units: dict[str, str] = {}
+    batches: dict[str, tuple[int, str]] = {}  # unit -> (evaluation.episodes, .batch_unit)
     owner: dict[str, Path] = {}
     for (run, cfg, _), unit in zip(loaded, units):
         if (cfg.family.name, cfg.family.params) != family:
             raise ConfigError(f"compare: {run.path} is on family {cfg.family.name} "
                               f"{cfg.family.params}, but {first.path} is on "
                               f"{family[0]} {family[1]}; runs must share the task family")
-        e = cfg.evaluation.episodes
-        if unit in episodes and e != episodes[unit]:
+        batch = (cfg.evaluation.episodes, cfg.evaluation.batch_unit)
+        if unit in batches and batch != batches[unit]:
             what = ("support episodes per gradient step" if unit == GRADIENT_STEPS
                     else "trials per task")
+            (e, b), (e0, b0) = batch, batches[unit]
             raise ConfigError(f"compare: {run.path} uses evaluation.episodes={e}, "
-                              f"{owner[unit]} uses {episodes[unit]} ({what}); runs scored in "
-                              f"{unit.replace('_', ' ')} must share it")
-        b = cfg.evaluation.batch_unit
-        if unit in batch_units and b != batch_units[unit]:
-            raise ConfigError(f"compare: {run.path} uses evaluation.batch_unit={b}, "
-                              f"{owner[unit]} uses {batch_units[unit]}; runs scored in "
-                              f"{unit.replace('_', ' ')} must share it (override one with "
-                              f"--set evaluation.batch_unit=... when training)")
-        episodes.setdefault(unit, e)
-        batch_units.setdefault(unit, b)
+                              f"evaluation.batch_unit={b}; {owner[unit]} uses {e0}, {b0} "
+                              f"({what}); runs scored in {unit.replace('_', ' ')} must share "
+                              "both (override with --set evaluation.<key>=... when training)")
+        batches.setdefault(unit, batch)
         owner.setdefault(unit, run.path)
-    return episodes
+    return {unit: e for unit, (e, _) in batches.items()}
 
 
 def compare_runs(run_paths: list[Path], num_tasks: int | None = None, seed: int | None = None,

@@ -19,14 +19,16 @@ by the same rule.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from adaptrl.evaluation.protocol import adaptation_curve
-from adaptrl.rollouts.sampler import BatchUnit
 from adaptrl.tasks.base import TaskFamily
+
+if TYPE_CHECKING:  # config.py imports this module for SelectionConfig
+    from adaptrl.experiment.config import EvaluationConfig
 
 SCORE_KEYS = ("return_post", "return_trial", "return")
 
@@ -55,12 +57,12 @@ def training_score(metrics: dict[str, Any]) -> float | None:
 class CheckpointScore:
     """Scores a learner after an iteration; ``None`` means "not judged at this iteration"."""
 
-    def __init__(self, selection: SelectionConfig, family: TaskFamily, steps: int,
-                 episodes: int, step_sizes: list[float], device: torch.device,
-                 batch_unit: BatchUnit = "episodes") -> None:
-        self.selection, self.family, self.device = selection, family, device
-        self.batch_unit = batch_unit
-        self.steps, self.episodes, self.step_sizes = steps, episodes, step_sizes
+    def __init__(self, selection: SelectionConfig, family: TaskFamily,
+                 evaluation: EvaluationConfig, device: torch.device) -> None:
+        """``evaluation``: the protocol a validation runs (its units, episodes, batch unit
+        and step sizes; its tasks are the validation's own)."""
+        self.selection, self.family, self.evaluation, self.device = (
+            selection, family, evaluation, device)
         self.tasks = (family.sample(selection.num_tasks, "train",
                                     torch.Generator().manual_seed(selection.seed))
                       if selection.by == "validation" else None)
@@ -76,8 +78,9 @@ class CheckpointScore:
             return training_score(metrics)
         if iteration % self.selection.every != 0:
             return None
-        curve = adaptation_curve(self.family, learner.agent(self.step_sizes), self.tasks,
-                                 self.steps, self.episodes, self.selection.seed, self.device,
-                                 self.batch_unit)
-        units = curve[1:] if self.steps > 0 else curve
+        ev = self.evaluation
+        curve = adaptation_curve(self.family, learner.agent(ev.step_sizes), self.tasks,
+                                 ev.steps, ev.episodes, self.selection.seed, self.device,
+                                 ev.batch_unit)
+        units = curve[1:] if ev.steps > 0 else curve
         return float(units.mean())

@@ -126,9 +126,7 @@ def train(config: ExperimentConfig, algo_cfg: BaseModel, run_path: Path, *,
     run = prepare_run(config, run_path, resume)
     family = build_family(config)
     device = torch.device(config.device)
-    ev = config.evaluation
-    score = CheckpointScore(config.selection, family, ev.steps, ev.episodes, ev.step_sizes,
-                            device, ev.batch_unit)
+    score = CheckpointScore(config.selection, family, config.evaluation, device)
     common = dict(seed=config.seed, device=device, checkpoint_every=config.checkpoint_every,
                   progress=config.logging.progress, tensorboard=config.logging.tensorboard,
                   score=score)
