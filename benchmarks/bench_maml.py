@@ -34,10 +34,11 @@ import time
 from collections import defaultdict
 from typing import Any, Callable
 
-# Idle OpenMP threads sleep instead of spinning (inherited by the subprocesses): on a shared
-# 2-core machine spinning threads make 2-thread runs several times slower. Export
-# OMP_WAIT_POLICY=ACTIVE to measure torch's default behaviour instead.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# adaptrl's runtime settings, as every user gets them (adaptrl/runtime.py): idle OpenMP
+# threads sleep instead of spinning (inherited by the subprocesses; on a shared 2-core
+# machine spinning threads make 2-thread runs several times slower) and the allocator keeps
+# large blocks. Export OMP_WAIT_POLICY=ACTIVE / ADAPTRL_MALLOC_TUNING=0 to measure without.
+import adaptrl  # noqa: E402, F401
 
 POLICIES = {"2x64 tanh": {"hidden": [64, 64], "activation": "tanh"},
             "2x100 relu": {"hidden": [100, 100], "activation": "relu"}}

@@ -20,10 +20,10 @@ import argparse
 import os
 import time
 
-# Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads
-# make 2-thread runs many times slower (measured: rollouts at batch 400 about 100x).
-# Export OMP_WAIT_POLICY=ACTIVE to measure torch's default behaviour instead.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# adaptrl's runtime settings before torch loads (adaptrl/runtime.py): idle OpenMP threads
+# sleep instead of spinning, which on a shared 2-core machine makes 2-thread rollouts at
+# batch 400 about 100x faster. Export OMP_WAIT_POLICY=ACTIVE to measure torch's default.
+import adaptrl  # noqa: F401
 
 import torch  # noqa: E402
 
