@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from adaptrl.evaluation.classic import (
-    BEB, PSRL, UCRL2, EpsilonGreedyMDP, GreedyMDP, MDPCounts, MDPPrior, OptimisticPSRL,
+    BEB, PSRL, UCRL2, EpsilonGreedyMDP, GreedyMDP, MDPCounts, MDPPrior, MyopicGreedyMDP,
+    OptimisticPSRL,
     RandomMDP, format_table, mdp_table, optimistic_expectation, policy_value, run_mdp,
     value_iteration)
 from adaptrl.evaluation.classic.tabular import greedy_policy
@@ -75,8 +76,8 @@ def test_posterior_of_counts_is_conjugate() -> None:
     assert counts.steps == 2
 
 
-AGENTS = [RandomMDP(), GreedyMDP(), EpsilonGreedyMDP(0.1), PSRL(), OptimisticPSRL(3), BEB(1.0),
-          UCRL2(0.1)]
+AGENTS = [RandomMDP(), GreedyMDP(), EpsilonGreedyMDP(0.1), MyopicGreedyMDP(), PSRL(),
+          OptimisticPSRL(3), BEB(1.0), UCRL2(0.1)]
 
 
 @pytest.mark.parametrize("agent", AGENTS, ids=lambda a: type(a).__name__)
@@ -98,6 +99,28 @@ def test_degenerate_hyperparameters_reduce_to_the_simpler_agent(agent: object,
     args = (tasks.params["transitions"], tasks.params["reward_mean"], 6)
     assert torch.equal(run_mdp(agent, *args, gen(5), horizon=4),
                        run_mdp(same_as, *args, gen(5), horizon=4))
+
+
+def test_myopic_greedy_is_greedy_when_one_step_is_all_there_is() -> None:
+    """With horizon 1 value iteration returns the reward itself: the two agents agree."""
+    tasks = TabularMDP(5, 3, horizon=1).sample(32, "test", gen(4))
+    args = (tasks.params["transitions"], tasks.params["reward_mean"], 8)
+    assert torch.equal(run_mdp(MyopicGreedyMDP(), *args, gen(5), horizon=1),
+                       run_mdp(GreedyMDP(), *args, gen(5), horizon=1))
+
+
+def test_myopic_greedy_ignores_the_transitions() -> None:
+    """State 0: action 0 pays 1 and stays, action 1 pays 0 and (mostly) leads to state 1,
+    which pays 2. Over 10 steps planning on the posterior-mean MDP moves (value 12.56 vs
+    12.50); the myopic agent takes the better reward now."""
+    counts = MDPCounts.empty(1, 2, 2, 10, torch.device("cpu"))
+    experience = ([(0, 1, 0.0, 1)] * 3 + [(0, 0, 1.0, 0)] * 3
+                  + [(1, a, 2.0, 1) for a in (0, 1, 0, 1)])
+    for state, action, reward, next_state in experience:
+        counts.update(torch.tensor([state]), torch.tensor([action]), torch.tensor([reward]),
+                      torch.tensor([next_state]))
+    assert MyopicGreedyMDP()(counts, gen())[0, 0, 0].argmax() == 0
+    assert GreedyMDP()(counts, gen())[0, 0, 0].argmax() == 1
 
 
 def test_psrl_converges_to_the_optimal_return_on_a_deterministic_mdp() -> None:

@@ -37,7 +37,8 @@ from adaptrl.evaluation.classic.bandits import (
     EpsilonGreedy, Greedy, OptimisticThompson, RandomBandit, Thompson, UCB1, run_bandit)
 from adaptrl.evaluation.classic.gittins import GittinsPolicy
 from adaptrl.evaluation.classic.tabular import (
-    BEB, PSRL, UCRL2, EpsilonGreedyMDP, GreedyMDP, OptimisticPSRL, RandomMDP, run_mdp)
+    BEB, PSRL, UCRL2, EpsilonGreedyMDP, GreedyMDP, MyopicGreedyMDP, OptimisticPSRL, RandomMDP,
+    run_mdp)
 from adaptrl.evaluation.statistics import mean_ci95
 from adaptrl.tasks.bandits import BanditBernoulli
 from adaptrl.tasks.base import Tasks
@@ -80,8 +81,11 @@ MDP_METHODS: dict[str, Method] = {
     "beb": Method(BEB, tuple(grid(beta=[0.1, 0.3, 1.0, 3.0, 10.0]))),
     "epsilon_greedy": Method(EpsilonGreedyMDP, tuple(grid(epsilon=[0.01, 0.02, 0.05, 0.1, 0.2]))),
     "greedy": Method(GreedyMDP),
+    # Not in the paper's table: greedy without planning, how much of greedy needs a model.
+    "myopic_greedy": Method(MyopicGreedyMDP),
 }
-PAPER_MDP_METHODS: tuple[str, ...] = tuple(MDP_METHODS)
+PAPER_MDP_METHODS: tuple[str, ...] = (
+    "random", "psrl", "optimistic_psrl", "ucrl2", "beb", "epsilon_greedy", "greedy")
 
 Runner = Callable[[Any, Tasks, torch.Generator], torch.Tensor]  # -> scores [instances]
 
