@@ -47,8 +47,8 @@ def random_argmax(values: torch.Tensor, generator: torch.Generator) -> torch.Ten
 
 def sample_categorical(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One index per row of ``probs`` (rows sum to 1 along the last dim), by inverse CDF."""
-    u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device)
-    return inverse_cdf(probs, u.squeeze(-1))
+    u = torch.rand(probs.shape[:-1], generator=generator, device=probs.device)
+    return inverse_cdf(probs, u)
 
 
 def sample_beta(alpha: torch.Tensor, beta: torch.Tensor,
