@@ -178,6 +178,15 @@ def test_cli_train_and_evaluate(tmp_path: Path) -> None:
     ev = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert ev["unit"] == "episodes" and ev["algorithm"] == "rl2"
     assert len(ev["methods"]["agent"]["mean"]) == 4
+    # the paper's table row for this setting: RL² beside the classic algorithms, scored on
+    # the same instances, with a paired difference against each of them
+    (row,) = ev["table"]["settings"]
+    assert (row["n"], row["k"]) == (4, 3)
+    assert set(row["rl2_minus"]) == set(row["methods"]) - {"rl2"}
+    for name, diff in row["rl2_minus"].items():
+        gap = row["methods"]["rl2"]["mean"] - row["methods"][name]["mean"]
+        assert diff["mean"] == pytest.approx(gap, abs=1e-9) and diff["ci95"] > 0
+    assert "on the same instances (paired 95% CI)" in res.output
 
 
 # -- learning ---------------------------------------------------------------------------------

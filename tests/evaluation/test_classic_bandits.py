@@ -11,6 +11,8 @@ from adaptrl.evaluation.classic import (
     BANDIT_METHODS, BanditState, EpsilonGreedy, GittinsPolicy, Greedy, OptimisticThompson,
     RandomBandit, Thompson, UCB1, bandit_table, discounted_table, finite_horizon_table,
     format_table, gittins_index, grid, grid_search, run_bandit)
+from adaptrl.evaluation.classic.tables import derived_generator, setting_instances
+from adaptrl.tasks.bandits import BanditBernoulli
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -241,3 +243,20 @@ def test_bandit_table_structure_determinism_and_rendering() -> None:
     assert "n=20, k=3" in text and "rl2" in text and "15.0 ± 0.5" in text
     with pytest.raises(ValueError, match="methods"):
         bandit_table(settings=[(5, 2)], methods=["oracle"])
+
+
+def test_table_scores_are_per_instance_on_the_setting_instances() -> None:
+    """``scores`` hands out what the means summarise, played on ``setting_instances``: an
+    agent scored there can be paired with each method instance by instance."""
+    scores: dict = {}
+    table = bandit_table(settings=[(6, 3)], num_instances=40, tune_instances=10, seed=2,
+                         methods=["greedy", "random"], scores=scores)
+    assert set(scores) == {(6, 3)} and set(scores[(6, 3)]) == {"greedy", "random"}
+    for name, per_instance in scores[(6, 3)].items():
+        assert per_instance.shape == (40,)
+        assert float(per_instance.double().mean()) == pytest.approx(
+            table["settings"][0]["methods"][name]["mean"])
+    tasks = setting_instances(BanditBernoulli(num_arms=3, trial_length=6), (6, 3), 40, 2)
+    again = run_bandit(Greedy(), tasks.params["p"], 6,
+                       derived_generator(2, "run", (6, 3), "greedy")).sum(1)
+    assert torch.equal(again, scores[(6, 3)]["greedy"])

@@ -56,9 +56,12 @@ def _print_eval(result: dict[str, Any]) -> None:
         console.print(diff)
     if "table" in result:
         from adaptrl.evaluation.classic.tables import render_table
+        from adaptrl.experiment.classic_table import paired_lines
 
         console.print(render_table(result["table"], title="RL² paper's table: total reward "
                                    "per trial, mean ± 95% CI over instances"))
+        for line in paired_lines(result["table"]):
+            console.print(line)
 
 
 @app.command()

@@ -3,9 +3,13 @@
 For a memory-based run on ``bandit-bernoulli`` or ``tabular-mdp``, the evaluation adds
 the paper's table (Duan et al. 2016, Tables 1-2): rows = settings, columns = methods,
 mean total reward per trial with its 95% CI over instances. The run's own setting gets
-an ``rl2`` column scored on held-out (``test``) instances; with ``all_settings`` the
-table also lists every setting of the paper for the classic algorithms (they need no
-training; several minutes on 2 cores because of the n = 500 Gittins table).
+an ``rl2`` column, scored on the very held-out instances the classic algorithms played,
+and ``rl2_minus``: RL² minus each classic algorithm, instance by instance, with the 95% CI
+of that paired difference (the test of "RL² matches the best one": the per-instance
+differences cancel the spread of instance difficulty that two unpaired CIs both carry).
+With ``all_settings`` the table also lists every setting of the paper for the classic
+algorithms (they need no training; several minutes on 2 cores because of the n = 500
+Gittins table).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any
 import torch
 
 from adaptrl.evaluation.classic.tables import (PAPER_BANDIT_SETTINGS, PAPER_MDP_SETTINGS,
-                                               bandit_table, mdp_table)
+                                               bandit_table, derived_generator, mdp_table,
+                                               setting_instances, setting_label)
 from adaptrl.evaluation.statistics import mean_ci95
 from adaptrl.tasks.base import TaskFamily
 
@@ -25,28 +30,48 @@ CLASSIC_FAMILIES = ("bandit-bernoulli", "tabular-mdp")
 def classic_table(family_name: str, family: TaskFamily, agent: Any, num_instances: int,
                   seed: int, device: torch.device, all_settings: bool = False
                   ) -> dict[str, Any] | None:
-    """The table for ``family`` with an ``rl2`` column in the run's own setting row."""
+    """The table for ``family`` with an ``rl2`` column and ``rl2_minus`` (paired
+    differences) in the run's own setting row."""
     if family_name not in CLASSIC_FAMILIES or not hasattr(agent, "trial_returns"):
         return None
     n = int(getattr(family, "trial_length"))
+    scores: dict[tuple[int, ...], dict[str, torch.Tensor]] = {}
     if family_name == "bandit-bernoulli":
         k = int(getattr(family, "num_arms"))
         own: tuple[int, ...] = (n, k)
         settings = list(dict.fromkeys([own, *PAPER_BANDIT_SETTINGS])) if all_settings else [own]
-        table = bandit_table(settings, num_instances=num_instances, seed=seed)
+        table = bandit_table(settings, num_instances=num_instances, seed=seed, scores=scores)
     else:
         own = (n,)
         rows = list(dict.fromkeys([n, *PAPER_MDP_SETTINGS])) if all_settings else [n]
         table = mdp_table(rows, num_instances=num_instances, seed=seed,
                           num_states=int(getattr(family, "num_states")),
                           num_actions=int(getattr(family, "num_actions")),
-                          horizon=int(family.horizon))
-    tasks = family.sample(num_instances, "test", torch.Generator().manual_seed(seed))
-    totals = agent.trial_returns(family, tasks, n, 1, torch.Generator().manual_seed(seed),
-                                 device)
-    mean, ci = mean_ci95(totals.double())
+                          horizon=int(family.horizon), scores=scores)
+    tasks = setting_instances(family, own, num_instances, seed)
+    totals = agent.trial_returns(family, tasks, n, 1, derived_generator(seed, "run", own, "rl2"),
+                                 device).double().cpu()
+    mean, ci = mean_ci95(totals)
     for row in table["settings"]:
         key = (row["n"], row["k"]) if "k" in row else (row["n"],)
         if key == own:
             row["methods"]["rl2"] = {"mean": float(mean), "ci95": float(ci)}
+            row["rl2_minus"] = {name: dict(zip(("mean", "ci95"), map(float, mean_ci95(
+                totals - other.double().cpu())))) for name, other in scores[own].items()}
     return table
+
+
+def paired_lines(table: dict[str, Any]) -> list[str]:
+    """One line per row with ``rl2_minus``: RL² against the row's best classic algorithm."""
+    lines = []
+    for row in table["settings"]:
+        diffs = row.get("rl2_minus")
+        if not diffs:
+            continue
+        best = max(diffs, key=lambda name: row["methods"][name]["mean"])
+        d = diffs[best]
+        verdict = ("above" if d["mean"] - d["ci95"] > 0 else
+                   "below" if d["mean"] + d["ci95"] < 0 else "not distinguishable from")
+        lines.append(f"{setting_label(row)}: rl2 - {best} = {d['mean']:+.2f} ± {d['ci95']:.2f} on the same "
+                     f"instances (paired 95% CI): {verdict} the best classic algorithm")
+    return lines

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from adaptrl.evaluation.classic.tables import setting_label  # noqa: E402
 from adaptrl.evaluation.protocol import gradient_curve  # noqa: E402
 from adaptrl.experiment.evaluate import load_learner, load_run  # noqa: E402
 from adaptrl.experiment.learners import build_family  # noqa: E402
@@ -123,8 +124,7 @@ def plot_classic_table(table: dict[str, Any], out: Path) -> Path:
         colors = ["tab:blue" if m == "rl2" else "tab:gray" for m in names]
         ax.bar(range(len(names)), means, yerr=cis, color=colors, capsize=3)
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-        label = ", ".join(f"{k}={row[k]}" for k in ("n", "k") if k in row)
-        ax.set_title(label)
+        ax.set_title(setting_label(row))
         lo = min(m - c for m, c in zip(means, cis))
         ax.set_ylim(bottom=0.9 * lo if lo > 0 else None)
     axes[0][0].set_ylabel("total reward per trial")

@@ -110,12 +110,27 @@ def _check_methods(methods: Sequence[str] | None, registry: Mapping[str, Method]
     return chosen
 
 
+def setting_instances(family: Any, key: tuple[int, ...], num_instances: int,
+                      seed: int) -> Tasks:
+    """The held-out (``test``) instances every method of setting ``key`` is scored on.
+
+    Another agent scored on these same instances (RL² in
+    :func:`adaptrl.experiment.classic_table.classic_table`) can be compared with each
+    method instance by instance, a paired comparison.
+    """
+    return family.sample(num_instances, "test", derived_generator(seed, "test", key))
+
+
 def _score_setting(key: tuple[int, ...], family: Any, run: Runner,
                    methods: Iterable[str], registry: Mapping[str, Method], num_instances: int,
-                   tune_instances: int, seed: int, log: Callable[[str], None] | None
+                   tune_instances: int, seed: int, log: Callable[[str], None] | None,
+                   scores_out: dict[str, torch.Tensor] | None = None
                    ) -> dict[str, dict[str, Any]]:
-    """Tune (on ``train`` instances) and score (on ``test`` instances) every method."""
-    test = family.sample(num_instances, "test", derived_generator(seed, "test", key))
+    """Tune (on ``train`` instances) and score (on ``test`` instances) every method.
+
+    ``scores_out``, if given, receives each method's per-instance scores.
+    """
+    test = setting_instances(family, key, num_instances, seed)
     tune = family.sample(tune_instances, "train", derived_generator(seed, "train", key))
     results: dict[str, dict[str, Any]] = {}
     for name in methods:
@@ -128,6 +143,8 @@ def _score_setting(key: tuple[int, ...], family: Any, run: Runner,
                               derived_generator(seed, "tune", key, name, repr(p))).mean().item(),
                 method.grid)
         scores = run(method.make(**params), test, derived_generator(seed, "run", key, name))
+        if scores_out is not None:
+            scores_out[name] = scores
         mean, ci = mean_ci95(scores.double())
         results[name] = {"mean": mean.item(), "ci95": ci.item(), "params": params,
                          "seconds": time.perf_counter() - start}
@@ -140,11 +157,14 @@ def _score_setting(key: tuple[int, ...], family: Any, run: Runner,
 def bandit_table(settings: Sequence[tuple[int, int]] = PAPER_BANDIT_SETTINGS,
                  num_instances: int = 1000, seed: int = 0,
                  methods: Sequence[str] | None = None, tune_instances: int = 500,
-                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 log: Callable[[str], None] | None = None,
+                 scores: dict[tuple[int, ...], dict[str, torch.Tensor]] | None = None
+                 ) -> dict[str, Any]:
     """RL² Table 1: total reward over ``n`` pulls of ``k``-armed Bernoulli bandits.
 
     ``settings`` are ``(n, k)`` pairs; ``methods`` names from :data:`BANDIT_METHODS`
-    (default: the paper's seven). ``log`` receives one line per scored method.
+    (default: the paper's seven). ``log`` receives one line per scored method;
+    ``scores``, if given, the per-instance scores by setting ``(n, k)`` and method.
     """
     check_int("num_instances", num_instances, 2)
     check_int("tune_instances", tune_instances, 1)
@@ -160,7 +180,7 @@ def bandit_table(settings: Sequence[tuple[int, int]] = PAPER_BANDIT_SETTINGS,
 
         rows.append({"n": n, "k": k, "methods": _score_setting(
             (n, k), family, run, chosen, BANDIT_METHODS, num_instances, tune_instances,
-            seed, log)})
+            seed, log, None if scores is None else scores.setdefault((n, k), {}))})
     return {"family": BanditBernoulli.name, "unit": "episodes",
             "score": "total reward per trial", "num_instances": num_instances, "seed": seed,
             "settings": rows}
@@ -169,11 +189,14 @@ def bandit_table(settings: Sequence[tuple[int, int]] = PAPER_BANDIT_SETTINGS,
 def mdp_table(settings: Sequence[int] = PAPER_MDP_SETTINGS, num_instances: int = 1000,
               seed: int = 0, methods: Sequence[str] | None = None, tune_instances: int = 500,
               num_states: int = 10, num_actions: int = 5, horizon: int = 10,
-              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+              log: Callable[[str], None] | None = None,
+              scores: dict[tuple[int, ...], dict[str, torch.Tensor]] | None = None
+              ) -> dict[str, Any]:
     """RL² Table 2: total reward over ``n`` episodes of random tabular MDPs.
 
     ``settings`` are trial lengths ``n`` in episodes; ``methods`` names from
-    :data:`MDP_METHODS` (default: all seven of the paper).
+    :data:`MDP_METHODS` (default: all seven of the paper); ``scores`` as in
+    :func:`bandit_table`, keyed by ``(n,)``.
     """
     check_int("num_instances", num_instances, 2)
     check_int("tune_instances", tune_instances, 1)
@@ -188,10 +211,16 @@ def mdp_table(settings: Sequence[int] = PAPER_MDP_SETTINGS, num_instances: int =
                            n, generator, horizon).sum(dim=1)
 
         rows.append({"n": n, "methods": _score_setting(
-            (n,), family, run, chosen, MDP_METHODS, num_instances, tune_instances, seed, log)})
+            (n,), family, run, chosen, MDP_METHODS, num_instances, tune_instances, seed, log,
+            None if scores is None else scores.setdefault((n,), {}))})
     return {"family": TabularMDP.name, "unit": "episodes", "score": "total reward per trial",
             "num_states": num_states, "num_actions": num_actions, "horizon": horizon,
             "num_instances": num_instances, "seed": seed, "settings": rows}
+
+
+def setting_label(row: Mapping[str, Any]) -> str:
+    """A table row's setting as text: ``"n=100, k=10"`` (bandits) or ``"n=25"`` (MDPs)."""
+    return ", ".join(f"{k}={row[k]}" for k in ("n", "k") if k in row)
 
 
 def render_table(table: Mapping[str, Any], title: str | None = None) -> Table:
@@ -208,7 +237,7 @@ def render_table(table: Mapping[str, Any], title: str | None = None) -> Table:
     for name in columns:
         out.add_column(name, justify="right")
     for setting in table["settings"]:
-        label = ", ".join(f"{k}={v}" for k, v in setting.items() if k != "methods")
+        label = setting_label(setting)
         found = setting["methods"]
         best = max(r["mean"] for r in found.values())
         cells = []
