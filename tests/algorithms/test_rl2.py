@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from adaptrl.algorithms.registry import algorithm_spec
-from adaptrl.algorithms.rl2 import DEFAULT_EPISODES_PER_TRIAL, RL2, RL2Config, trial_advantages
+from adaptrl.algorithms.rl2 import (DEFAULT_EPISODES_PER_TRIAL, RL2, RL2Agent, RL2Config,
+                                   trial_advantages)
 from adaptrl.cli.main import app
 from adaptrl.evaluation.classic.bandits import Greedy, RandomBandit, run_bandit
 from adaptrl.evaluation.classic.gittins import GittinsPolicy
@@ -163,6 +164,23 @@ def test_agent_scores_per_episode_and_per_trial() -> None:
     assert per_episode.shape == (3, 4) and per_trial.shape == (4,)
     assert torch.allclose(per_episode.sum(0), per_trial)
     assert (per_episode < 0).all()  # minus a distance at every step
+
+
+def test_test_actions_mode_plays_the_most_likely_action_and_training_still_samples() -> None:
+    family = BanditBernoulli(4, trial_length=6)
+    assert learner(family).agent().deterministic is False
+    alg = learner(family, seed=3, test_actions="mode")
+    tasks = family.sample(16, "test", torch.Generator().manual_seed(0))
+    trials = alg.agent().trials(family, tasks, 6, 1, torch.Generator().manual_seed(1), CPU)
+    with torch.no_grad():
+        dist, _ = alg.policy.sequence(trials.inputs.reshape(6, 16, -1))
+    assert torch.equal(trials.steps.actions.reshape(6, 16), dist.logits.argmax(-1))
+    # the untrained policy is near uniform: a sampling learner leaves its arg-max often
+    training = RL2Agent(alg.policy).trials(family, tasks, 6, 1,
+                                           torch.Generator().manual_seed(1), CPU)
+    assert not torch.equal(training.steps.actions.reshape(6, 16), dist.logits.argmax(-1))
+    with pytest.raises(ValidationError, match="test_actions"):
+        RL2Config(test_actions="greedy")
 
 
 def test_cli_train_and_evaluate(tmp_path: Path) -> None:

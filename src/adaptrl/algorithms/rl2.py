@@ -91,6 +91,10 @@ class RL2Config(BaseModel):
                                "value loss does not swamp the policy gradient")
     policy: RecurrentPolicyConfig = Field(default_factory=RecurrentPolicyConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
+    test_actions: Literal["sample", "mode"] = Field(
+        "sample", description="how the evaluated agent acts: 'sample' from its policy, as in "
+                              "training, or take the policy's most likely action ('mode'); "
+                              "training always samples")
     init_from: str | None = Field(
         None, description="a run directory whose best policy (same architecture) initialises "
                           "this run, e.g. an RL² run on shorter trials as a curriculum; "
@@ -160,8 +164,8 @@ class RL2:
         total reward of a trial (``return_trial``), of its first and last episodes, the env
         steps of this iteration and the PPO diagnostics (``ppo/...``)."""
         cfg = self.config
-        trials = self.agent().trials(self.family, tasks, self.episodes_per_trial,
-                                     cfg.trials_per_task, self.generator, self.device)
+        trials = RL2Agent(self.policy).trials(self.family, tasks, self.episodes_per_trial,
+                                              cfg.trials_per_task, self.generator, self.device)
         self.env_steps += trials.num_steps
         per_episode = trials.episode_returns().mean((1, 2))
         metrics = {"return_trial": float(trials.trial_returns().mean()),
@@ -183,8 +187,9 @@ class RL2:
         return {**metrics, **{f"ppo/{k}": v for k, v in info.items()}}
 
     def agent(self, step_sizes: list[float] | None = None) -> RL2Agent:
-        """The recurrent agent; ``step_sizes`` is ignored (RL² adapts without gradients)."""
-        return RL2Agent(self.policy)
+        """The recurrent agent as evaluated (``test_actions``); ``step_sizes`` is ignored
+        (RL² adapts without gradients)."""
+        return RL2Agent(self.policy, deterministic=self.config.test_actions == "mode")
 
     def state_dict(self) -> dict[str, Any]:
         return {"policy": self.policy.state_dict(),
