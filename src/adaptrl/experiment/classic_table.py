@@ -72,6 +72,7 @@ def paired_lines(table: dict[str, Any]) -> list[str]:
         d = diffs[best]
         verdict = ("above" if d["mean"] - d["ci95"] > 0 else
                    "below" if d["mean"] + d["ci95"] < 0 else "not distinguishable from")
-        lines.append(f"{setting_label(row)}: rl2 - {best} = {d['mean']:+.2f} ± {d['ci95']:.2f} on the same "
-                     f"instances (paired 95% CI): {verdict} the best classic algorithm")
+        lines.append(f"{setting_label(row)}: rl2 - {best} = {d['mean']:+.2f} ± {d['ci95']:.2f} "
+                     f"on the same instances (paired 95% CI): {verdict} the best classic "
+                     "algorithm")
     return lines
