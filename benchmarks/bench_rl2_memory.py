@@ -30,58 +30,85 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+from torch.distributions import Distribution
 
 from adaptrl.algorithms.rl2 import RL2Agent
 from adaptrl.evaluation.classic.tabular import MDPCounts, MDPPrior
 from adaptrl.evaluation.statistics import mean_ci95
 from adaptrl.models.recurrent import RecurrentPolicy
+from adaptrl.rollouts.trial_sampler import sample_trials
 from adaptrl.tasks import make
-from adaptrl.tasks.base import Tasks
-from adaptrl.tasks.tabular_mdp import TabularMDP
+from adaptrl.tasks.base import StepResult, Tasks
+from adaptrl.tasks.tabular_mdp import TabularMDP, TabularMDPEnv
+
+
+class CountingEnv:
+    """A ``tabular-mdp`` env that also keeps the trial's :class:`MDPCounts` (one trial per
+    MDP): what the expert knows. Delegates everything else to the wrapped env."""
+
+    def __init__(self, env: TabularMDPEnv) -> None:
+        self.env = env
+        self.num_tasks, self.episodes_per_task = env.num_tasks, env.episodes_per_task
+        self.horizon, self.device = env.horizon, env.device
+        self.counts = MDPCounts.empty(env.num_tasks, env.num_states, env.num_actions,
+                                      env.horizon, env.device)
+        self.state = torch.zeros(env.num_tasks, dtype=torch.long, device=env.device)
+
+    def reset(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        obs = self.env.reset(generator)
+        self.state = obs[:, 0].argmax(-1)
+        return obs
+
+    def step(self, action: torch.Tensor) -> StepResult:
+        result = self.env.step(action)
+        next_state = result.observation[:, 0].argmax(-1)
+        self.counts.update(self.state, action[:, 0], result.reward[:, 0], next_state)
+        self.state = next_state
+        return result
+
+    def expert_actions(self) -> torch.Tensor:
+        """``[N, A]`` bool: the actions of highest posterior-mean reward in the current state."""
+        value = self.counts.posterior_rewards(MDPPrior())[0][
+            torch.arange(self.num_tasks, device=self.device), self.state]
+        return value >= value.max(-1, keepdim=True).values - 1e-9
+
+
+@dataclass
+class ExpertMixture:
+    """The GRU policy for :func:`sample_trials`, except that each action is the expert's
+    (a uniform pick of its action set) with probability ``beta``; records the expert's set
+    at every step as the label."""
+
+    policy: RecurrentPolicy
+    env: CountingEnv
+    beta: float
+    labels: list[torch.Tensor] = field(default_factory=list)
+
+    def __getattr__(self, name: str) -> Any:  # input_dim, encode, initial_*, step, mode
+        return getattr(self.policy, name)
+
+    def sample(self, dist: Distribution, generator: torch.Generator) -> torch.Tensor:
+        best = self.env.expert_actions()
+        self.labels.append(best)
+        expert = (best.float() + torch.rand(best.shape, generator=generator)).argmax(-1)
+        own = self.policy.sample(dist, generator)[:, 0]
+        use = torch.rand(expert.shape, generator=generator) < self.beta
+        return torch.where(use, expert, own).unsqueeze(-1)
 
 
 def play(family: TabularMDP, policy: RecurrentPolicy, tasks: Tasks, beta: float,
          generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One trial per MDP, acting as the expert with probability ``beta`` at every step.
-
-    Returns the GRU inputs ``[T, N, input_dim]``, the expert's action sets ``[T, N, A]``
-    (bool) and the trial returns ``[N]``.
-    """
-    n, horizon, episodes = len(tasks), family.horizon, family.trial_length
-    steps = episodes * horizon
-    env = family.make_env(tasks, 1)
-    counts = MDPCounts.empty(n, family.num_states, family.num_actions, horizon)
-    prior = MDPPrior()
-    h = policy.initial_state((n, 1), torch.device("cpu"))
-    prev_action, prev_reward, prev_done = policy.initial_feedback((n, 1), torch.device("cpu"))
-    t = torch.arange(steps, dtype=torch.float32)
-    clocks = torch.stack([(t % horizon) / horizon, t / steps], dim=-1)
-    rows = torch.arange(n)
-    inputs, labels, total = [], [], torch.zeros(n)
-    for k in range(episodes):
-        obs = env.reset(generator)
-        for step in range(k * horizon, (k + 1) * horizon):
-            state = obs[:, 0].argmax(-1)
-            x = policy.encode(obs, prev_action, prev_reward, prev_done, clocks[step])
-            with torch.no_grad():
-                dist, h = policy.step(x, h)
-            value = counts.posterior_rewards(prior)[0][rows, state]  # [N, A]
-            best = value >= value.max(-1, keepdim=True).values - 1e-9
-            expert = (best.float() + torch.rand(best.shape, generator=generator)).argmax(-1)
-            own = policy.sample(dist, generator)[:, 0]
-            action = torch.where(torch.rand(n, generator=generator) < beta, expert, own)
-            result = env.step(action.unsqueeze(-1))
-            next_state = result.observation[:, 0].argmax(-1)
-            counts.update(state, action, result.reward[:, 0], next_state)
-            inputs.append(x[:, 0])
-            labels.append(best)
-            total += result.reward[:, 0]
-            prev_action, prev_reward = action.unsqueeze(-1), result.reward
-            prev_done = (result.terminated | result.truncated).float()
-            obs = result.observation
-    return torch.stack(inputs), torch.stack(labels), total
+    """One trial per MDP (:func:`sample_trials`), acting as the expert with probability
+    ``beta`` at every step. Returns the GRU inputs ``[T, N, input_dim]``, the expert's
+    action sets ``[T, N, A]`` (bool) and the trial returns ``[N]``."""
+    env = CountingEnv(family.make_env(tasks, 1))
+    mixture = ExpertMixture(policy, env, beta)
+    trials = sample_trials(env, mixture, None, family.trial_length, generator)
+    return trials.inputs[:, :, 0], torch.stack(mixture.labels), trials.trial_returns()[:, 0]
 
 
 def main() -> None:

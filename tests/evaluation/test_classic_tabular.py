@@ -7,9 +7,8 @@ import torch
 
 from adaptrl.evaluation.classic import (
     BEB, PSRL, UCRL2, EpsilonGreedyMDP, GreedyMDP, MDPCounts, MDPPrior, MyopicGreedyMDP,
-    OptimisticPSRL,
-    RandomMDP, format_table, mdp_table, optimistic_expectation, policy_value, run_mdp,
-    value_iteration)
+    OptimisticPSRL, RandomMDP, format_table, mdp_table, optimistic_expectation, policy_value,
+    run_mdp, value_iteration)
 from adaptrl.evaluation.classic.tabular import greedy_policy
 from adaptrl.tasks.tabular_mdp import TabularMDP
 

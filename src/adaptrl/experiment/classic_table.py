@@ -20,7 +20,8 @@ import torch
 
 from adaptrl.evaluation.classic.tables import (PAPER_BANDIT_SETTINGS, PAPER_MDP_SETTINGS,
                                                bandit_table, derived_generator, mdp_table,
-                                               setting_instances, setting_label)
+                                               setting_instances, setting_key,
+                                               setting_label)
 from adaptrl.evaluation.statistics import mean_ci95
 from adaptrl.tasks.base import TaskFamily
 
@@ -53,8 +54,7 @@ def classic_table(family_name: str, family: TaskFamily, agent: Any, num_instance
                                  device).double().cpu()
     mean, ci = mean_ci95(totals)
     for row in table["settings"]:
-        key = (row["n"], row["k"]) if "k" in row else (row["n"],)
-        if key == own:
+        if setting_key(row) == own:
             row["methods"]["rl2"] = {"mean": float(mean), "ci95": float(ci)}
             row["rl2_minus"] = {name: dict(zip(("mean", "ci95"), map(float, mean_ci95(
                 totals - other.double().cpu())))) for name, other in scores[own].items()}

@@ -8,8 +8,9 @@ task instances, with hyperparameters tuned by grid search on separate instances.
   Thompson sampling, optimistic Thompson sampling, :func:`run_bandit`.
 * :mod:`~adaptrl.evaluation.classic.gittins` — Gittins indices (finite-horizon and
   discounted) by retirement calibration, and :class:`GittinsPolicy`.
-* :mod:`~adaptrl.evaluation.classic.tabular` — random, greedy, epsilon-greedy, myopic greedy, PSRL,
-  optimistic PSRL, UCRL2, BEB, finite-horizon value iteration, :func:`run_mdp`.
+* :mod:`~adaptrl.evaluation.classic.tabular` — random, greedy, epsilon-greedy, myopic
+  greedy, PSRL, optimistic PSRL, UCRL2, BEB, finite-horizon value iteration,
+  :func:`run_mdp`.
 * :mod:`~adaptrl.evaluation.classic.tables` — the comparison tables and their rendering.
 """
 
@@ -24,14 +25,15 @@ from adaptrl.evaluation.classic.tables import (
     bandit_table, format_table, mdp_table, render_table)
 from adaptrl.evaluation.classic.tabular import (
     BEB, PSRL, UCRL2, EpsilonGreedyMDP, GreedyMDP, MDPAgent, MDPCounts, MDPPrior,
-    MyopicGreedyMDP, OptimisticPSRL, RandomMDP, optimistic_expectation, plan, policy_value, run_mdp,
-    value_iteration)
+    MyopicGreedyMDP, OptimisticPSRL, RandomMDP, optimistic_expectation, plan, policy_value,
+    run_mdp, value_iteration)
 
 __all__ = [
     "BANDIT_METHODS", "BEB", "MDP_METHODS", "PAPER_BANDIT_SETTINGS", "PAPER_MDP_SETTINGS",
     "PSRL", "UCB1", "UCRL2", "BanditPolicy", "BanditState", "EpsilonGreedy", "EpsilonGreedyMDP",
     "FiniteHorizonTable", "GittinsPolicy", "Greedy", "GreedyMDP", "MDPAgent", "MDPCounts",
-    "MDPPrior", "Method", "MyopicGreedyMDP", "OptimisticPSRL", "OptimisticThompson", "RandomBandit", "RandomMDP",
+    "MDPPrior", "Method", "MyopicGreedyMDP", "OptimisticPSRL", "OptimisticThompson",
+    "RandomBandit", "RandomMDP",
     "Thompson", "bandit_table", "discounted_table", "finite_horizon_table", "format_table",
     "gittins_index", "grid", "grid_search", "mdp_table", "optimistic_expectation", "plan",
     "policy_value", "render_table", "run_bandit", "run_mdp", "value_iteration",

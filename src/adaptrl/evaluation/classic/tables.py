@@ -218,6 +218,11 @@ def mdp_table(settings: Sequence[int] = PAPER_MDP_SETTINGS, num_instances: int =
             "num_instances": num_instances, "seed": seed, "settings": rows}
 
 
+def setting_key(row: Mapping[str, Any]) -> tuple[int, ...]:
+    """A table row's setting: ``(n, k)`` (bandits) or ``(n,)`` (MDPs), as ``scores`` keys it."""
+    return tuple(row[k] for k in ("n", "k") if k in row)
+
+
 def setting_label(row: Mapping[str, Any]) -> str:
     """A table row's setting as text: ``"n=100, k=10"`` (bandits) or ``"n=25"`` (MDPs)."""
     return ", ".join(f"{k}={row[k]}" for k in ("n", "k") if k in row)
