@@ -20,16 +20,21 @@ Printed: the expert's score, the set accuracy (the GRU's most likely action is o
 expert would take) and the trial return of the mixture while training, then the GRU's
 own score on ``--instances`` held-out MDPs (mean ± 95% CI), sampling and arg-max.
 If the imitation stays near RL²'s ~122 the GRU does not learn that memory in this budget
-even when told the right action at every step; see docs/rl2.md.
+even when told the right action at every step; see the README's RL² section.
 
     python benchmarks/bench_rl2_memory.py                      # GRU 128, 10 minutes
     python benchmarks/bench_rl2_memory.py --hidden 256 --seconds 1800
+    python benchmarks/bench_rl2_memory.py --transition         # + the previous transition
+    python benchmarks/bench_rl2_memory.py --transition --save runs/mdp-imitation
+        # then: adaptrl train configs/rl2-mdp-n10.yaml --set algorithm.init_from=runs/mdp-imitation
+        #       --set algorithm.policy.transition_input=true   (does PPO keep what it imitated?)
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +44,8 @@ from torch.distributions import Distribution
 from adaptrl.algorithms.rl2 import RL2Agent
 from adaptrl.evaluation.classic.tabular import MDPCounts, MDPPrior
 from adaptrl.evaluation.statistics import mean_ci95
+from adaptrl.experiment.checkpoints import save_checkpoint
+from adaptrl.experiment.run_dir import RunDir
 from adaptrl.models.recurrent import RecurrentPolicy
 from adaptrl.rollouts.trial_sampler import sample_trials
 from adaptrl.tasks import make
@@ -115,6 +122,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hidden", type=int, default=128, help="GRU units")
     parser.add_argument("--head", type=int, nargs="*", default=[], help="head hidden layers")
+    parser.add_argument("--transition", action="store_true",
+                        help="policy.transition_input: also read o_{t-1} x a_{t-1} and r_{t-1} "
+                             "times it")
+    parser.add_argument("--save", type=str, default=None, metavar="DIR",
+                        help="write the imitation policy to DIR/checkpoints/best.pt, where "
+                             "an RL² run's algorithm.init_from can start from it")
     parser.add_argument("--episodes", type=int, default=10, help="n: episodes per trial")
     parser.add_argument("--seconds", type=float, default=600.0, help="training budget")
     parser.add_argument("--batch", type=int, default=256, help="MDPs (trials) per iteration")
@@ -128,7 +141,8 @@ def main() -> None:
     torch.manual_seed(args.seed)
     family = make("tabular-mdp", trial_length=args.episodes)
     policy = RecurrentPolicy(family.observation_space, family.action_space, args.hidden,
-                             tuple(args.head), "relu", clock_input=True)
+                             tuple(args.head), "relu", clock_input=True,
+                             transition_input=args.transition)
     optimizer = torch.optim.Adam(policy.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(args.seed + 1)
     test = family.sample(args.instances, "test", torch.Generator().manual_seed(args.seed))
@@ -161,6 +175,10 @@ def main() -> None:
         mean, ci = mean_ci95(scores.double())
         print(f"GRU imitation ({'arg-max' if deterministic else 'sampled'} actions): "
               f"{mean:.1f} ± {ci:.1f}  after {iteration} iterations", flush=True)
+    if args.save:
+        run = RunDir(Path(args.save))
+        save_checkpoint({"learner": {"policy": policy.state_dict()}}, run.best)
+        print(f"wrote {run.best}", flush=True)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,24 @@ def test_encode_box_action_is_clipped_and_rescaled() -> None:
     assert torch.allclose(x[:, 3:5], torch.tensor([[0.5, -1.0], [1.0, 0.0]]))
 
 
+def test_encode_transition_features_known_answer() -> None:
+    """``transition_input`` appends ``o_{t-1} (x) a_{t-1}`` and ``r_{t-1}`` times it: one
+    unit per (previous observation entry, previous action) pair."""
+    policy = make(transition_input=True)
+    assert policy.input_dim == 3 + 4 + 2 + 2 * 3 * 4
+    obs, prev_obs = torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.0, 1.0, 0.0]])
+    x = policy.encode(obs, torch.tensor([2]), torch.tensor([0.5]), torch.tensor([0.0]),
+                      prev_obs=prev_obs)
+    pair = torch.zeros(12)
+    pair[1 * 4 + 2] = 1.0  # previous state 1, previous action 2
+    assert torch.equal(x[0, :9], torch.tensor([0, 0, 1, 0, 0, 1, 0, 0.5, 0]))
+    assert torch.equal(x[0, 9:], torch.cat([pair, 0.5 * pair]))
+    with pytest.raises(ValueError, match="prev_obs"):
+        policy.encode(obs, torch.tensor([2]), torch.tensor([0.5]), torch.tensor([0.0]))
+    a, r, d = policy.initial_feedback((1,), torch.device("cpu"))  # no previous transition
+    assert not policy.encode(torch.zeros(1, 3), a, r, d, prev_obs=prev_obs).any()
+
+
 def test_initial_state_and_feedback_are_zero() -> None:
     policy = make()
     h = policy.initial_state((2, 3), torch.device("cpu"))

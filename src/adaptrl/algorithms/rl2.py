@@ -62,11 +62,16 @@ class RecurrentPolicyConfig(BaseModel):
     clock_input: bool = Field(
         False, description="also feed the GRU the fractions of the episode and of the trial "
                            "elapsed (not in the paper's (s, a, r, d) input)")
+    transition_input: bool = Field(
+        False, description="also feed the GRU the previous transition as outer-product "
+                           "features o_{t-1} x a_{t-1} and r_{t-1} o_{t-1} x a_{t-1} (one unit "
+                           "per (state, action) for one-hot spaces; not in the paper's input)")
 
     def build(self, family: TaskFamily) -> RecurrentPolicy:
         return RecurrentPolicy(family.observation_space, family.action_space,
                                self.hidden_size, tuple(self.head_hidden), self.activation,
-                               self.init_std, self.value_trunk, self.clock_input)
+                               self.init_std, self.value_trunk, self.clock_input,
+                               self.transition_input)
 
 
 class RL2Config(BaseModel):

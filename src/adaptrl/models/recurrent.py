@@ -7,6 +7,14 @@ env applies it, clipped and rescaled to ``[-1, 1]``), the previous reward and th
 ``c_t = [t_episode / H, t_trial / T]``: how far into its episode and into its trial the
 step is (not in the paper's input; a GRU can count, but reading the clock spares it that,
 and both the value of a state and how much exploring still pays depend on the time left).
+With ``transition_input`` it also reads the previous transition as outer-product features
+``[o_{t-1} (x) a_{t-1}, r_{t-1} * (o_{t-1} (x) a_{t-1})]`` (not in the paper's input either):
+the reward ``r_{t-1}`` belongs to the pair ``(o_{t-1}, a_{t-1})``, and with one-hot states and
+actions these features give every (state, action) its own input unit, so a GRU can keep a
+running sum per pair through its linear input map. From the plain input it would have to
+hold ``o_{t-1}`` in memory for one step and form the three-way conjunction itself, which
+it does not learn in our budgets (``benchmarks/bench_rl2_memory.py``; the README's RL²
+section).
 The hidden state is carried across the episodes of
 one *trial* and reset to zeros between trials, so what the agent learns about the task
 lives in its activations (the "fast" RL of the paper's title).
@@ -64,7 +72,8 @@ class RecurrentPolicy(nn.Module):
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
                  hidden_size: int = 128, head_hidden: tuple[int, ...] = (),
                  activation: str = "tanh", init_std: float = 1.0,
-                 value_trunk: ValueTrunk = "shared", clock_input: bool = False) -> None:
+                 value_trunk: ValueTrunk = "shared", clock_input: bool = False,
+                 transition_input: bool = False) -> None:
         super().__init__()
         if hidden_size < 1:
             raise ValueError(f"hidden_size must be >= 1, got {hidden_size}")
@@ -82,7 +91,9 @@ class RecurrentPolicy(nn.Module):
             self.register_buffer("act_high", high if bounded else torch.full_like(high, 1e9))
             self.act_scaled = bounded
         self.clock_input = clock_input
-        self.input_dim = self.obs_dim + self.act_dim + 2 + (CLOCK_DIM if clock_input else 0)
+        self.transition_input = transition_input
+        self.input_dim = (self.obs_dim + self.act_dim + 2 + (CLOCK_DIM if clock_input else 0)
+                          + (2 * self.obs_dim * self.act_dim if transition_input else 0))
         self.hidden_size = hidden_size
         self.value_trunk = value_trunk
         self.gru = nn.GRU(self.input_dim, hidden_size)
@@ -94,14 +105,18 @@ class RecurrentPolicy(nn.Module):
 
     # -- inputs and state ------------------------------------------------------------
     def encode(self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor,
-               prev_done: torch.Tensor, clock: torch.Tensor | None = None) -> torch.Tensor:
-        """``[o_t, a_{t-1}, r_{t-1}, d_{t-1}(, c_t)]`` as one vector per batch entry.
+               prev_done: torch.Tensor, clock: torch.Tensor | None = None,
+               prev_obs: torch.Tensor | None = None) -> torch.Tensor:
+        """``[o_t, a_{t-1}, r_{t-1}, d_{t-1}(, c_t)(, p_t, r_{t-1} p_t)]`` as one vector per
+        batch entry, ``p_t = o_{t-1} (x) a_{t-1}`` (flattened outer product).
 
         ``obs [*batch, *obs]``; ``prev_action`` int ``[*batch]`` (Discrete, ``-1`` = none) or float
         ``[*batch, act]`` (Box); ``prev_reward``, ``prev_done`` ``[*batch]``. At the first
         step of a trial pass zeros (:meth:`initial_feedback`). ``clock`` (``[CLOCK_DIM]`` or
         ``[*batch, CLOCK_DIM]``: episode and trial fractions elapsed) is required with
-        ``clock_input`` and ignored without.
+        ``clock_input`` and ignored without; ``prev_obs`` (``[*batch, *obs]``: the observation
+        at which ``prev_action`` was taken, zeros at the first step of a trial) likewise with
+        ``transition_input``.
         """
         batch = prev_reward.shape
         if self.discrete:  # a negative action (no previous action) encodes as all zeros
@@ -120,6 +135,13 @@ class RecurrentPolicy(nn.Module):
                 raise ValueError("clock must be given to a policy with clock_input=True "
                                  f"(a [{CLOCK_DIM}] or [*batch, {CLOCK_DIM}] tensor)")
             parts.append(clock.to(obs.dtype).expand(*batch, CLOCK_DIM))
+        if self.transition_input:
+            if prev_obs is None:
+                raise ValueError("prev_obs must be given to a policy with transition_input=True "
+                                 "(the observation at which prev_action was taken)")
+            pair = (prev_obs.reshape(*batch, self.obs_dim, 1).to(obs.dtype)
+                    * act.reshape(*batch, 1, self.act_dim)).flatten(-2)
+            parts += [pair, pair * parts[2]]
         return torch.cat(parts, dim=-1)
 
     def initial_feedback(self, batch: tuple[int, ...], device: torch.device

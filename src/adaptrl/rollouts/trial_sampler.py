@@ -35,7 +35,8 @@ class RecurrentPolicy(Protocol):
     input_dim: int
 
     def encode(self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor,
-               prev_done: torch.Tensor, clock: torch.Tensor | None = None) -> torch.Tensor: ...
+               prev_done: torch.Tensor, clock: torch.Tensor | None = None,
+               prev_obs: torch.Tensor | None = None) -> torch.Tensor: ...
 
     def initial_feedback(self, batch: tuple[int, ...], device: torch.device
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
@@ -126,7 +127,9 @@ def sample_trials(env: BatchedEnv, policy: RecurrentPolicy, params: Params | Non
     The hidden state starts at zeros, is carried across the episodes and only advances on
     live steps; the first input of episode ``k > 0`` reports the last action and reward of
     episode ``k - 1`` with the done flag set. The policy is also offered the clock
-    ``[t_episode / H, t_trial / T]``, used only by a policy built with ``clock_input``.
+    ``[t_episode / H, t_trial / T]``, used only by a policy built with ``clock_input``, and
+    the observation at which the previous action was taken (zeros at the start of the trial),
+    used only by one built with ``transition_input``.
     ``deterministic`` takes the most likely action instead of sampling.
     """
     if episodes < 1:
@@ -143,6 +146,7 @@ def sample_trials(env: BatchedEnv, policy: RecurrentPolicy, params: Params | Non
     log_probs = torch.zeros(T, n, m, device=dev)
     observations: torch.Tensor | None = None
     actions: torch.Tensor | None = None
+    prev_obs: torch.Tensor | None = None
     # the clock [t_episode / H, t_trial / T] of every step, made once
     step = torch.arange(T, device=dev, dtype=torch.float32)
     clocks = torch.stack([(step % H) / H, step / T], dim=-1)
@@ -150,9 +154,10 @@ def sample_trials(env: BatchedEnv, policy: RecurrentPolicy, params: Params | Non
         obs = env.reset(generator)
         if observations is None:
             observations = torch.zeros(T, *obs.shape, device=dev, dtype=obs.dtype)
+            prev_obs = torch.zeros_like(obs)
         alive = torch.ones(n, m, dtype=torch.bool, device=dev)
         for t in range(k * H, (k + 1) * H):
-            x = policy.encode(obs, prev_action, prev_reward, prev_done, clocks[t])
+            x = policy.encode(obs, prev_action, prev_reward, prev_done, clocks[t], prev_obs)
             dist, h_new = policy.step(x, h, params)
             act = policy.mode(dist) if deterministic else policy.sample(dist, generator)
             if actions is None:
@@ -167,6 +172,7 @@ def sample_trials(env: BatchedEnv, policy: RecurrentPolicy, params: Params | Non
             prev_action = _keep(alive, act, prev_action)
             prev_reward = _keep(alive, res.reward, prev_reward)
             prev_done = _keep(alive, done.to(prev_done.dtype), prev_done)
+            prev_obs = _keep(alive, obs, prev_obs)
             alive = alive & ~done
             obs = res.observation
             if not bool(alive.any()):
