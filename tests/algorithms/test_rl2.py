@@ -116,22 +116,23 @@ def test_clock_input_reports_episode_and_trial_progress() -> None:
 
 def test_transition_input_reports_the_previous_state_and_action() -> None:
     """The sampler offers the observation at which the previous action was taken, also
-    across an episode boundary: step ``t``'s pair block is ``onehot(s_{t-1}) (x)
+    across an episode boundary: step ``t``'s pair block is ``[1, onehot(s_{t-1})] (x)
     onehot(a_{t-1})`` (zeros at ``t = 0``), its reward block that times ``r_{t-1}``; the
     update's re-run of the stored inputs reproduces the sampled log-probs."""
     family = TabularMDP(num_states=3, num_actions=2, horizon=3, trial_length=2)
     alg = learner(family, policy={"hidden_size": 8, "transition_input": True})
-    assert alg.policy.input_dim == 3 + 2 + 2 + 2 * 3 * 2
+    assert alg.policy.input_dim == 3 + 2 + 2 + 2 * (1 + 3) * 2
     tasks = family.sample(4, "train", alg.generator)
     trials = alg.agent().trials(family, tasks, 2, 1, alg.generator)
     steps = trials.steps
-    pair = (steps.observations.unsqueeze(-1)
+    key = torch.cat([torch.ones_like(steps.observations[..., :1]), steps.observations], -1)
+    pair = (key.unsqueeze(-1)
             * torch.nn.functional.one_hot(steps.actions, 2).unsqueeze(-2)).flatten(-2)
     want = torch.cat([torch.zeros_like(pair[:1]), pair[:-1]])
     reward = torch.cat([torch.zeros_like(steps.rewards[:1]), steps.rewards[:-1]]).unsqueeze(-1)
-    assert torch.equal(trials.inputs[..., 7:13], want)
-    assert torch.allclose(trials.inputs[..., 13:], want * reward)
-    assert want[3].sum() == 4  # the first step of episode 2 sees episode 1's last transition
+    assert torch.equal(trials.inputs[..., 7:15], want)
+    assert torch.allclose(trials.inputs[..., 15:], want * reward)
+    assert want[3].sum() == 8  # the first step of episode 2 sees episode 1's last transition
     dist, _ = alg.policy.sequence(trials.inputs)
     assert torch.allclose(dist.log_prob(trials.steps.actions), trials.steps.log_probs, atol=1e-5)
 

@@ -42,15 +42,16 @@ def test_encode_box_action_is_clipped_and_rescaled() -> None:
 
 
 def test_encode_transition_features_known_answer() -> None:
-    """``transition_input`` appends ``o_{t-1} (x) a_{t-1}`` and ``r_{t-1}`` times it: one
-    unit per (previous observation entry, previous action) pair."""
+    """``transition_input`` appends ``p = [1, o_{t-1}] (x) a_{t-1}`` and ``r_{t-1} p``: one
+    unit per action, then one per (previous observation entry, previous action) pair."""
     policy = make(transition_input=True)
-    assert policy.input_dim == 3 + 4 + 2 + 2 * 3 * 4
+    assert policy.input_dim == 3 + 4 + 2 + 2 * (1 + 3) * 4
     obs, prev_obs = torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.0, 1.0, 0.0]])
     x = policy.encode(obs, torch.tensor([2]), torch.tensor([0.5]), torch.tensor([0.0]),
                       prev_obs=prev_obs)
-    pair = torch.zeros(12)
-    pair[1 * 4 + 2] = 1.0  # previous state 1, previous action 2
+    pair = torch.zeros(16)
+    pair[0 * 4 + 2] = 1.0  # the constant 1, previous action 2
+    pair[2 * 4 + 2] = 1.0  # previous state 1 (entry 2 of [1, o]), previous action 2
     assert torch.equal(x[0, :9], torch.tensor([0, 0, 1, 0, 0, 1, 0, 0.5, 0]))
     assert torch.equal(x[0, 9:], torch.cat([pair, 0.5 * pair]))
     with pytest.raises(ValueError, match="prev_obs"):

@@ -64,8 +64,8 @@ class RecurrentPolicyConfig(BaseModel):
                            "elapsed (not in the paper's (s, a, r, d) input)")
     transition_input: bool = Field(
         False, description="also feed the GRU the previous transition as outer-product "
-                           "features o_{t-1} x a_{t-1} and r_{t-1} o_{t-1} x a_{t-1} (one unit "
-                           "per (state, action) for one-hot spaces; not in the paper's input)")
+                           "features p = [1, o_{t-1}] x a_{t-1} and r_{t-1} p (one unit per "
+                           "(state, action) for one-hot spaces; not in the paper's input)")
 
     def build(self, family: TaskFamily) -> RecurrentPolicy:
         return RecurrentPolicy(family.observation_space, family.action_space,

@@ -8,9 +8,10 @@ env applies it, clipped and rescaled to ``[-1, 1]``), the previous reward and th
 step is (not in the paper's input; a GRU can count, but reading the clock spares it that,
 and both the value of a state and how much exploring still pays depend on the time left).
 With ``transition_input`` it also reads the previous transition as outer-product features
-``[o_{t-1} (x) a_{t-1}, r_{t-1} * (o_{t-1} (x) a_{t-1})]`` (not in the paper's input either):
+``p_t = [1, o_{t-1}] (x) a_{t-1}`` and ``r_{t-1} p_t`` (not in the paper's input either):
 the reward ``r_{t-1}`` belongs to the pair ``(o_{t-1}, a_{t-1})``, and with one-hot states and
-actions these features give every (state, action) its own input unit, so a GRU can keep a
+actions these features give every (state, action) its own input unit (the leading 1 adds one
+per action, which is all a bandit's constant observation leaves), so a GRU can keep a
 running sum per pair through its linear input map. From the plain input it would have to
 hold ``o_{t-1}`` in memory for one step and form the three-way conjunction itself, which
 it does not learn in our budgets (``benchmarks/bench_rl2_memory.py``; the README's RL²
@@ -93,7 +94,7 @@ class RecurrentPolicy(nn.Module):
         self.clock_input = clock_input
         self.transition_input = transition_input
         self.input_dim = (self.obs_dim + self.act_dim + 2 + (CLOCK_DIM if clock_input else 0)
-                          + (2 * self.obs_dim * self.act_dim if transition_input else 0))
+                          + (2 * (1 + self.obs_dim) * self.act_dim if transition_input else 0))
         self.hidden_size = hidden_size
         self.value_trunk = value_trunk
         self.gru = nn.GRU(self.input_dim, hidden_size)
@@ -108,7 +109,7 @@ class RecurrentPolicy(nn.Module):
                prev_done: torch.Tensor, clock: torch.Tensor | None = None,
                prev_obs: torch.Tensor | None = None) -> torch.Tensor:
         """``[o_t, a_{t-1}, r_{t-1}, d_{t-1}(, c_t)(, p_t, r_{t-1} p_t)]`` as one vector per
-        batch entry, ``p_t = o_{t-1} (x) a_{t-1}`` (flattened outer product).
+        batch entry, ``p_t = [1, o_{t-1}] (x) a_{t-1}`` (flattened outer product).
 
         ``obs [*batch, *obs]``; ``prev_action`` int ``[*batch]`` (Discrete, ``-1`` = none) or float
         ``[*batch, act]`` (Box); ``prev_reward``, ``prev_done`` ``[*batch]``. At the first
@@ -139,8 +140,9 @@ class RecurrentPolicy(nn.Module):
             if prev_obs is None:
                 raise ValueError("prev_obs must be given to a policy with transition_input=True "
                                  "(the observation at which prev_action was taken)")
-            pair = (prev_obs.reshape(*batch, self.obs_dim, 1).to(obs.dtype)
-                    * act.reshape(*batch, 1, self.act_dim)).flatten(-2)
+            key = torch.cat([torch.ones(*batch, 1, dtype=obs.dtype, device=obs.device),
+                             prev_obs.reshape(*batch, self.obs_dim).to(obs.dtype)], dim=-1)
+            pair = (key.unsqueeze(-1) * act.reshape(*batch, 1, self.act_dim)).flatten(-2)
             parts += [pair, pair * parts[2]]
         return torch.cat(parts, dim=-1)
 
