@@ -129,8 +129,9 @@ class RecurrentPolicy(nn.Module):
             act = (prev_action.clamp(self.act_low, self.act_high) - mid) / half
         else:
             act = prev_action
+        reward = prev_reward.unsqueeze(-1).to(obs.dtype)
         parts = [obs.reshape(*batch, self.obs_dim), act.reshape(*batch, self.act_dim),
-                 prev_reward.unsqueeze(-1).to(obs.dtype), prev_done.unsqueeze(-1).to(obs.dtype)]
+                 reward, prev_done.unsqueeze(-1).to(obs.dtype)]
         if self.clock_input:
             if clock is None:
                 raise ValueError("clock must be given to a policy with clock_input=True "
@@ -143,7 +144,7 @@ class RecurrentPolicy(nn.Module):
             key = torch.cat([torch.ones(*batch, 1, dtype=obs.dtype, device=obs.device),
                              prev_obs.reshape(*batch, self.obs_dim).to(obs.dtype)], dim=-1)
             pair = (key.unsqueeze(-1) * act.reshape(*batch, 1, self.act_dim)).flatten(-2)
-            parts += [pair, pair * parts[2]]
+            parts += [pair, pair * reward]
         return torch.cat(parts, dim=-1)
 
     def initial_feedback(self, batch: tuple[int, ...], device: torch.device
