@@ -22,7 +22,7 @@ from adaptrl.evaluation.classic.tables import (PAPER_BANDIT_SETTINGS, PAPER_MDP_
                                                bandit_table, derived_generator, mdp_table,
                                                setting_instances, setting_key,
                                                setting_label)
-from adaptrl.evaluation.statistics import mean_ci95
+from adaptrl.evaluation.statistics import mean_ci95, paired_difference
 from adaptrl.tasks.base import TaskFamily
 
 CLASSIC_FAMILIES = ("bandit-bernoulli", "tabular-mdp")
@@ -56,9 +56,15 @@ def classic_table(family_name: str, family: TaskFamily, agent: Any, num_instance
     for row in table["settings"]:
         if setting_key(row) == own:
             row["methods"]["rl2"] = {"mean": float(mean), "ci95": float(ci)}
-            row["rl2_minus"] = {name: dict(zip(("mean", "ci95"), map(float, mean_ci95(
-                totals - other.double().cpu())))) for name, other in scores[own].items()}
+            row["rl2_minus"] = {name: _paired(totals, other.cpu())
+                                for name, other in scores[own].items()}
     return table
+
+
+def _paired(rl2: torch.Tensor, other: torch.Tensor) -> dict[str, float]:
+    """RL² minus another method, per instance ``[instances]`` each: mean and 95% CI."""
+    diff = paired_difference(rl2.unsqueeze(0), other.unsqueeze(0))
+    return {"mean": diff["mean"][0], "ci95": diff["ci95"][0]}
 
 
 def paired_lines(table: dict[str, Any]) -> list[str]:
