@@ -18,6 +18,9 @@ line search and the rest
     python benchmarks/bench_maml.py              # every configuration, 5 timed iterations
     python benchmarks/bench_maml.py --quick      # a smoke run: one configuration, 1 iteration
     python benchmarks/bench_maml.py --threads 1  # on a loaded machine
+    python benchmarks/bench_maml.py --device cuda  # on a GPU: totals are synchronised (the
+                                                   # metrics are read back); the breakdown
+                                                   # is host time, kernels may still be queued
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ def _timed(fn: Callable[..., Any], bucket: dict[str, float], key: str) -> Callab
 
 
 def run_one(policy: str, first_order: bool, fisher_fraction: float | None, iters: int,
-            threads: int) -> dict[str, Any]:
+            threads: int, device_name: str = "cpu") -> dict[str, Any]:
     """Time ``iters`` meta-iterations of one configuration (in this process)."""
     import torch
 
@@ -91,7 +94,8 @@ def run_one(policy: str, first_order: bool, fisher_fraction: float | None, iters
     family = make("navigation-2d")
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    learner = maml.MAML(family, cfg, generator, torch.device("cpu"))
+    device = torch.device(device_name)
+    learner = maml.MAML(family, cfg, generator, device)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     records = []
     for i in range(iters + 1):
@@ -119,7 +123,9 @@ def run_one(policy: str, first_order: bool, fisher_fraction: float | None, iters
             "fisher_fraction": cfg.trpo.fisher_fraction,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "rss_before_mib": rss_before / 1024, "threads": torch.get_num_threads(),
-            "mean_backtracks": statistics.mean(r["ls_backtracks"] for r in records)}
+            "mean_backtracks": statistics.mean(r["ls_backtracks"] for r in records),
+            "peak_gpu_mib": (torch.cuda.max_memory_allocated(device) / 2**20
+                             if device.type == "cuda" else 0.0)}
 
 
 def main() -> None:
@@ -132,12 +138,13 @@ def main() -> None:
                              "config default)")
     parser.add_argument("--policies", default=",".join(POLICIES),
                         help=f"comma-separated policies to time (default: all of {list(POLICIES)})")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: JSON configuration
     args = parser.parse_args()
     if args.one:
         spec = json.loads(args.one)
         print(json.dumps(run_one(spec["policy"], spec["first_order"], spec["fisher_fraction"],
-                                 spec["iters"], args.threads)))
+                                 spec["iters"], args.threads, args.device)))
         return
 
     from adaptrl.algorithms.maml import MAMLConfig
@@ -151,7 +158,7 @@ def main() -> None:
     if args.quick:
         configs, iters = [("2x64 tanh", False, None)], 1
     tuning = "off" if os.environ.get("ADAPTRL_MALLOC_TUNING") == "0" else "on"
-    print(f"MAML-TRPO on navigation-2d, reference setting | OMP_WAIT_POLICY "
+    print(f"MAML-TRPO on navigation-2d, reference setting | device {args.device} | OMP_WAIT_POLICY "
           f"{os.environ['OMP_WAIT_POLICY']} | allocator tuning {tuning} | load average {os.getloadavg()[0]:.2f} | {iters} "
           f"timed iterations after 1 warm-up | default fisher_fraction {default_ff}")
     print("times in seconds; breakdown of the best iteration: sampling / advantages / inner "
@@ -159,14 +166,14 @@ def main() -> None:
     head = (f"{'policy':>10} {'order':>5} {'ff':>4} {'best':>6} {'median':>6} {'cpu':>6} | "
             f"{'sample':>6} "
             f"{'adv':>5} {'inner':>5} {'CG':>5} {'LS':>5} {'rest':>5} | {'steps/it':>8} "
-            f"{'bt':>4} {'RSS MiB':>8}")
+            f"{'bt':>4} {'RSS MiB':>8}" + (f" {'GPU MiB':>8}" if args.device != "cpu" else ""))
     print(head)
     print("-" * len(head))
     for policy, fo, ff in configs:
         spec = json.dumps({"policy": policy, "first_order": fo, "fisher_fraction": ff,
                            "iters": iters})
         out = subprocess.run([sys.executable, __file__, "--one", spec,
-                              "--threads", str(args.threads)],
+                              "--threads", str(args.threads), "--device", args.device],
                              capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         b = r["best"]
@@ -174,7 +181,8 @@ def main() -> None:
               f"{b['total']:6.3f} {r['median']:6.3f} {r['best_cpu']:6.3f} | {b['sampling']:6.3f} "
               f"{b['advantages']:5.3f} {b['inner']:5.3f} {b['cg']:5.3f} "
               f"{b['line_search']:5.3f} {b['other']:5.3f} | {b['env_steps']:8d} "
-              f"{r['mean_backtracks']:4.1f} {r['peak_rss_mib']:8.0f}")
+              f"{r['mean_backtracks']:4.1f} {r['peak_rss_mib']:8.0f}"
+              + (f" {r['peak_gpu_mib']:8.0f}" if args.device != "cpu" else ""))
     print(f"threads {r['threads']}; cpu = best process CPU time per iteration (all threads); "
           f"bt = mean line-search backtracks; RSS = peak resident "
           f"memory of the whole process (ru_maxrss; {r['rss_before_mib']:.0f} MiB before the "

@@ -150,10 +150,11 @@ class FiniteHorizonTable:
 
     def index(self, successes: torch.Tensor, failures: torch.Tensor,
               remaining: int) -> torch.Tensor:
-        """Indices for integer-valued count tensors when ``remaining`` pulls are left."""
+        """Indices for integer-valued count tensors when ``remaining`` pulls are left, on the
+        counts' device (the tables are built and cached on the CPU)."""
         if not 1 <= remaining <= self.horizon:
             raise ValueError(f"remaining must lie in [1, {self.horizon}], got {remaining}")
-        table = self.levels[remaining - 1]
+        table = self.levels[remaining - 1].to(successes.device)
         return table[successes.long(), failures.long()]
 
 
@@ -283,7 +284,7 @@ class GittinsPolicy:
         s, f = state.successes.long(), state.failures.long()
         if self.discount is None:
             table = finite_horizon_table(state.horizon, 1.0, self.prior, self.grid_size)
-            return table.index(s, f, state.remaining).to(state.pulls.device)
+            return table.index(s, f, state.remaining)
         flat = discounted_table(state.horizon, self.discount, self.prior, self.grid_size)
         return flat.to(state.pulls.device)[s, f]
 
