@@ -128,7 +128,7 @@ def test_rl2_gaussian_updates_on_cuda_match_the_cpu() -> None:
         assert b["ppo/value_loss"] == pytest.approx(a["ppo/value_loss"], rel=1e-2)
 
 
-def test_rl2_categorical_on_cuda_is_seeded_and_learns_its_table(tmp_path: Path) -> None:
+def test_rl2_categorical_on_cuda_is_seeded_and_writes_its_table(tmp_path: Path) -> None:
     family = TabularMDP(num_states=3, num_actions=2, horizon=3, trial_length=2)
     a, b = _updates(_rl2(family, CUDA, 5), 2), _updates(_rl2(family, CUDA, 5), 2)
     assert [m["return_trial"] for m in a] == [m["return_trial"] for m in b]
