@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any, Callable
 
 import torch
 
@@ -156,6 +157,10 @@ class FiniteHorizonTable:
             raise ValueError(f"remaining must lie in [1, {self.horizon}], got {remaining}")
         table = self.levels[remaining - 1].to(successes.device)
         return table[successes.long(), failures.long()]
+
+    def to(self, device: torch.device | str) -> FiniteHorizonTable:
+        """The same table with its levels on ``device``."""
+        return replace(self, levels=tuple(level.to(device) for level in self.levels))
 
 
 def finite_horizon_table(horizon: int, discount: float = 1.0, prior: Prior = (1.0, 1.0),
@@ -282,11 +287,21 @@ class GittinsPolicy:
     def indices(self, state: BanditState) -> torch.Tensor:
         """``[N, k]`` Gittins indices of the arms in ``state``."""
         s, f = state.successes.long(), state.failures.long()
+        device = state.pulls.device
         if self.discount is None:
-            table = finite_horizon_table(state.horizon, 1.0, self.prior, self.grid_size)
+            table = _moved(device, finite_horizon_table, state.horizon, 1.0, self.prior,
+                           self.grid_size)
             return table.index(s, f, state.remaining)
-        flat = discounted_table(state.horizon, self.discount, self.prior, self.grid_size)
-        return flat.to(state.pulls.device)[s, f]
+        flat = _moved(device, discounted_table, state.horizon, self.discount, self.prior,
+                      self.grid_size)
+        return flat[s, f]
 
     def __call__(self, state: BanditState, generator: torch.Generator) -> torch.Tensor:
         return random_argmax(self.indices(state), generator)
+
+
+@functools.lru_cache(maxsize=16)
+def _moved(device: torch.device, build: Callable[..., Any], *args: Any) -> Any:
+    """``build(*args)`` (a table cached on the CPU) moved to ``device`` once, so that a policy
+    playing on a GPU does not copy the table at every pull."""
+    return build(*args).to(device)
