@@ -20,6 +20,8 @@ from adaptrl.algorithms.registry import algorithm_spec
 from adaptrl.algorithms.rl2 import (DEFAULT_EPISODES_PER_TRIAL, RL2, RL2Agent, RL2Config,
                                    trial_advantages)
 from adaptrl.cli.main import app
+from adaptrl.experiment.checkpoints import save_checkpoint
+from adaptrl.experiment.learners import apply_init_from
 from adaptrl.evaluation.classic.bandits import Greedy, RandomBandit, run_bandit
 from adaptrl.evaluation.classic.gittins import GittinsPolicy
 from adaptrl.rollouts.trajectories import Trajectories
@@ -173,6 +175,44 @@ def test_state_dict_round_trip_reproduces_the_next_update() -> None:
     assert run(resumed, 1)[0] == expected
     for k, v in alg.policy.state_dict().items():
         assert torch.equal(v, resumed.policy.state_dict()[k])
+
+
+def test_critic_warmup_fits_the_critic_and_leaves_the_policy() -> None:
+    family = TabularMDP(num_states=3, num_actions=2, horizon=3, trial_length=2)
+    alg = learner(family, critic_warmup_iterations=2, policy={"hidden_size": 16,
+                                                             "value_trunk": "separate"})
+    critic = {id(p) for p in alg.policy.critic_parameters()}
+
+    def snapshot() -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in alg.policy.named_parameters()}
+
+    def moved(before: dict[str, torch.Tensor]) -> set[str]:
+        return {k for k, v in alg.policy.named_parameters() if not torch.equal(v, before[k])}
+
+    actor = {k for k, v in alg.policy.named_parameters() if id(v) not in critic}
+    start = snapshot()
+    metrics = run(alg, 2)
+    assert [m["critic_warmup"] for m in metrics] == [1.0, 1.0]
+    assert all(m["ppo/approx_kl"] == 0.0 for m in metrics)
+    assert moved(start) == {k for k, _ in alg.policy.named_parameters()} - actor
+    after_warmup = snapshot()
+    assert run(alg, 1)[0]["critic_warmup"] == 0.0
+    assert moved(after_warmup) >= actor  # then the whole policy trains
+
+
+def test_init_critic_false_takes_only_the_actor(tmp_path: Path) -> None:
+    family = TabularMDP(num_states=3, num_actions=2, horizon=3, trial_length=2)
+    source = learner(family, seed=3)  # shared trunk
+    (tmp_path / "src" / "checkpoints").mkdir(parents=True)
+    save_checkpoint({"learner": source.state_dict()},
+                    tmp_path / "src" / "checkpoints" / "best.pt")
+    alg = learner(family, seed=4, init_from=str(tmp_path / "src"), init_critic=False,
+                  policy={"hidden_size": 16, "value_trunk": "separate"})
+    critic = {k: v.clone() for k, v in alg.policy.state_dict().items() if k.startswith("value")}
+    apply_init_from(alg, alg.config)
+    for k, v in alg.policy.state_dict().items():
+        expected = critic[k] if k.startswith("value") else source.policy.state_dict()[k]
+        assert torch.equal(v, expected), k
 
 
 # -- the agent the evaluator scores ---------------------------------------------------------

@@ -130,6 +130,36 @@ def test_separate_value_trunk_leaves_policy_alone() -> None:
     assert params["value_gru.weight_ih_l0"].grad is not None
 
 
+@pytest.mark.parametrize("trunk", ["shared", "separate"])
+def test_critic_parameters_are_the_value_head_and_its_gru(trunk: str) -> None:
+    policy = make(value_trunk=trunk)
+    names = {n for n, p in policy.named_parameters()
+             if any(p is c for c in policy.critic_parameters())}
+    expected = {n for n, _ in policy.named_parameters()
+                if n.startswith("value.") or (trunk == "separate" and n.startswith("value_gru."))}
+    assert names == expected and names
+    assert not any(n.startswith(("gru.", "head.")) for n in names)
+
+
+def test_load_actor_state_takes_the_actor_and_keeps_the_critic() -> None:
+    source = make()  # shared trunk: no value_gru
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(1.0)
+    target = make(value_trunk="separate")
+    critic = {k: v.clone() for k, v in target.state_dict().items() if k.startswith("value")}
+    target.load_actor_state(source.state_dict())
+    for k, v in target.state_dict().items():
+        if k.startswith("value"):
+            assert torch.equal(v, critic[k]), k
+        else:
+            assert torch.equal(v, source.state_dict()[k]), k
+    with pytest.raises(RuntimeError, match="actor parameters do not match"):
+        make(head_hidden=(4,)).load_actor_state(source.state_dict())  # another action head
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        make(clock_input=True).load_actor_state(source.state_dict())  # another GRU input
+
+
 def test_sub_params() -> None:
     p = {"a.x": torch.zeros(1), "a.y": torch.ones(1), "b.x": torch.ones(2)}
     assert set(sub_params(p, "a.")) == {"x", "y"}  # type: ignore[arg-type]

@@ -44,6 +44,8 @@ def test_loss_known_answer() -> None:
     assert float(stats["entropy"]) == pytest.approx(ent)
     assert float(loss) == pytest.approx(policy_loss + 0.5 * value_loss - 0.1 * ent)
     assert float(stats["clip_fraction"]) == pytest.approx(0.5)
+    value_only, _ = ppo_loss(dist, values, batch, adv, returns, cfg, value_only=True)
+    assert float(value_only) == pytest.approx(0.5 * value_loss)
 
 
 class Bandit2(nn.Module):

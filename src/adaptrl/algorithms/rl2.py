@@ -104,6 +104,14 @@ class RL2Config(BaseModel):
         None, description="a run directory whose best policy (same architecture) initialises "
                           "this run, e.g. an RL² run on shorter trials as a curriculum; "
                           "applied when training starts")
+    init_critic: bool = Field(
+        True, description="with init_from: also take the source's critic (value head, and "
+                          "its GRU if separate); false keeps this run's fresh critic, e.g. "
+                          "to give a trained agent a separate critic for a new discount")
+    critic_warmup_iterations: int = Field(
+        0, ge=0, description="first iterations that fit only the critic (value loss, "
+                             "policy unchanged), so that a critic new to the policy or to "
+                             "gamma gives sound advantages before the policy moves")
 
 
 @dataclass
@@ -162,7 +170,16 @@ class RL2:
         self.episodes_per_trial = config.episodes_per_trial or int(default)
         self.policy = config.policy.build(family).to(device)  # the trainer seeds the init
         self.optimizer = make_optimizer(list(self.policy.parameters()), config.ppo)
+        self.critic_optimizer = make_optimizer(self.policy.critic_parameters(), config.ppo)
         self.env_steps = 0
+        self.iterations = 0
+
+    def load_initial_policy(self, state: dict[str, torch.Tensor]) -> None:
+        """``init_from``: load a trained policy, its critic too unless ``init_critic`` is off."""
+        if self.config.init_critic:
+            self.policy.load_state_dict(state)
+        else:
+            self.policy.load_actor_state(state)
 
     def meta_update(self, tasks: Tasks) -> dict[str, float]:
         """Sample trials on ``tasks`` and take the PPO epochs; returns metrics: the mean
@@ -187,9 +204,17 @@ class RL2:
         def evaluate(rows: torch.Tensor) -> tuple[Any, torch.Tensor]:
             return self.policy.sequence(batch.inputs[:, rows])
 
-        info = ppo_update(list(self.policy.parameters()), self.optimizer, batch.steps, adv,
-                          returns, evaluate, cfg.ppo, self.generator)
-        return {**metrics, **{f"ppo/{k}": v for k, v in info.items()}}
+        warmup = self.iterations < cfg.critic_warmup_iterations
+        if warmup:  # fit the critic alone: the policy's parameters get no gradient
+            info = ppo_update(self.policy.critic_parameters(), self.critic_optimizer,
+                              batch.steps, adv, returns, evaluate, cfg.ppo, self.generator,
+                              value_only=True)
+        else:
+            info = ppo_update(list(self.policy.parameters()), self.optimizer, batch.steps,
+                              adv, returns, evaluate, cfg.ppo, self.generator)
+        self.iterations += 1
+        return {**metrics, "critic_warmup": float(warmup),
+                **{f"ppo/{k}": v for k, v in info.items()}}
 
     def agent(self, step_sizes: list[float] | None = None) -> RL2Agent:
         """The recurrent agent as evaluated (``test_actions``); ``step_sizes`` is ignored
@@ -199,12 +224,16 @@ class RL2:
     def state_dict(self) -> dict[str, Any]:
         return {"policy": self.policy.state_dict(),
                 "optimizer": optimizer_state(self.optimizer),
-                "env_steps": self.env_steps}
+                "critic_optimizer": optimizer_state(self.critic_optimizer),
+                "env_steps": self.env_steps, "iterations": self.iterations}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
         load_optimizer_state(self.optimizer, state["optimizer"])
+        # checkpoints from before the critic warm-up existed hold neither entry
+        load_optimizer_state(self.critic_optimizer, state.get("critic_optimizer", {}))
         self.env_steps = int(state["env_steps"])
+        self.iterations = int(state.get("iterations", 0))
 
 
 register_algorithm("rl2", RL2Config, RL2,

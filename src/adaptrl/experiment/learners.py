@@ -58,8 +58,9 @@ def apply_init_from(learner: Any, algo_cfg: BaseModel) -> None:
     policy = load_checkpoint(run.best)["learner"].get("policy")
     if policy is None:
         raise ConfigError(f"algorithm.init_from: the learner of {source} has no policy")
+    load = getattr(learner, "load_initial_policy", learner.policy.load_state_dict)
     try:
-        learner.policy.load_state_dict(policy)
+        load(policy)
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise ConfigError(f"algorithm.init_from: the policy of {source} does not fit this "

@@ -104,6 +104,31 @@ class RecurrentPolicy(nn.Module):
         self.head = make_policy(features, action_space, head_hidden, activation, init_std)
         self.value = MLP(hidden_size, 1, head_hidden, activation)
 
+    # -- actor and critic --------------------------------------------------------------
+    CRITIC_PREFIXES = ("value.", "value_gru.")
+    """Parameter names of the critic: the value head, and its own GRU when separate."""
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        """The parameters only the value loss trains: the value head (and ``value_gru``).
+
+        With a shared trunk the GRU belongs to the actor: fitting the critic alone must not
+        move it, or the policy would change too.
+        """
+        return [p for name, p in self.named_parameters() if name.startswith(self.CRITIC_PREFIXES)]
+
+    def load_actor_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load the actor (GRU and action head) from ``state`` and keep this critic.
+
+        ``state`` may come from a policy with another critic (e.g. a shared trunk where this
+        one has a separate critic GRU); the actors must match exactly.
+        """
+        actor = {k: v for k, v in state.items() if not k.startswith(self.CRITIC_PREFIXES)}
+        missing, unexpected = self.load_state_dict(actor, strict=False)
+        missing = [k for k in missing if not k.startswith(self.CRITIC_PREFIXES)]
+        if missing or unexpected:
+            raise RuntimeError(f"actor parameters do not match: missing {missing}, "
+                               f"unexpected {list(unexpected)}")
+
     # -- inputs and state ------------------------------------------------------------
     def encode(self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor,
                prev_done: torch.Tensor, clock: torch.Tensor | None = None,

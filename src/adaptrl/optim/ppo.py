@@ -71,13 +71,20 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer,
 
 
 def ppo_loss(dist: Distribution, values: torch.Tensor, batch: Trajectories,
-             adv: torch.Tensor, returns: torch.Tensor, config: PPOConfig
-             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The PPO objective (eq. 9) as a scalar loss, plus detached diagnostics."""
+             adv: torch.Tensor, returns: torch.Tensor, config: PPOConfig,
+             value_only: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The PPO objective (eq. 9) as a scalar loss, plus detached diagnostics.
+
+    ``value_only``: the loss is the value term alone (``c_v * L_value``), for fitting a
+    critic while the policy stays as it is (e.g. after the discount changed).
+    """
     policy_loss = clipped_loss(dist, batch, adv, config.clip).mean()
     value_loss = masked_mean((values - returns) ** 2, batch.masks)
     ent = entropy(dist, batch.masks).mean()
-    loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * ent
+    if value_only:
+        loss = config.value_coef * value_loss
+    else:
+        loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * ent
     with torch.no_grad():
         log_ratio = dist.log_prob(batch.actions) - batch.log_probs
         stats = {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
@@ -91,12 +98,14 @@ def ppo_loss(dist: Distribution, values: torch.Tensor, batch: Trajectories,
 
 def ppo_update(parameters: list[nn.Parameter], optimizer: torch.optim.Optimizer,
                batch: Trajectories, adv: torch.Tensor, returns: torch.Tensor,
-               evaluate: Evaluate, config: PPOConfig, generator: torch.Generator
-               ) -> dict[str, float]:
+               evaluate: Evaluate, config: PPOConfig, generator: torch.Generator,
+               value_only: bool = False) -> dict[str, float]:
     """Run the PPO epochs on ``batch``; updates ``parameters`` in place, returns mean stats.
 
     ``adv`` and ``returns`` are ``[T, rows, e]`` like ``batch.rewards``; the minibatch
     split is a fresh random permutation of the rows per epoch drawn from ``generator``.
+    ``value_only`` minimises the value loss alone (:func:`ppo_loss`); pass the critic's
+    parameters and an optimiser over them.
     """
     rows = batch.num_tasks
     if config.minibatches > rows:
@@ -111,7 +120,7 @@ def ppo_update(parameters: list[nn.Parameter], optimizer: torch.optim.Optimizer,
         for index in perm.to(adv.device).chunk(config.minibatches):
             dist, values = evaluate(index)
             loss, stats = ppo_loss(dist, values, batch.select_tasks(index), adv[:, index],
-                                   returns[:, index], config)
+                                   returns[:, index], config, value_only)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
