@@ -19,6 +19,10 @@ Choices (see also :class:`RL2Config`):
 * The outer optimiser is PPO (the paper used TRPO with GAE; PPO is the common modern
   substitute): clipped surrogate, value loss, entropy bonus, Adam, gradient clipping,
   minibatches of whole trials.
+* Changing the discount of a trained agent (a curriculum from the myopic gamma ~ 0 to the
+  paper's 0.99) first refits the critic alone (``critic_warmup_iterations``; with
+  ``init_critic: false`` and a separate critic GRU the new critic starts fresh): PPO on
+  advantages from a critic fitted for another discount pulls a good policy down.
 * Every trial starts from a zero hidden state, so sequences are independent and the
   update re-runs each trial from its first step: no truncation of the backpropagation
   and no stale stored hidden states.
