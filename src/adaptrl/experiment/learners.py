@@ -47,6 +47,9 @@ def apply_init_from(learner: Any, algo_cfg: BaseModel) -> None:
 
     Any run whose learner checkpoints a ``policy`` of the same architecture qualifies
     (typically an ``aggregation`` run, whose averaged policy is meant as an initialisation).
+    A learner that takes only part of it defines ``load_initial_policy(state)`` (RL² with
+    ``init_critic: false`` loads the actor and keeps its own critic); the others load the
+    whole policy.
     """
     source = getattr(algo_cfg, "init_from", None)
     if not source:
