@@ -21,6 +21,7 @@ from adaptrl.algorithms.rl2 import (DEFAULT_EPISODES_PER_TRIAL, RL2, RL2Agent, R
                                    trial_advantages)
 from adaptrl.cli.main import app
 from adaptrl.experiment.checkpoints import save_checkpoint
+from adaptrl.experiment.config import ConfigError
 from adaptrl.experiment.learners import apply_init_from
 from adaptrl.evaluation.classic.bandits import Greedy, RandomBandit, run_bandit
 from adaptrl.evaluation.classic.gittins import GittinsPolicy
@@ -213,6 +214,26 @@ def test_init_critic_false_takes_only_the_actor(tmp_path: Path) -> None:
     for k, v in alg.policy.state_dict().items():
         expected = critic[k] if k.startswith("value") else source.policy.state_dict()[k]
         assert torch.equal(v, expected), k
+
+
+def test_init_widen_continues_a_narrower_agent_unchanged(tmp_path: Path) -> None:
+    family = TabularMDP(num_states=3, num_actions=2, horizon=3, trial_length=2)
+    source = learner(family, seed=3, policy={"hidden_size": 8, "value_trunk": "separate"})
+    (tmp_path / "src" / "checkpoints").mkdir(parents=True)
+    save_checkpoint({"learner": source.state_dict()},
+                    tmp_path / "src" / "checkpoints" / "best.pt")
+    wide = {"hidden_size": 16, "value_trunk": "separate"}
+    refused = learner(family, init_from=str(tmp_path / "src"), policy=wide)
+    with pytest.raises(ConfigError, match="8 units.*init_widen: true"):
+        apply_init_from(refused, refused.config)
+    alg = learner(family, seed=4, init_from=str(tmp_path / "src"), init_widen=True, policy=wide)
+    apply_init_from(alg, alg.config)
+    x = torch.randn(6, 5, source.policy.input_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        (d_src, v_src), (d_new, v_new) = source.policy.sequence(x), alg.policy.sequence(x)
+    assert alg.policy.hidden_size == 16
+    assert torch.allclose(d_src.logits, d_new.logits, atol=1e-6)
+    assert torch.allclose(v_src, v_new, atol=1e-6)
 
 
 # -- the agent the evaluator scores ---------------------------------------------------------

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.models.policies import LayerSizes
 from adaptrl.models.recurrent import RecurrentPolicy, ValueTrunk
+from adaptrl.models.widening import widen_recurrent_state
 from adaptrl.optim.ppo import (PPOConfig, load_optimizer_state, make_optimizer,
                                optimizer_state, ppo_update)
 from adaptrl.rollouts.returns import gae
@@ -112,6 +113,11 @@ class RL2Config(BaseModel):
         True, description="with init_from: also take the source's critic (value head, and "
                           "its GRU if separate); false keeps this run's fresh critic, e.g. "
                           "to give a trained agent a separate critic for a new discount")
+    init_widen: bool = Field(
+        False, description="with init_from: allow a source with a narrower GRU "
+                           "(policy.hidden_size) and widen it function-preservingly (the new "
+                           "units start fresh and silent: adaptrl.models.widening), e.g. to "
+                           "continue a 128-unit agent at 256 units")
     critic_warmup_iterations: int = Field(
         0, ge=0, description="first iterations that fit only the critic (value loss, "
                              "policy unchanged), so that a critic new to the policy or to "
@@ -179,7 +185,15 @@ class RL2:
         self.iterations = 0
 
     def load_initial_policy(self, state: dict[str, torch.Tensor]) -> None:
-        """``init_from``: load a trained policy, its critic too unless ``init_critic`` is off."""
+        """``init_from``: load a trained policy, its critic too unless ``init_critic`` is off;
+        a narrower one is widened first if ``init_widen`` allows it."""
+        width = state["gru.weight_hh_l0"].shape[1] if "gru.weight_hh_l0" in state else None
+        if width is not None and width != self.policy.hidden_size:
+            if not self.config.init_widen:
+                raise RuntimeError(f"its GRU has {width} units, policy.hidden_size is "
+                                   f"{self.policy.hidden_size}; set algorithm.init_widen: true "
+                                   "to widen a narrower agent")
+            state = widen_recurrent_state(state, self.policy.state_dict())
         if self.config.init_critic:
             self.policy.load_state_dict(state)
         else:
