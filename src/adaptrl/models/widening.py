@@ -26,7 +26,7 @@ GATES = 3
 """A PyTorch GRU stacks its reset, update and new gates as three blocks of rows."""
 
 
-def _gate_rows(tensor: torch.Tensor, old: int, new: int) -> list[tuple[slice, slice]]:
+def _gate_rows(old: int, new: int) -> list[tuple[slice, slice]]:
     """(rows in the narrow tensor, rows in the wide tensor) for each gate block."""
     return [(slice(g * old, (g + 1) * old), slice(g * new, g * new + old)) for g in range(GATES)]
 
@@ -47,7 +47,7 @@ def widen_gru(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
             raise RuntimeError(f"{key}: {narrow.shape[1]} inputs cannot become "
                                f"{wide.shape[1]} (the policies must differ only in "
                                "hidden_size)")
-        for src_rows, dst_rows in _gate_rows(narrow, old, new):
+        for src_rows, dst_rows in _gate_rows(old, new):
             if name == "weight_hh_l0":
                 wide[dst_rows, :old] = narrow[src_rows]
                 wide[dst_rows, old:] = 0.0  # old units do not read the new ones
