@@ -23,6 +23,8 @@ Choices (see also :class:`RL2Config`):
   paper's 0.99) first refits the critic alone (``critic_warmup_iterations``; with
   ``init_critic: false`` and a separate critic GRU the new critic starts fresh): PPO on
   advantages from a critic fitted for another discount pulls a good policy down.
+* Memory can be added the same way: ``init_widen`` continues a trained agent at a larger
+  ``hidden_size``, widened so that it starts as the same function (models/widening.py).
 * Every trial starts from a zero hidden state, so sequences are independent and the
   update re-runs each trial from its first step: no truncation of the backpropagation
   and no stale stored hidden states.
@@ -39,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.models.policies import LayerSizes
 from adaptrl.models.recurrent import RecurrentPolicy, ValueTrunk
-from adaptrl.models.widening import widen_recurrent_state
+from adaptrl.models.widening import gru_width, widen_recurrent_state
 from adaptrl.optim.ppo import (PPOConfig, load_optimizer_state, make_optimizer,
                                optimizer_state, ppo_update)
 from adaptrl.rollouts.returns import gae
@@ -187,7 +189,7 @@ class RL2:
     def load_initial_policy(self, state: dict[str, torch.Tensor]) -> None:
         """``init_from``: load a trained policy, its critic too unless ``init_critic`` is off;
         a narrower one is widened first if ``init_widen`` allows it."""
-        width = state["gru.weight_hh_l0"].shape[1] if "gru.weight_hh_l0" in state else None
+        width = gru_width(state)
         if width is not None and width != self.policy.hidden_size:
             if not self.config.init_widen:
                 raise RuntimeError(f"its GRU has {width} units, policy.hidden_size is "

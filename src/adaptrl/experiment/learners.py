@@ -67,7 +67,7 @@ def apply_init_from(learner: Any, algo_cfg: BaseModel) -> None:
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise ConfigError(f"algorithm.init_from: the policy of {source} does not fit this "
-                          f"run's policy (same policy.hidden and family needed): {first}") from err
+                          f"run's policy (same policy architecture and family needed): {first}") from err
 
 
 def meta_batch_size(algo_cfg: BaseModel) -> int:

@@ -24,6 +24,14 @@ import torch
 
 GATES = 3
 """A PyTorch GRU stacks its reset, update and new gates as three blocks of rows."""
+GRUS = ("gru.", "value_gru.")
+"""The GRUs of a :class:`~adaptrl.models.recurrent.RecurrentPolicy` (the critic's if separate)."""
+
+
+def gru_width(state: dict[str, torch.Tensor]) -> int | None:
+    """Hidden units of the policy GRU in a RecurrentPolicy state dict (``None``: no GRU)."""
+    weight = state.get("gru.weight_hh_l0")
+    return None if weight is None else int(weight.shape[1])
 
 
 def _gate_rows(old: int, new: int) -> list[tuple[slice, slice]]:
@@ -74,13 +82,14 @@ def widen_recurrent_state(source: dict[str, torch.Tensor], target: dict[str, tor
     differs in any other way than the GRU width raises ``RuntimeError``, as a failed
     ``load_state_dict`` would.
     """
-    old = source["gru.weight_hh_l0"].shape[1]
-    new = target["gru.weight_hh_l0"].shape[1]
+    old, new = gru_width(source), gru_width(target)
+    if old is None or new is None:
+        raise RuntimeError("widening needs two GRU policies (no gru.weight_hh_l0)")
     if new < old:
         raise RuntimeError(f"cannot widen a {old}-unit GRU policy to {new} units "
                            "(narrowing loses what the dropped units hold)")
     out = dict(source)
-    for prefix in ("gru.", "value_gru."):
+    for prefix in GRUS:
         if prefix + "weight_hh_l0" in source and prefix + "weight_hh_l0" in target:
             out.update(widen_gru(source, target, prefix, old, new))
     for key, narrow in source.items():
