@@ -178,6 +178,22 @@ def test_state_dict_round_trip_reproduces_the_next_update() -> None:
         assert torch.equal(v, resumed.policy.state_dict()[k])
 
 
+def test_lr_anneal_follows_the_iteration_count_across_a_resume() -> None:
+    family = TabularMDP(num_states=3, num_actions=2, horizon=3, trial_length=2)
+    anneal = {"start": 1, "end": 3, "final": 0.5}
+    alg = learner(family, seed=1, lr_anneal=anneal, ppo={**TINY["ppo"], "lr": 0.01})
+    assert [m["ppo/lr"] for m in run(alg, 2)] == pytest.approx([0.01, 0.01])
+    buf = io.BytesIO()
+    torch.save(alg.state_dict(), buf)
+    buf.seek(0)
+    resumed = learner(family, seed=1, lr_anneal=anneal, ppo={**TINY["ppo"], "lr": 0.01})
+    resumed.load_state_dict(torch.load(buf, weights_only=True))
+    assert [m["ppo/lr"] for m in run(resumed, 2)] == pytest.approx([0.0075, 0.005])
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(0.005)
+    assert resumed.critic_optimizer.param_groups[0]["lr"] == pytest.approx(0.005)
+    assert run(learner(family), 1)[0]["ppo/lr"] == RL2Config(**TINY).ppo.lr  # no anneal
+
+
 def test_critic_warmup_fits_the_critic_and_leaves_the_policy() -> None:
     family = TabularMDP(num_states=3, num_actions=2, horizon=3, trial_length=2)
     alg = learner(family, critic_warmup_iterations=2, policy={"hidden_size": 16,

@@ -25,6 +25,8 @@ Choices (see also :class:`RL2Config`):
   advantages from a critic fitted for another discount pulls a good policy down.
 * Memory can be added the same way: ``init_widen`` continues a trained agent at a larger
   ``hidden_size``, widened so that it starts as the same function (models/widening.py).
+* ``lr_anneal`` decays PPO's step size linearly (as Schulman et al. 2017 do on Atari), a
+  function of the iteration count so that a resumed run gets the same rates.
 * Every trial starts from a zero hidden state, so sequences are independent and the
   update re-runs each trial from its first step: no truncation of the backpropagation
   and no stale stored hidden states.
@@ -44,6 +46,7 @@ from adaptrl.models.recurrent import RecurrentPolicy, ValueTrunk
 from adaptrl.models.widening import gru_width, widen_recurrent_state
 from adaptrl.optim.ppo import (PPOConfig, load_optimizer_state, make_optimizer,
                                optimizer_state, ppo_update)
+from adaptrl.optim.schedule import LinearAnneal, set_learning_rate
 from adaptrl.rollouts.returns import gae
 from adaptrl.rollouts.trial_sampler import Trials, sample_trials
 from adaptrl.tasks.base import TaskFamily, Tasks
@@ -103,6 +106,10 @@ class RL2Config(BaseModel):
                                "value loss does not swamp the policy gradient")
     policy: RecurrentPolicyConfig = Field(default_factory=RecurrentPolicyConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
+    lr_anneal: LinearAnneal | None = Field(
+        None, description="linear decay of ppo.lr over meta-iterations {start, end, final} "
+                          "(adaptrl.optim.schedule), e.g. to let a plateaued agent settle; "
+                          "none keeps ppo.lr throughout")
     test_actions: Literal["sample", "mode"] = Field(
         "sample", description="how the evaluated agent acts: 'sample' from its policy, as in "
                               "training, or take the policy's most likely action ('mode'); "
@@ -224,6 +231,9 @@ class RL2:
         def evaluate(rows: torch.Tensor) -> tuple[Any, torch.Tensor]:
             return self.policy.sequence(batch.inputs[:, rows])
 
+        lr = cfg.ppo.lr * (cfg.lr_anneal.factor(self.iterations) if cfg.lr_anneal else 1.0)
+        set_learning_rate(self.optimizer, lr)
+        set_learning_rate(self.critic_optimizer, lr)
         warmup = self.iterations < cfg.critic_warmup_iterations
         if warmup:  # fit the critic alone: the policy's parameters get no gradient
             info = ppo_update(self.policy.critic_parameters(), self.critic_optimizer,
@@ -233,7 +243,7 @@ class RL2:
             info = ppo_update(list(self.policy.parameters()), self.optimizer, batch.steps,
                               adv, returns, evaluate, cfg.ppo, self.generator)
         self.iterations += 1
-        return {**metrics, "critic_warmup": float(warmup),
+        return {**metrics, "critic_warmup": float(warmup), "ppo/lr": lr,
                 **{f"ppo/{k}": v for k, v in info.items()}}
 
     def agent(self, step_sizes: list[float] | None = None) -> RL2Agent:
