@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,27 @@ def test_ctrl_c_leaves_a_resumable_run(tmp_path: Path, tiny_config: dict[str, An
     _train(tiny_config, tmp_path / "broken", resume=True)
     assert _strip(read_metrics(tmp_path / "broken" / "metrics.jsonl")) == \
         _strip(read_metrics(tmp_path / "full" / "metrics.jsonl"))
+
+
+def test_sigterm_checkpoints_like_ctrl_c(tmp_path: Path, tiny_config: dict[str, Any],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_config["iterations"] = 4
+    tiny_config["checkpoint_every"] = 10  # only the interrupt handler writes `latest`
+    original = MAML.meta_update
+    calls = {"n": 0}
+
+    def terminated(self: MAML, tasks: Any) -> dict[str, float]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` or a scheduler sends it
+        return original(self, tasks)
+
+    monkeypatch.setattr(MAML, "meta_update", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        _train(tiny_config, tmp_path / "run")
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["iteration"] == 1
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is the trainer's only
 
 
 def test_existing_run_needs_resume(tmp_path: Path, tiny_config: dict[str, Any]) -> None:

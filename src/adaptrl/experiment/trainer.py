@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from adaptrl.experiment.checkpoints import load_checkpoint, save_checkpoint
 from adaptrl.experiment.config import ConfigError, ExperimentConfig, dump_config
+from adaptrl.experiment.interrupts import terminate_as_interrupt
 from adaptrl.experiment.learners import (TRAINED_BASELINES, apply_init_from, build_family,
                                          build_learner, meta_batch_size)
 from adaptrl.experiment.progress import TrainingProgress
@@ -71,7 +72,7 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: BaseModel, *, itera
 
     done = start
     try:
-        with TrainingProgress(iterations, start, label, progress) as bar:
+        with terminate_as_interrupt(), TrainingProgress(iterations, start, label, progress) as bar:
             for it in range(start, iterations):
                 t0 = time.perf_counter()
                 tasks = family.sample(batch, "train", generator)
