@@ -6,7 +6,7 @@ import os
 import signal
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import torch
@@ -64,25 +64,35 @@ def test_resume_equals_unbroken_run(tmp_path: Path, tiny_config: dict[str, Any])
     assert len(full) == 4 and split == full
 
 
+def _before_update(monkeypatch: pytest.MonkeyPatch, call: int,
+                   action: Callable[[], None]) -> None:
+    """Run ``action`` at the start of the ``call``-th MAML meta-update (1-based)."""
+    original = MAML.meta_update
+    calls = {"n": 0}
+
+    def patched(self: MAML, tasks: Any) -> dict[str, float]:
+        calls["n"] += 1
+        if calls["n"] == call:
+            action()
+        return original(self, tasks)
+
+    monkeypatch.setattr(MAML, "meta_update", patched)
+
+
 def test_ctrl_c_leaves_a_resumable_run(tmp_path: Path, tiny_config: dict[str, Any],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     tiny_config["iterations"] = 4
     tiny_config["checkpoint_every"] = 10  # only the interrupt handler writes `latest`
     _train(tiny_config, tmp_path / "full")
-    original = MAML.meta_update
-    calls = {"n": 0}
 
-    def flaky(self: MAML, tasks: Any) -> dict[str, float]:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(self, tasks)
+    def ctrl_c() -> None:
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(MAML, "meta_update", flaky)
+    _before_update(monkeypatch, 3, ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         _train(tiny_config, tmp_path / "broken")
     assert load_checkpoint(tmp_path / "broken" / "checkpoints" / "latest.pt")["iteration"] == 2
-    monkeypatch.setattr(MAML, "meta_update", original)
+    monkeypatch.undo()  # meta_update as it is
     _train(tiny_config, tmp_path / "broken", resume=True)
     assert _strip(read_metrics(tmp_path / "broken" / "metrics.jsonl")) == \
         _strip(read_metrics(tmp_path / "full" / "metrics.jsonl"))
@@ -92,16 +102,8 @@ def test_sigterm_checkpoints_like_ctrl_c(tmp_path: Path, tiny_config: dict[str, 
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     tiny_config["iterations"] = 4
     tiny_config["checkpoint_every"] = 10  # only the interrupt handler writes `latest`
-    original = MAML.meta_update
-    calls = {"n": 0}
-
-    def terminated(self: MAML, tasks: Any) -> dict[str, float]:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` or a scheduler sends it
-        return original(self, tasks)
-
-    monkeypatch.setattr(MAML, "meta_update", terminated)
+    # as `kill PID` or a scheduler sends it
+    _before_update(monkeypatch, 2, lambda: os.kill(os.getpid(), signal.SIGTERM))
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
         _train(tiny_config, tmp_path / "run")

@@ -67,7 +67,8 @@ def apply_init_from(learner: Any, algo_cfg: BaseModel) -> None:
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise ConfigError(f"algorithm.init_from: the policy of {source} does not fit this "
-                          f"run's policy (same policy architecture and family needed): {first}") from err
+                          "run's policy (same policy architecture and family needed): "
+                          f"{first}") from err
 
 
 def meta_batch_size(algo_cfg: BaseModel) -> int:
