@@ -284,6 +284,14 @@ def test_init_from_loads_the_source_policy(tmp_path: Path, tiny_config: dict[str
     source = torch.load(tmp_path / "agg" / "checkpoints" / "best.pt", weights_only=True)
     for k, v in learner.policy.state_dict().items():
         assert torch.equal(v, source["learner"]["policy"][k])
+    # or from one checkpoint file of a run (here: a copy with shifted weights)
+    shifted = {**source, "learner": {**source["learner"], "policy": {
+        k: v + 1.0 for k, v in source["learner"]["policy"].items()}}}
+    torch.save(shifted, tmp_path / "shifted.pt")
+    algo.init_from = str(tmp_path / "shifted.pt")
+    apply_init_from(learner, algo)
+    for k, v in learner.policy.state_dict().items():
+        assert torch.equal(v, shifted["learner"]["policy"][k])
     # training from it: iteration 0 starts at the aggregated policy
     cfg["iterations"] = 1
     _train(cfg, tmp_path / "rep")

@@ -130,6 +130,28 @@ def test_separate_value_trunk_leaves_policy_alone() -> None:
     assert params["value_gru.weight_ih_l0"].grad is not None
 
 
+def test_privileged_critic_reads_its_context_and_the_policy_does_not() -> None:
+    policy = make(value_trunk="separate", critic_context_dim=5)
+    x = random_inputs(policy, 4, (2, 3))
+    context = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(2))
+    dist, values = policy.sequence(x, critic_context=context)
+    other_dist, other_values = policy.sequence(x, critic_context=context.flip(0))
+    assert torch.equal(dist.logits, other_dist.logits)  # the actor never sees the task
+    assert not torch.allclose(values, other_values)
+    _, swapped = policy.sequence(x.flip(1), critic_context=context.flip(0))
+    assert torch.allclose(swapped, values.flip(1), atol=1e-6)  # each row reads its own
+    # one step of the critic equals the plain GRU on [x_t, context]
+    gru = policy.value_gru
+    h, _ = gru(torch.cat([x[0], context], -1).reshape(1, 6, -1))
+    assert torch.allclose(values[0], policy.value(h[0]).reshape(2, 3).squeeze(-1), atol=1e-6)
+    with pytest.raises(ValueError, match=r"critic_context must be a \[2, 3, 5\] tensor"):
+        policy.sequence(x)
+    with pytest.raises(ValueError, match="critic_context must be"):
+        policy.sequence(x, critic_context=context[..., :4])
+    with pytest.raises(ValueError, match="needs value_trunk='separate'"):
+        make(critic_context_dim=5)
+
+
 @pytest.mark.parametrize("trunk", ["shared", "separate"])
 def test_critic_parameters_are_the_value_head_and_its_gru(trunk: str) -> None:
     policy = make(value_trunk=trunk)

@@ -324,3 +324,14 @@ def test_render_takes_sampled_trajectories_and_cuts_their_padding() -> None:
     render_navigation_paths(ax, tasks, {"sampled": traj})
     assert len(ax.lines) == 3 + 2
     plt.close(fig)
+
+
+def test_task_features_flatten_every_parameter_in_key_order() -> None:
+    tasks = Tasks({"b": torch.tensor([[1.0, 2.0], [3.0, 4.0]]), "a": torch.tensor([5, 6])})
+    assert torch.equal(tasks.features(), torch.tensor([[5.0, 1.0, 2.0], [6.0, 3.0, 4.0]]))
+    assert tasks.features().dtype == torch.float32
+    mdp = TabularMDP(num_states=3, num_actions=2).sample(4, "train", torch.Generator())
+    assert mdp.features().shape == (4, 3 * 2 * 3 + 3 * 2)  # reward means, then transitions
+    assert torch.equal(mdp.features()[:, :6], mdp.params["reward_mean"].reshape(4, 6))
+    with pytest.raises(ValueError, match="no parameters"):
+        Tasks({}).features()

@@ -80,7 +80,8 @@ class GradientFamilyConfig(BaseModel):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     init_from: str | None = Field(
         None, description="a run directory whose best policy initialises this run "
-                          "(e.g. an `aggregation` run); applied when training starts")
+                          "(e.g. an `aggregation` run), or one of its checkpoint files "
+                          "(checkpoints/latest.pt); applied when training starts")
 
 
 class TaskTrainingConfig(BaseModel):

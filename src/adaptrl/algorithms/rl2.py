@@ -25,6 +25,10 @@ Choices (see also :class:`RL2Config`):
   advantages from a critic fitted for another discount pulls a good policy down.
 * Memory can be added the same way: ``init_widen`` continues a trained agent at a larger
   ``hidden_size``, widened so that it starts as the same function (models/widening.py).
+* ``policy.critic_task_input`` gives the separate critic the task's parameters
+  (:meth:`Tasks.features`), an asymmetric actor-critic (Pinto et al. 2018; not in the
+  paper): the critic need not infer the task from the trial, so the advantages carry less
+  of the noise of that inference. The policy, and so the agent as evaluated, is unchanged.
 * ``lr_anneal`` decays PPO's step size linearly (as Schulman et al. 2017 do on Atari), a
   function of the iteration count so that a resumed run gets the same rates.
 * Every trial starts from a zero hidden state, so sequences are independent and the
@@ -38,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.models.policies import LayerSizes
@@ -76,12 +80,31 @@ class RecurrentPolicyConfig(BaseModel):
         False, description="also feed the GRU the previous transition as outer-product "
                            "features p = [1, o_{t-1}] x a_{t-1} and r_{t-1} p (one unit per "
                            "(state, action) for one-hot spaces; not in the paper's input)")
+    critic_task_input: bool = Field(
+        False, description="a privileged critic: the critic GRU (value_trunk 'separate') "
+                           "also reads the task's parameters at every step (asymmetric "
+                           "actor-critic); training only, the policy never sees them")
+
+    @model_validator(mode="after")
+    def _privileged_critic_is_separate(self) -> RecurrentPolicyConfig:
+        if self.critic_task_input and self.value_trunk != "separate":
+            raise ValueError("critic_task_input: true needs value_trunk: separate (allowed "
+                             f"with it: 'separate'; got {self.value_trunk!r}): a shared trunk "
+                             "would let the policy read the task")
+        return self
 
     def build(self, family: TaskFamily) -> RecurrentPolicy:
+        context = task_feature_dim(family) if self.critic_task_input else 0
         return RecurrentPolicy(family.observation_space, family.action_space,
                                self.hidden_size, tuple(self.head_hidden), self.activation,
                                self.init_std, self.value_trunk, self.clock_input,
-                               self.transition_input)
+                               self.transition_input, context)
+
+
+def task_feature_dim(family: TaskFamily) -> int:
+    """Width of :meth:`Tasks.features` for ``family`` (from one task drawn with a private
+    generator, so the run's random streams are untouched)."""
+    return family.sample(1, "train", torch.Generator().manual_seed(0)).features().shape[-1]
 
 
 class RL2Config(BaseModel):
@@ -116,8 +139,9 @@ class RL2Config(BaseModel):
                               "training always samples")
     init_from: str | None = Field(
         None, description="a run directory whose best policy (same architecture) initialises "
-                          "this run, e.g. an RL² run on shorter trials as a curriculum; "
-                          "applied when training starts")
+                          "this run, e.g. an RL² run on shorter trials as a curriculum, or "
+                          "one of its checkpoint files (checkpoints/latest.pt: a run "
+                          "evaluated at its last policy); applied when training starts")
     init_critic: bool = Field(
         True, description="with init_from: also take the source's critic (value head, and "
                           "its GRU if separate); false keeps this run's fresh critic, e.g. "
@@ -223,13 +247,18 @@ class RL2:
                    "env_steps_iteration": float(trials.num_steps)}
 
         batch = trials.flatten().compact()  # one row per trial, live steps first
+        context = None  # the privileged critic's input: the task of every row
+        if cfg.policy.critic_task_input:
+            context = tasks.features().to(self.device).repeat_interleave(
+                cfg.trials_per_task, 0).unsqueeze(1)
         with torch.no_grad():
-            _, values = self.policy.sequence(batch.inputs)
+            _, values = self.policy.sequence(batch.inputs, critic_context=context)
         adv = trial_advantages(batch, values, cfg.gamma, cfg.gae_lambda, cfg.reward_scale)
         returns = (adv + values) * batch.steps.masks
 
         def evaluate(rows: torch.Tensor) -> tuple[Any, torch.Tensor]:
-            return self.policy.sequence(batch.inputs[:, rows])
+            return self.policy.sequence(batch.inputs[:, rows], critic_context=(
+                None if context is None else context[rows]))
 
         lr = cfg.ppo.lr * (cfg.lr_anneal.factor(self.iterations) if cfg.lr_anneal else 1.0)
         set_learning_rate(self.optimizer, lr)

@@ -43,7 +43,9 @@ def build_learner(family: TaskFamily, algo_cfg: BaseModel, generator: torch.Gene
 
 
 def apply_init_from(learner: Any, algo_cfg: BaseModel) -> None:
-    """Start ``learner`` from the best policy of the run named by ``algorithm.init_from``.
+    """Start ``learner`` from the policy named by ``algorithm.init_from``: a run directory
+    (its best policy, ``checkpoints/best.pt``) or one checkpoint file of a run (e.g. its
+    ``checkpoints/latest.pt``, where the run is evaluated at its last policy).
 
     Any run whose learner checkpoints a ``policy`` of the same architecture qualifies
     (typically an ``aggregation`` run, whose averaged policy is meant as an initialisation).
@@ -54,11 +56,11 @@ def apply_init_from(learner: Any, algo_cfg: BaseModel) -> None:
     source = getattr(algo_cfg, "init_from", None)
     if not source:
         return
-    run = RunDir(Path(source))
-    if not run.best.exists():
+    path = Path(source) if Path(source).is_file() else RunDir(Path(source)).best
+    if not path.exists():
         raise ConfigError(f"algorithm.init_from: {source} has no checkpoints/best.pt; "
-                          "give a trained run directory")
-    policy = load_checkpoint(run.best)["learner"].get("policy")
+                          "give a trained run directory or a checkpoint file")
+    policy = load_checkpoint(path)["learner"].get("policy")
     if policy is None:
         raise ConfigError(f"algorithm.init_from: the learner of {source} has no policy")
     load = getattr(learner, "load_initial_policy", learner.policy.load_state_dict)

@@ -26,7 +26,11 @@ logits for Discrete, Gaussian mean with a learned state-independent log-std for 
 trunk by default (``value_trunk="shared"``: one recurrent pass serves both, the usual
 recurrent-PPO layout, and the value loss shapes the memory too); ``"separate"`` gives the
 critic its own GRU so that the value loss never pulls on the policy's memory, at twice
-the recurrent compute in the update (sampling only ever runs the policy GRU).
+the recurrent compute in the update (sampling only ever runs the policy GRU). A separate
+critic may also read a *privileged* context at every step (``critic_context_dim``, e.g.
+the task's parameters): an asymmetric actor-critic (Pinto et al. 2018). Its value
+``V(h_t, task)`` depends on the history and the task, not on the action, so it is still a
+valid baseline, and it need not infer the task; the policy never sees the context.
 
 Like every model in adaptrl, the policy can be called *functionally*: ``params`` is a
 dict as returned by ``named_params(policy)``; the GRU runs through
@@ -74,12 +78,16 @@ class RecurrentPolicy(nn.Module):
                  hidden_size: int = 128, head_hidden: tuple[int, ...] = (),
                  activation: str = "tanh", init_std: float = 1.0,
                  value_trunk: ValueTrunk = "shared", clock_input: bool = False,
-                 transition_input: bool = False) -> None:
+                 transition_input: bool = False, critic_context_dim: int = 0) -> None:
         super().__init__()
         if hidden_size < 1:
             raise ValueError(f"hidden_size must be >= 1, got {hidden_size}")
         if value_trunk not in ("shared", "separate"):
             raise ValueError(f"value_trunk must be 'shared' or 'separate', got {value_trunk!r}")
+        if critic_context_dim < 0 or (critic_context_dim and value_trunk != "separate"):
+            raise ValueError("critic_context_dim (a privileged critic input) must be >= 0 and "
+                             "needs value_trunk='separate': the actor must not read it; got "
+                             f"{critic_context_dim} with value_trunk={value_trunk!r}")
         self.obs_dim = space_dims(observation_space)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.act_dim = space_dims(action_space)
@@ -97,9 +105,10 @@ class RecurrentPolicy(nn.Module):
                           + (2 * (1 + self.obs_dim) * self.act_dim if transition_input else 0))
         self.hidden_size = hidden_size
         self.value_trunk = value_trunk
+        self.critic_context_dim = critic_context_dim
         self.gru = nn.GRU(self.input_dim, hidden_size)
         if value_trunk == "separate":
-            self.value_gru = nn.GRU(self.input_dim, hidden_size)
+            self.value_gru = nn.GRU(self.input_dim + critic_context_dim, hidden_size)
         features = gym.spaces.Box(-1.0, 1.0, (hidden_size,), np.float32)
         self.head = make_policy(features, action_space, head_hidden, activation, init_std)
         self.value = MLP(hidden_size, 1, head_hidden, activation)
@@ -191,7 +200,7 @@ class RecurrentPolicy(nn.Module):
                  params: Params | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Run GRU ``name`` over ``x [T, *batch, in]``; returns outputs and the last state."""
         T, batch = x.shape[0], x.shape[1:-1]
-        flat = x.reshape(T, -1, self.input_dim)
+        flat = x.reshape(T, -1, x.shape[-1])
         h = None if h0 is None else h0.reshape(1, -1, self.hidden_size)
         gru = getattr(self, name)
         sub = sub_params(params, f"{name}.")
@@ -208,7 +217,8 @@ class RecurrentPolicy(nn.Module):
         out, h_new = self._run_gru("gru", x.unsqueeze(0), h, params)
         return self._distribution(out[0], params), h_new
 
-    def sequence(self, x: torch.Tensor, params: Params | None = None
+    def sequence(self, x: torch.Tensor, params: Params | None = None,
+                 critic_context: torch.Tensor | None = None
                  ) -> tuple[Distribution, torch.Tensor]:
         """Action distributions ``[T, *batch]`` and values ``[T, *batch]`` for whole trials.
 
@@ -216,15 +226,28 @@ class RecurrentPolicy(nn.Module):
         its padding (steps after the env froze) only at the end, where it cannot affect
         the live steps: see :meth:`adaptrl.rollouts.trial_sampler.Trials.compact`. Then
         the result equals :meth:`step` applied step by step, which is how the trial was
-        sampled.
+        sampled. ``critic_context [*batch, critic_context_dim]`` (required when that is
+        positive, ignored otherwise) is read by the critic GRU at every step, beside ``x``.
         """
         features, _ = self._run_gru("gru", x, None, params)
         if self.value_trunk == "separate":
-            value_features, _ = self._run_gru("value_gru", x, None, params)
+            value_features, _ = self._run_gru("value_gru", self._critic_input(x, critic_context),
+                                              None, params)
         else:
             value_features = features
         values = self.value(value_features, sub_params(params, "value.")).squeeze(-1)
         return self._distribution(features, params), values
+
+    def _critic_input(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """``x`` with the privileged context appended at every step (``x`` alone without)."""
+        if not self.critic_context_dim:
+            return x
+        expected = (*x.shape[1:-1], self.critic_context_dim)
+        if context is None or tuple(context.shape) != expected:
+            got = None if context is None else tuple(context.shape)
+            raise ValueError(f"critic_context must be a {list(expected)} tensor for a critic "
+                             f"with critic_context_dim={self.critic_context_dim}, got {got}")
+        return torch.cat([x, context.to(x.dtype).expand(x.shape[0], *expected)], dim=-1)
 
     def sample(self, dist: Distribution, generator: torch.Generator) -> torch.Tensor:
         """Draw an action from ``dist`` with ``generator`` (the head's sampler)."""

@@ -53,6 +53,18 @@ class Tasks:
     def to(self, device: torch.device | str) -> Tasks:
         return Tasks({k: v.to(device) for k, v in self.params.items()})
 
+    def features(self) -> torch.Tensor:
+        """Every task's parameters as one float vector: ``[n, d]``, the tensors flattened
+        per task and concatenated in sorted key order.
+
+        What a *privileged* critic reads (RL²'s ``critic_task_input``): the task itself,
+        which the policy must infer from experience.
+        """
+        if not self.params:
+            raise ValueError("a batch of tasks with no parameters has no features")
+        return torch.cat([self.params[k].reshape(len(self), -1).float()
+                          for k in sorted(self.params)], dim=-1)
+
     @staticmethod
     def cat(batches: list[Tasks]) -> Tasks:
         keys = batches[0].params.keys()
