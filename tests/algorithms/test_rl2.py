@@ -215,6 +215,11 @@ def test_critic_warmup_fits_the_critic_and_leaves_the_policy() -> None:
     after_warmup = snapshot()
     assert run(alg, 1)[0]["critic_warmup"] == 0.0
     assert moved(after_warmup) >= actor  # then the whole policy trains
+    # ... with the critic's Adam state carried over: 2 warm-up + 1 full iteration of
+    # 2 epochs x 2 minibatches are 12 steps for a critic weight, 4 for an actor weight
+    steps = {k: int(alg.optimizer.state[p]["step"]) for k, p in alg.policy.named_parameters()}
+    assert {steps[k] for k in steps if k not in actor} == {12}
+    assert {steps[k] for k in actor} == {4}
 
 
 def test_privileged_critic_reads_the_task_and_fits_the_value_better() -> None:

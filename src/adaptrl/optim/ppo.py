@@ -53,6 +53,21 @@ def make_optimizer(parameters: list[nn.Parameter], config: PPOConfig) -> torch.o
     return torch.optim.Adam(parameters, lr=config.lr, eps=config.adam_eps)
 
 
+def hand_over_state(source: torch.optim.Optimizer, target: torch.optim.Optimizer,
+                    parameters: list[nn.Parameter]) -> None:
+    """Give ``target`` the per-parameter state (Adam's moments, step counts) that ``source``
+    holds for ``parameters``, as copies.
+
+    When a second optimiser takes over parameters the first has been stepping (the critic
+    after RL²'s critic warm-up), a fresh Adam state would make its first step
+    ``lr * sign(g)`` on every one of them at once, a jolt that undoes the warm-up's fit.
+    """
+    for p in parameters:
+        if p in source.state:
+            target.state[p] = {k: v.clone() if torch.is_tensor(v) else v
+                               for k, v in source.state[p].items()}
+
+
 def optimizer_state(optimizer: torch.optim.Optimizer) -> dict[int, dict[str, Any]]:
     """The optimiser's per-parameter state (tensors only: moments and step counts).
 
