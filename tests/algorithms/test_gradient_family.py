@@ -305,6 +305,9 @@ def test_init_from_loads_the_source_policy(tmp_path: Path, tiny_config: dict[str
                                                       "init_from": str(tmp_path / "none")}))
     with pytest.raises(ConfigError, match="no checkpoints"):
         apply_init_from(small, algo)
+    algo.init_from = str(tmp_path / "agg" / "checkpoints" / "lastest.pt")  # a typo
+    with pytest.raises(ConfigError, match="lastest.pt no such checkpoint file"):
+        apply_init_from(small, algo)
 
 
 def test_compare_scores_runs_on_the_same_tasks(tmp_path: Path,
