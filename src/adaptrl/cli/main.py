@@ -122,7 +122,9 @@ def evaluate(
     steps: Optional[int] = typer.Option(None, "--steps", help="adaptation units K"),
     seed: Optional[int] = typer.Option(None, "--seed", help="evaluation seed"),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
-                                             help="best (default) or latest"),
+                                             help="best (default), latest, or average "
+                                             "(the policy's weight average that an "
+                                             "`averaging` section keeps)"),
     all_settings: bool = typer.Option(False, "--all-settings", help="bandit / tabular-MDP "
                                       "runs: list every setting of the RL² paper's table "
                                       "for the classic algorithms (minutes)"),
@@ -133,8 +135,8 @@ def evaluate(
     from adaptrl.experiment.config import ConfigError
     from adaptrl.experiment.evaluate import evaluate_run
 
-    if checkpoint not in (None, "best", "latest"):
-        _fail(f"--checkpoint must be one of ['best', 'latest'], got {checkpoint!r}")
+    if checkpoint not in (None, "best", "latest", "average"):
+        _fail(f"--checkpoint must be one of ['best', 'latest', 'average'], got {checkpoint!r}")
     try:
         result = evaluate_run(run_dir, tasks, steps, seed, checkpoint,
                               all_settings=all_settings)

@@ -120,7 +120,7 @@ def _reusable(run: RunDir, settings: dict[str, Any], checkpoint: str) -> dict[st
     result: dict[str, Any] = json.loads(run.eval_json.read_text())
     if any(result.get(k, _EVAL_DEFAULTS.get(k)) != v for k, v in settings.items()):
         return None
-    ckpt = run.best if checkpoint == "best" else run.latest
+    ckpt = run.checkpoint_file(checkpoint)
     if result.get("checkpoint") != checkpoint or not ckpt.exists() or \
             run.eval_json.stat().st_mtime < ckpt.stat().st_mtime:
         return None

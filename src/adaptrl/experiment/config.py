@@ -10,12 +10,14 @@ whose message names each offending field and what is allowed: no traceback.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from adaptrl.algorithms.registry import algorithm_spec, algorithms
+from adaptrl.experiment.averaging import AveragingConfig
 from adaptrl.experiment.selection import SelectionConfig
 from adaptrl.rollouts.sampler import BatchUnit
 from adaptrl.tasks.registry import registered
@@ -61,8 +63,9 @@ class EvaluationConfig(BaseModel):
                             "aggregation"]] = Field(
         default_factory=lambda: ["pretrained", "scratch", "oracle"],
         description="baselines evaluated beside the agent")
-    checkpoint: Literal["best", "latest"] = Field(
-        "best", description="which checkpoint to evaluate (paper: the best)")
+    checkpoint: Literal["best", "latest", "average"] = Field(
+        "best", description="which checkpoint to evaluate (paper: the best); average: the "
+        "latest checkpoint's averaged policy (needs the `averaging` section)")
 
     @field_validator("step_sizes")
     @classmethod
@@ -107,7 +110,21 @@ class ExperimentConfig(BaseModel):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    averaging: AveragingConfig | None = Field(
+        None, description="keep an average of the policy's weights over iterations "
+        "(SWA); null: none")
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @model_validator(mode="after")
+    def _average_is_kept(self) -> ExperimentConfig:
+        if self.evaluation.checkpoint == "average" and self.averaging is None:
+            raise ValueError("evaluation.checkpoint: average needs an `averaging` section "
+                             "(averaging.start, averaging.every); allowed without it: best, "
+                             "latest")
+        if self.averaging is not None and self.averaging.start > self.iterations:
+            raise ValueError(f"averaging.start must be <= iterations ({self.iterations}), "
+                             f"got {self.averaging.start}")
+        return self
 
     @field_validator("device")
     @classmethod
@@ -145,17 +162,25 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | N
         field = current.model_fields.get(str(part))
         if field is None:
             return None
-        current = field.annotation
+        current = _model_in(field.annotation)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return sorted(current.model_fields)
     return None
+
+
+def _model_in(annotation: Any) -> Any:
+    """The model inside an optional section's annotation (``AveragingConfig | None``)."""
+    for arg in get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return annotation
 
 
 def _format(err: ValidationError, model: type[BaseModel], prefix: str = "") -> list[str]:
     lines = []
     for e in err.errors():
         loc = tuple(e["loc"])
-        path = prefix + ".".join(str(p) for p in loc)
+        path = (prefix + ".".join(str(p) for p in loc)).rstrip(".")
         if e["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, loc)
             hint = f"; allowed keys: {allowed}" if allowed else ""
@@ -166,7 +191,8 @@ def _format(err: ValidationError, model: type[BaseModel], prefix: str = "") -> l
             msg = e["msg"].removeprefix("Value error, ")
             got = e.get("input")
             shown = "" if isinstance(got, dict) else f" (got {got!r})"
-            lines.append(f"{path}: {msg}{shown}")
+            # a check across fields (a model validator) names its fields in its message
+            lines.append(f"{path}: {msg}{shown}" if path else f"{msg}{shown}")
     return lines
 
 

@@ -11,6 +11,7 @@ import torch
 from adaptrl.algorithms.base import GradientAgent
 from adaptrl.evaluation.protocol import adaptation_curves, oracle_curve
 from adaptrl.evaluation.statistics import curve_summary, paired_difference
+from adaptrl.experiment.averaging import averaged_policy_state, describe
 from adaptrl.experiment.checkpoints import load_checkpoint
 from adaptrl.experiment.classic_table import classic_table
 from adaptrl.experiment.config import ConfigError, ExperimentConfig, read_yaml, validate_config
@@ -30,8 +31,9 @@ def load_run(run_path: Path) -> tuple[RunDir, ExperimentConfig, Any]:
 
 def load_learner(run: RunDir, config: ExperimentConfig, algo_cfg: Any,
                  checkpoint: str = "best") -> Any:
-    """The run's learner restored from its ``best`` or ``latest`` checkpoint."""
-    path = run.best if checkpoint == "best" else run.latest
+    """The run's learner restored from its ``best`` or ``latest`` checkpoint, or (``average``)
+    the latest checkpoint with the policy's weight average in place of its weights."""
+    path = run.checkpoint_file(checkpoint)
     if not path.exists():
         raise ConfigError(f"{run.path}: no {checkpoint} checkpoint; train the run first")
     family = build_family(config)
@@ -40,6 +42,14 @@ def load_learner(run: RunDir, config: ExperimentConfig, algo_cfg: Any,
     state = load_checkpoint(path)
     learner.load_state_dict(state["learner"])
     learner.checkpoint_iteration = int(state["iteration"]) - 1
+    if checkpoint == "average":
+        average = state.get("average")
+        if average is None or average["last"] is None:
+            raise ConfigError(f"{run.path}: the latest checkpoint holds no averaged policy; "
+                              "train with an `averaging` section (averaging.start <= the "
+                              "iterations trained), or evaluate --checkpoint best / latest")
+        learner.policy.load_state_dict(averaged_policy_state(average))
+        learner.average = describe(average)
     return learner
 
 
@@ -115,6 +125,8 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
               "algorithm": algo_cfg.name, "checkpoint": ckpt,
               "checkpoint_iteration": getattr(learner, "checkpoint_iteration", None),
               "methods": methods}
+    if ckpt == "average":
+        result["average"] = learner.average
     if paired:
         result["agent_minus"] = paired
     if unit == "episodes" and baselines:  # RL² on bandits / MDPs: the paper's table

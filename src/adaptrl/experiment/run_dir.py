@@ -41,6 +41,11 @@ class RunDir:
     def best(self) -> Path:
         return self.checkpoints / "best.pt"
 
+    def checkpoint_file(self, which: str) -> Path:
+        """The file behind ``evaluation.checkpoint``: best.pt, or latest.pt for ``latest`` and
+        ``average`` (the weight average is kept in the latest checkpoint)."""
+        return self.best if which == "best" else self.latest
+
     @property
     def eval_json(self) -> Path:
         return self.path / "eval.json"

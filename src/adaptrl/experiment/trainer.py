@@ -4,6 +4,8 @@ Resuming is exact: the checkpoint holds the learner (weights and optimiser state
 run generator's state and the counters, and the metrics log is cut back to the
 checkpoint's iteration, so a resumed run writes the same metrics as an unbroken one
 (apart from ``wall_time_s``). Ctrl-C saves a checkpoint of the last finished iteration.
+With an ``averaging`` section the checkpoints also hold the running average of the
+policy's weights (:mod:`adaptrl.experiment.averaging`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
+from adaptrl.experiment.averaging import AveragingConfig, PolicyAverage
 from adaptrl.experiment.checkpoints import load_checkpoint, save_checkpoint
 from adaptrl.experiment.config import ConfigError, ExperimentConfig, dump_config
 from adaptrl.experiment.interrupts import terminate_as_interrupt
@@ -41,12 +44,15 @@ class TrainResult:
 def train_learner(run: RunDir, family: TaskFamily, algo_cfg: BaseModel, *, iterations: int,
                   seed: int, device: torch.device, checkpoint_every: int, resume: bool,
                   progress: bool, tensorboard: bool, label: str,
-                  score: CheckpointScore) -> TrainResult:
+                  score: CheckpointScore,
+                  averaging: AveragingConfig | None = None) -> TrainResult:
     """Train one learner in ``run`` (a run directory or a baseline's sub-run); ``score``
-    judges which checkpoint is the best (:mod:`adaptrl.experiment.selection`)."""
+    judges which checkpoint is the best (:mod:`adaptrl.experiment.selection`); with
+    ``averaging`` the checkpoints also hold the policy's weight average."""
     generator = make_generator(seed)
     learner = build_learner(family, algo_cfg, generator, device, init_seed=seed)
     start, best_score, best_iter, wall = 0, None, None, 0.0
+    state: dict[str, Any] = {}
     if resume and run.latest.exists():
         state = load_checkpoint(run.latest)
         learner.load_state_dict(state["learner"])
@@ -55,6 +61,16 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: BaseModel, *, itera
         best_score, best_iter = state.get("best_score"), state.get("best_iteration")
     else:
         apply_init_from(learner, algo_cfg)
+    average = None if averaging is None else PolicyAverage(averaging, learner.policy)
+    if average is not None:
+        if state.get("average") is not None:
+            kept = (state["average"]["start"], state["average"]["every"])
+            if kept != (averaging.start, averaging.every):
+                raise ConfigError(f"--resume: the run's average was kept with averaging.start "
+                                  f"= {kept[0]}, averaging.every = {kept[1]}; the config says "
+                                  f"{averaging.start}, {averaging.every}")
+            average.load_state_dict(state["average"])
+        average.update(learner.policy, start)  # the starting policy, if it is due
     run.path.mkdir(parents=True, exist_ok=True)
     log = MetricsLog(run.metrics, keep_iterations_below=start)
     scalars = Scalars(run.path / "tensorboard", tensorboard)
@@ -64,11 +80,13 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: BaseModel, *, itera
     # through an iteration must not record the draws that iteration had already made
     gen_state = generator.get_state()
     learner_state = copy.deepcopy(learner.state_dict())
+    average_state = None if average is None else copy.deepcopy(average.state_dict())
 
     def checkpoint(path: Path, iteration: int) -> None:
         save_checkpoint({"iteration": iteration, "learner": learner_state,
                          "generator": gen_state, "wall_time_s": wall,
-                         "best_score": best_score, "best_iteration": best_iter}, path)
+                         "best_score": best_score, "best_iteration": best_iter,
+                         "average": average_state}, path)
 
     done = start
     try:
@@ -78,6 +96,8 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: BaseModel, *, itera
                 tasks = family.sample(batch, "train", generator)
                 metrics = learner.meta_update(tasks)
                 done = it + 1
+                if average is not None:
+                    average.update(learner.policy, done)
                 value = score(learner, done, metrics)  # validation time counts as training
                 wall += time.perf_counter() - t0
                 if value is not None and score.validates:
@@ -88,6 +108,8 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: BaseModel, *, itera
                 scalars.write(it, metrics)
                 gen_state = generator.get_state()
                 learner_state = copy.deepcopy(learner.state_dict())
+                if average is not None:
+                    average_state = copy.deepcopy(average.state_dict())
                 if value is not None and (best_score is None or value > best_score):
                     best_score, best_iter = value, it
                     checkpoint(run.best, done)
@@ -133,7 +155,7 @@ def train(config: ExperimentConfig, algo_cfg: BaseModel, run_path: Path, *,
                   score=score)
     result = train_learner(run, family, algo_cfg, iterations=config.iterations, resume=resume,
                            label=f"{algo_cfg.name} meta-train",  # type: ignore[attr-defined]
-                           **common)  # type: ignore[arg-type]
+                           averaging=config.averaging, **common)  # type: ignore[arg-type]
     for name, baseline_config in TRAINED_BASELINES.items():
         if not (baselines and name in config.evaluation.baselines and
                 hasattr(algo_cfg, "episodes_per_task")):
