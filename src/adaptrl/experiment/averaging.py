@@ -17,9 +17,10 @@ README's RL² section and configs/rl2-mdp-n25-privileged.yaml.)
 
 Counting: ``c`` is the number of finished meta-iterations (``c = 0`` is the initial
 policy, e.g. one loaded through ``init_from``). The average includes the policy at every
-``c >= start`` with ``(c - start) % every == 0``. The trainer stores the average in every
-checkpoint, so a resumed run averages exactly as an unbroken one, and
-``evaluation.checkpoint: average`` scores it. The library's
+``c >= start`` with ``(c - start) % every == 0``. Only the meta-learner's policy is
+averaged (the trained baselines keep the paper's best-checkpoint rule). The trainer
+stores the average in every checkpoint, so a resumed run averages exactly as an unbroken
+one, and ``evaluation.checkpoint: average`` scores it. The library's
 :class:`torch.optim.swa_utils.AveragedModel` keeps the running mean.
 """
 
