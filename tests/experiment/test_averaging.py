@@ -126,5 +126,7 @@ def test_average_needs_an_averaging_section(tmp_path: Path,
 def test_resume_refuses_a_changed_averaging_window(tmp_path: Path,
                                                   tiny_config: dict[str, Any]) -> None:
     _train(_config(tiny_config, 2, start=1, every=1), tmp_path / "run")
+    config_before = (tmp_path / "run" / "config.yaml").read_text()
     with pytest.raises(ConfigError, match="averaging.start = 1, averaging.every = 1"):
         _train(_config(tiny_config, 3, start=0, every=1), tmp_path / "run", resume=True)
+    assert (tmp_path / "run" / "config.yaml").read_text() == config_before  # left as it was

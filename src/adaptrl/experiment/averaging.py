@@ -82,6 +82,18 @@ class PolicyAverage:
         self.last = state["last"]
 
 
+def check_resumable(stored: dict[str, Any] | None, config: AveragingConfig | None) -> None:
+    """Raise ``ValueError`` if a checkpoint's average (``stored``) was kept over another
+    window than ``config`` asks for: resuming would mix two averaging rules."""
+    if stored is None or config is None:
+        return
+    kept = (stored["start"], stored["every"])
+    if kept != (config.start, config.every):
+        raise ValueError(f"the run's average was kept with averaging.start = {kept[0]}, "
+                         f"averaging.every = {kept[1]}; the config says {config.start}, "
+                         f"{config.every}")
+
+
 def averaged_policy_state(state: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The averaged policy's ``state_dict`` from a stored :meth:`PolicyAverage.state_dict`."""
     return {k[len(_PREFIX):]: v for k, v in state["model"].items() if k.startswith(_PREFIX)}

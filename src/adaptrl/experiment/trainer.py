@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
-from adaptrl.experiment.averaging import AveragingConfig, PolicyAverage
+from adaptrl.experiment.averaging import AveragingConfig, PolicyAverage, check_resumable
 from adaptrl.experiment.checkpoints import load_checkpoint, save_checkpoint
 from adaptrl.experiment.config import ConfigError, ExperimentConfig, dump_config
 from adaptrl.experiment.interrupts import terminate_as_interrupt
@@ -63,12 +63,7 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: BaseModel, *, itera
         apply_init_from(learner, algo_cfg)
     average = None if averaging is None else PolicyAverage(averaging, learner.policy)
     if average is not None:
-        if state.get("average") is not None:
-            kept = (state["average"]["start"], state["average"]["every"])
-            if kept != (averaging.start, averaging.every):
-                raise ConfigError(f"--resume: the run's average was kept with averaging.start "
-                                  f"= {kept[0]}, averaging.every = {kept[1]}; the config says "
-                                  f"{averaging.start}, {averaging.every}")
+        if state.get("average") is not None:  # prepare_run checked its window
             average.load_state_dict(state["average"])
         average.update(learner.policy, start)  # the starting policy, if it is due
     run.path.mkdir(parents=True, exist_ok=True)
@@ -134,6 +129,10 @@ def prepare_run(config: ExperimentConfig, run_path: Path, resume: bool) -> RunDi
         if not run.latest.exists():
             raise ConfigError(f"--resume: no checkpoint in {run.checkpoints}; "
                               "start the run without --resume")
+        try:  # refuse before the run's config.yaml is rewritten
+            check_resumable(load_checkpoint(run.latest).get("average"), config.averaging)
+        except ValueError as err:
+            raise ConfigError(f"--resume: {err}") from err
     elif run.latest.exists():
         raise ConfigError(f"{run.path} already holds a run; pass --resume to continue it "
                           "or --run-dir to start a new one")
