@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import runpy
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -334,6 +335,34 @@ def test_cli_train_and_evaluate(tmp_path: Path) -> None:
         gap = row["methods"]["rl2"]["mean"] - row["methods"][name]["mean"]
         assert diff["mean"] == pytest.approx(gap, abs=1e-9) and diff["ci95"] > 0
     assert "on the same instances (paired 95% CI)" in res.output
+
+
+def test_episode_gap_example_splits_the_tables_paired_figure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+        ) -> None:
+    """examples/rl2_episode_gap.py replays the table's instances and random streams: its
+    per-episode differences add up to the table's paired RL² - BEB figure."""
+    cfg = {"name": "rl2-mdp-tiny", "seed": 0, "iterations": 1,
+           "family": {"name": "tabular-mdp", "params": {"num_states": 4, "num_actions": 2,
+                                                         "horizon": 3, "trial_length": 5}},
+           "algorithm": {"name": "rl2", **TINY, "test_actions": "mode"},
+           "evaluation": {"num_tasks": 40, "steps": 4, "episodes": 1, "baselines": [],
+                          "seed": 7},
+           "logging": {"tensorboard": False, "progress": False}}
+    path = tmp_path / "mdp.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(app, ["train", str(path), "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads((tmp_path / "run" / "eval.json").read_text())["table"]["settings"]
+    script = Path(__file__).parents[2] / "examples" / "rl2_episode_gap.py"
+    monkeypatch.setattr("sys.argv", [str(script), str(tmp_path / "run"), "--seed", "7"])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    per_episode = [float(x) for x in out.split("per episode:")[1].split("\n")[0].split()]
+    whole = float(out.split("whole trial:")[1].split("±")[0])
+    assert len(per_episode) == 5
+    assert sum(per_episode) == pytest.approx(row["rl2_minus"]["beb"]["mean"], abs=0.02)
+    assert whole == pytest.approx(row["rl2_minus"]["beb"]["mean"], abs=0.006)
 
 
 # -- learning ---------------------------------------------------------------------------------
