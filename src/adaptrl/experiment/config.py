@@ -17,7 +17,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
                       model_validator)
 
 from adaptrl.algorithms.registry import algorithm_spec, algorithms
-from adaptrl.experiment.averaging import AveragingConfig
+from adaptrl.experiment.iterate_averaging import AveragingConfig
 from adaptrl.experiment.selection import SelectionConfig
 from adaptrl.rollouts.sampler import BatchUnit
 from adaptrl.tasks.registry import registered

@@ -5,7 +5,7 @@ run generator's state and the counters, and the metrics log is cut back to the
 checkpoint's iteration, so a resumed run writes the same metrics as an unbroken one
 (apart from ``wall_time_s``). Ctrl-C saves a checkpoint of the last finished iteration.
 With an ``averaging`` section the checkpoints also hold the running average of the
-policy's weights (:mod:`adaptrl.experiment.averaging`).
+policy's weights (:mod:`adaptrl.experiment.iterate_averaging`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
-from adaptrl.experiment.averaging import AveragingConfig, PolicyAverage, check_resumable
+from adaptrl.experiment.iterate_averaging import (AveragingConfig, PolicyAverage,
+                                                   check_resumable)
 from adaptrl.experiment.checkpoints import load_checkpoint, save_checkpoint
 from adaptrl.experiment.config import ConfigError, ExperimentConfig, dump_config
 from adaptrl.experiment.interrupts import terminate_as_interrupt

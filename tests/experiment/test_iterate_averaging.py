@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from adaptrl.experiment.averaging import AveragingConfig, PolicyAverage, averaged_policy_state
+from adaptrl.experiment.iterate_averaging import (AveragingConfig, PolicyAverage,
+                                                   averaged_policy_state)
 from adaptrl.experiment.checkpoints import load_checkpoint
 from adaptrl.experiment.config import ConfigError, validate_config
 from adaptrl.experiment.evaluate import evaluate_run

@@ -37,7 +37,7 @@ _PREFIX = "module."
 
 
 class AveragingConfig(BaseModel):
-    """Which iterations the averaged policy includes (see :mod:`adaptrl.experiment.averaging`)."""
+    """Which iterations the averaged policy includes (module docstring above)."""
 
     model_config = ConfigDict(extra="forbid")
     start: int = Field(ge=0, description="first finished-iteration count included "
