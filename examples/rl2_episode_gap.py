@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
-from adaptrl.evaluation.classic.tables import MDP_METHODS, derived_generator, setting_instances
+from adaptrl.evaluation.classic.tables import MDP_METHODS, run_generator, setting_instances
 from adaptrl.evaluation.classic.tabular import run_mdp
 from adaptrl.evaluation.statistics import mean_ci95
+from adaptrl.experiment.config import CHECKPOINT_NAMES
 from adaptrl.experiment.evaluate import load_learner, load_run
 from adaptrl.experiment.learners import build_family
 
@@ -31,7 +32,7 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--seed", type=int, default=12345, help="the table's evaluation seed")
     parser.add_argument("--method", default="beb", choices=sorted(MDP_METHODS))
-    parser.add_argument("--checkpoint", default="latest", choices=["best", "latest", "average"])
+    parser.add_argument("--checkpoint", default="latest", choices=CHECKPOINT_NAMES)
     args = parser.parse_args()
 
     run, config, algo = load_run(args.run_dir)
@@ -51,10 +52,10 @@ def main() -> None:
     tasks = setting_instances(family, key, table["num_instances"], args.seed)
     classic = run_mdp(MDP_METHODS[args.method].make(**params), tasks.params["transitions"],
                       tasks.params["reward_mean"], n,
-                      derived_generator(args.seed, "run", key, args.method), family.horizon)
+                      run_generator(args.seed, key, args.method), family.horizon)
     agent = load_learner(run, config, algo, args.checkpoint).agent()
     with torch.no_grad():
-        rl2 = agent.trials(family, tasks, n, 1, derived_generator(args.seed, "run", key, "rl2"),
+        rl2 = agent.trials(family, tasks, n, 1, run_generator(args.seed, key, "rl2"),
                            torch.device(config.device)).episode_returns()
     rl2 = rl2.reshape(n, -1).T.double().cpu()  # [instances, episodes]
     diff = rl2 - classic.double()

@@ -306,7 +306,7 @@ def test_init_from_loads_the_source_policy(tmp_path: Path, tiny_config: dict[str
     with pytest.raises(ConfigError, match="no checkpoints"):
         apply_init_from(small, algo)
     algo.init_from = str(tmp_path / "agg" / "checkpoints" / "lastest.pt")  # a typo
-    with pytest.raises(ConfigError, match="lastest.pt no such checkpoint file"):
+    with pytest.raises(ConfigError, match="lastest.pt: no such checkpoint file"):
         apply_init_from(small, algo)
 
 

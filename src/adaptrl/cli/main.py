@@ -132,11 +132,11 @@ def evaluate(
 ) -> None:
     """Score RUN_DIR's agent and its baselines on held-out tasks; write RUN_DIR/eval.json."""
     _use_threads(threads)
-    from adaptrl.experiment.config import ConfigError
+    from adaptrl.experiment.config import CHECKPOINT_NAMES, ConfigError
     from adaptrl.experiment.evaluate import evaluate_run
 
-    if checkpoint not in (None, "best", "latest", "average"):
-        _fail(f"--checkpoint must be one of ['best', 'latest', 'average'], got {checkpoint!r}")
+    if checkpoint is not None and checkpoint not in CHECKPOINT_NAMES:
+        _fail(f"--checkpoint must be one of {list(CHECKPOINT_NAMES)}, got {checkpoint!r}")
     try:
         result = evaluate_run(run_dir, tasks, steps, seed, checkpoint,
                               all_settings=all_settings)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from adaptrl.evaluation.classic.tables import (PAPER_BANDIT_SETTINGS, PAPER_MDP_SETTINGS,
-                                               bandit_table, derived_generator, mdp_table,
+                                               bandit_table, mdp_table, run_generator,
                                                setting_instances, setting_key,
                                                setting_label)
 from adaptrl.evaluation.statistics import mean_ci95, paired_difference
@@ -50,7 +50,7 @@ def classic_table(family_name: str, family: TaskFamily, agent: Any, num_instance
                           num_actions=int(getattr(family, "num_actions")),
                           horizon=int(family.horizon), scores=scores)
     tasks = setting_instances(family, own, num_instances, seed)
-    totals = agent.trial_returns(family, tasks, n, 1, derived_generator(seed, "run", own, "rl2"),
+    totals = agent.trial_returns(family, tasks, n, 1, run_generator(seed, own, "rl2"),
                                  device).double().cpu()
     mean, ci = mean_ci95(totals)
     for row in table["settings"]:

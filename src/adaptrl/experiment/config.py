@@ -23,6 +23,10 @@ from adaptrl.rollouts.sampler import BatchUnit
 from adaptrl.tasks.registry import registered
 
 
+CheckpointName = Literal["best", "latest", "average"]
+CHECKPOINT_NAMES: tuple[str, ...] = get_args(CheckpointName)
+
+
 class ConfigError(ValueError):
     """A config that cannot be used; ``str(err)`` lists every problem, one per line."""
 
@@ -63,7 +67,7 @@ class EvaluationConfig(BaseModel):
                             "aggregation"]] = Field(
         default_factory=lambda: ["pretrained", "scratch", "oracle"],
         description="baselines evaluated beside the agent")
-    checkpoint: Literal["best", "latest", "average"] = Field(
+    checkpoint: CheckpointName = Field(
         "best", description="which checkpoint to evaluate (paper: the best); average: the "
         "latest checkpoint's averaged policy (needs the `averaging` section)")
 

@@ -11,10 +11,10 @@ import torch
 from adaptrl.algorithms.base import GradientAgent
 from adaptrl.evaluation.protocol import adaptation_curves, oracle_curve
 from adaptrl.evaluation.statistics import curve_summary, paired_difference
-from adaptrl.experiment.iterate_averaging import averaged_policy_state, describe
 from adaptrl.experiment.checkpoints import load_checkpoint
 from adaptrl.experiment.classic_table import classic_table
 from adaptrl.experiment.config import ConfigError, ExperimentConfig, read_yaml, validate_config
+from adaptrl.experiment.iterate_averaging import averaged_policy_state, describe
 from adaptrl.experiment.learners import (TRAINED_BASELINES, build_family, build_learner,
                                          pretrained_config)
 from adaptrl.experiment.run_dir import RunDir

@@ -66,12 +66,14 @@ class PolicyAverage:
         start, every = self.config.start, self.config.every
         return iteration >= start and (iteration - start) % every == 0
 
-    def update(self, policy: nn.Module, iteration: int) -> None:
+    def update(self, policy: nn.Module, iteration: int) -> bool:
         """Add ``policy`` (after ``iteration`` finished meta-iterations) if it is due and not
-        already in the average."""
-        if self.due(iteration) and (self.last is None or iteration > self.last):
-            self.model.update_parameters(policy)
-            self.last = iteration
+        already in the average; returns whether it was added."""
+        if not self.due(iteration) or (self.last is not None and iteration <= self.last):
+            return False
+        self.model.update_parameters(policy)
+        self.last = iteration
+        return True
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "last": self.last,

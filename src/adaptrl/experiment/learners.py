@@ -58,9 +58,9 @@ def apply_init_from(learner: Any, algo_cfg: BaseModel) -> None:
         return
     path = Path(source) if Path(source).suffix == ".pt" else RunDir(Path(source)).best
     if not path.is_file():
-        missing = ("no such checkpoint file" if path == Path(source)
-                   else "has no checkpoints/best.pt")
-        raise ConfigError(f"algorithm.init_from: {source} {missing}; give a trained run "
+        missing = (": no such checkpoint file" if path == Path(source)
+                   else " has no checkpoints/best.pt")
+        raise ConfigError(f"algorithm.init_from: {source}{missing}; give a trained run "
                           "directory or a checkpoint file (e.g. RUN/checkpoints/latest.pt)")
     policy = load_checkpoint(path)["learner"].get("policy")
     if policy is None:

@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
-from adaptrl.experiment.iterate_averaging import (AveragingConfig, PolicyAverage,
-                                                   check_resumable)
 from adaptrl.experiment.checkpoints import load_checkpoint, save_checkpoint
 from adaptrl.experiment.config import ConfigError, ExperimentConfig, dump_config
 from adaptrl.experiment.interrupts import terminate_as_interrupt
+from adaptrl.experiment.iterate_averaging import (AveragingConfig, PolicyAverage,
+                                                   check_resumable)
 from adaptrl.experiment.learners import (TRAINED_BASELINES, apply_init_from, build_family,
                                          build_learner, meta_batch_size)
 from adaptrl.experiment.progress import TrainingProgress
@@ -92,8 +92,7 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: BaseModel, *, itera
                 tasks = family.sample(batch, "train", generator)
                 metrics = learner.meta_update(tasks)
                 done = it + 1
-                if average is not None:
-                    average.update(learner.policy, done)
+                moved = average.update(learner.policy, done) if average is not None else False
                 value = score(learner, done, metrics)  # validation time counts as training
                 wall += time.perf_counter() - t0
                 if value is not None and score.validates:
@@ -104,7 +103,7 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: BaseModel, *, itera
                 scalars.write(it, metrics)
                 gen_state = generator.get_state()
                 learner_state = copy.deepcopy(learner.state_dict())
-                if average is not None:
+                if average is not None and moved:  # copy the weights only when they moved
                     average_state = copy.deepcopy(average.state_dict())
                 if value is not None and (best_score is None or value > best_score):
                     best_score, best_iter = value, it

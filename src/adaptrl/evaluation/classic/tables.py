@@ -100,6 +100,12 @@ def derived_generator(seed: int, *keys: object) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 0x9E3779B1 + salt) % (2 ** 63))
 
 
+def run_generator(seed: int, key: tuple[int, ...], method: str) -> torch.Generator:
+    """The random stream with which ``method`` (a classic algorithm, or ``"rl2"``) plays the
+    test instances of setting ``key``: anything that replays a table uses this one."""
+    return derived_generator(seed, "run", key, method)
+
+
 def _check_methods(methods: Sequence[str] | None, registry: Mapping[str, Method],
                    default: Sequence[str]) -> list[str]:
     chosen = list(default if methods is None else methods)
@@ -142,7 +148,7 @@ def _score_setting(key: tuple[int, ...], family: Any, run: Runner,
                 lambda p: run(method.make(**p), tune,
                               derived_generator(seed, "tune", key, name, repr(p))).mean().item(),
                 method.grid)
-        scores = run(method.make(**params), test, derived_generator(seed, "run", key, name))
+        scores = run(method.make(**params), test, run_generator(seed, key, name))
         if scores_out is not None:
             scores_out[name] = scores
         mean, ci = mean_ci95(scores.double())
