@@ -68,3 +68,31 @@ def test_list_and_help() -> None:
     res = runner.invoke(app, ["train", "--help"])
     for opt in ("--run-dir", "--iterations", "--seed", "--set", "--resume", "--no-eval"):
         assert opt in res.output
+
+
+def test_evaluate_on_a_tasks_file(tmp_path: Path, tiny_config_file: Path) -> None:
+    """A file holding the test split's own draw scores exactly as the draw does; the result
+    says where its tasks came from; asking more tasks than the file holds is an error."""
+    import torch
+
+    from adaptrl.tasks import make
+    from adaptrl.tasks.files import save_tasks
+
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train", str(tiny_config_file), "--run-dir", str(run),
+                               "--no-eval"]).exit_code == 0
+    drawn = make("navigation-2d").sample(3, "test", torch.Generator().manual_seed(9))
+    path = tmp_path / "goals.json"
+    save_tasks(path, "navigation-2d", drawn)
+    res = runner.invoke(app, ["evaluate", str(run), "--tasks", "3", "--seed", "9"])
+    assert res.exit_code == 0, res.output
+    sampled = json.loads((run / "eval.json").read_text())
+    res = runner.invoke(app, ["evaluate", str(run), "--tasks", "3", "--seed", "9",
+                              "--tasks-file", str(path)])
+    assert res.exit_code == 0, res.output
+    fixed = json.loads((run / "eval.json").read_text())
+    assert sampled["split"] == "test" and "tasks_file" not in sampled
+    assert fixed["split"] == "tasks_file" and fixed["tasks_file"] == str(path)
+    assert fixed["methods"] == sampled["methods"]
+    res = runner.invoke(app, ["evaluate", str(run), "--tasks", "4", "--tasks-file", str(path)])
+    assert res.exit_code == 2 and "holds 3 tasks, 4 asked" in " ".join(res.output.split())

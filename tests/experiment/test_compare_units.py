@@ -168,3 +168,15 @@ def test_runs_of_one_unit_must_share_evaluation_episodes(runs: dict[str, Path],
     (copy_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(ConfigError, match="evaluation.episodes=3.*trials per task"):
         compare_runs([runs["maml"], runs["rl2"], copy_dir])
+
+
+def test_runs_must_share_their_test_tasks(runs: dict[str, Path], tmp_path: Path) -> None:
+    """A run scored on a tasks file is not compared with one scored on the test split:
+    the paired differences would pair different tasks."""
+    copy_dir = tmp_path / "maml-on-file"
+    shutil.copytree(runs["maml"], copy_dir)
+    cfg = yaml.safe_load((copy_dir / "config.yaml").read_text())
+    cfg["evaluation"]["tasks_file"] = "configs/tasks/maml-navigation-paper-goals.json"
+    (copy_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="must share their test tasks"):
+        compare_runs([runs["maml"], copy_dir])

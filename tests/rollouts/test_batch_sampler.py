@@ -1,11 +1,11 @@
-"""BatchSampler: batches counted in episodes or, as rllab counts them, in steps."""
+"""BatchSampler: batches counted in episodes or, as rllab's samplers count them, in steps."""
 
 from __future__ import annotations
 
 import torch
 
 from adaptrl.rollouts.baselines import advantages
-from adaptrl.rollouts.sampler import BatchSampler, rollout
+from adaptrl.rollouts.sampler import BatchSampler, finished_by_stop, keep_episodes, rollout
 from adaptrl.tasks import make
 from adaptrl.tasks.base import StepResult, Tasks
 
@@ -111,3 +111,81 @@ def test_step_batches_are_reproducible_under_a_seed() -> None:
     a = sampler.sample(ZeroPolicy(), None, torch.Generator().manual_seed(9))
     b = sampler.sample(ZeroPolicy(), None, torch.Generator().manual_seed(9))
     assert torch.equal(a.masks, b.masks) and torch.equal(a.observations, b.observations)
+
+
+def simulate_vectorized_sampler(lengths: list[list[int]], budget: int) -> list[int]:
+    """rllab's ``VectorizedSampler`` loop, literally: ``lengths[w]`` are worker ``w``'s
+    episode lengths in order; every global step advances every worker, a finished episode
+    adds its length to the count, and the loop ends after the first step at which the
+    count reaches ``budget``. Returns the indices (into ``w + workers * k``) kept."""
+    workers = len(lengths)
+    position = [0] * workers  # index of the running episode of every worker
+    elapsed = [0] * workers  # steps into it
+    kept, count = [], 0
+    while count < budget:
+        for w in range(workers):
+            elapsed[w] += 1
+            if elapsed[w] == lengths[w][position[w]]:
+                kept.append(w + workers * position[w])
+                count += lengths[w][position[w]]
+                position[w] += 1
+                elapsed[w] = 0
+    return sorted(kept)
+
+
+def test_finished_steps_keeps_what_the_vectorized_sampler_keeps() -> None:
+    g = torch.Generator().manual_seed(4)
+    workers, rounds, tasks_, budget = 5, 12, 30, 5 * HORIZON
+    lengths = torch.randint(1, HORIZON + 1, (tasks_, rounds * workers), generator=g).float()
+    keep = finished_by_stop(lengths, workers, budget)
+    assert keep is not None  # 12 rounds of >= 1 step cover any stop with mean length 5.5
+    for i in range(tasks_):
+        per_worker = [[int(lengths[i, w + workers * k]) for k in range(rounds)]
+                      for w in range(workers)]
+        expected = simulate_vectorized_sampler(per_worker, budget)
+        assert keep[i].nonzero().flatten().tolist() == expected
+    # too few rounds to know the stop: more must be sampled
+    assert finished_by_stop(lengths[:, :workers], workers, budget) is None
+
+
+def test_finished_steps_batches_drop_running_episodes_and_favour_short_ones() -> None:
+    workers, n = 4, 200
+    family = RandomLengthFamily()
+    sampler = BatchSampler(family, tasks(n), workers, unit="finished_steps")  # type: ignore[arg-type]
+    traj = sampler.sample(ZeroPolicy(), None, torch.Generator().manual_seed(2))
+    lengths = traj.masks.sum(0)
+    valid = traj.episode_mask().bool()
+    budget = workers * HORIZON
+    assert bool(((lengths * valid).sum(-1) >= budget).all())  # enough finished steps
+    # every kept episode is whole, and the padding carries nothing
+    assert torch.equal(lengths[valid], traj.observations[0][valid][:, 0])
+    assert float(traj.rewards[:, ~valid].abs().sum()) == 0
+    # the mean kept length is below the episodes' true mean (1 + 10) / 2 = 5.5: the
+    # episodes still running at the stop are the long ones
+    assert float(lengths[valid].mean()) < 5.0
+    steps = BatchSampler(family, tasks(n), workers, unit="steps").sample(  # type: ignore[arg-type]
+        ZeroPolicy(), None, torch.Generator().manual_seed(2))
+    kept = steps.masks.sum(0)[steps.episode_mask().bool()]
+    assert abs(float(kept.mean()) - 5.5) < 0.3
+
+
+def test_full_length_episodes_give_the_same_batch_when_finished_steps_are_counted() -> None:
+    family = make("navigation-2d")
+    ts = family.sample(3, "test", torch.Generator().manual_seed(0))
+    policy = ZeroPolicy()  # every episode lasts the horizon: all end together at step 100
+    finished = BatchSampler(family, ts, 4, unit="finished_steps").sample(
+        policy, None, torch.Generator().manual_seed(5))
+    plain = rollout(family.make_env(ts, 4), policy, None, torch.Generator().manual_seed(5))
+    assert torch.equal(finished.observations, plain.observations)
+    assert torch.equal(finished.masks, plain.masks)
+
+
+def test_keep_episodes_moves_the_kept_ones_to_the_front_per_task() -> None:
+    traj = rollout(RandomLengthEnv(2, 4), ZeroPolicy(), None,  # type: ignore[arg-type]
+                   torch.Generator().manual_seed(6))
+    keep = torch.tensor([[False, True, False, True], [True, False, False, False]])
+    out = keep_episodes(traj, keep)
+    assert out.episodes_per_task == 2
+    assert torch.equal(out.observations[0, 0], traj.observations[0, 0, [1, 3]])
+    assert torch.equal(out.observations[0, 1, 0], traj.observations[0, 1, 0])
+    assert out.episode_mask().tolist() == [[1.0, 1.0], [1.0, 0.0]]

@@ -73,7 +73,9 @@ class GradientFamilyConfig(BaseModel):
     batch_unit: BatchUnit = Field(
         "episodes", description="episodes: exactly episodes_per_task episodes per batch; "
         "steps: whole episodes up to episodes_per_task x horizon steps (rllab's batch_size, "
-        "the MAML reference code: early-ending episodes give more of them)")
+        "the MAML reference code: early-ending episodes give more of them); finished_steps: "
+        "episodes_per_task workers until their finished episodes hold that many steps, the "
+        "running ones dropped (rllab's VectorizedSampler)")
     gamma: float = Field(0.99, gt=0, le=1, description="discount")
     gae_lambda: float = Field(1.0, ge=0, le=1, description="GAE lambda")
     normalize_advantages: bool = True

@@ -36,7 +36,9 @@ def _fail(message: str) -> None:
 
 
 def _print_eval(result: dict[str, Any]) -> None:
-    table = Table(title=f"{result['family']} — {result['num_tasks']} held-out tasks "
+    source = (f"tasks of {result['tasks_file']}" if result.get("tasks_file")
+              else "held-out tasks")
+    table = Table(title=f"{result['family']} — {result['num_tasks']} {source} "
                         f"({result['unit'].replace('_', ' ')})")
     table.add_column("method")
     steps = next(iter(result["methods"].values()))["steps"]
@@ -125,6 +127,10 @@ def evaluate(
                                              help="best (default), latest, or average "
                                              "(the policy's weight average that an "
                                              "`averaging` section keeps)"),
+    tasks_file: Optional[str] = typer.Option(None, "--tasks-file", help="score on the fixed "
+                                             "tasks of this JSON file instead of the test "
+                                             "split (e.g. configs/tasks/maml-navigation-"
+                                             "paper-goals.json, the MAML paper's goals)"),
     all_settings: bool = typer.Option(False, "--all-settings", help="bandit / tabular-MDP "
                                       "runs: list every setting of the RL² paper's table "
                                       "for the classic algorithms (minutes)"),
@@ -139,7 +145,7 @@ def evaluate(
         _fail(f"--checkpoint must be one of {list(CHECKPOINT_NAMES)}, got {checkpoint!r}")
     try:
         result = evaluate_run(run_dir, tasks, steps, seed, checkpoint,
-                              all_settings=all_settings)
+                              all_settings=all_settings, tasks_file=tasks_file)
     except ConfigError as err:
         _fail(str(err))
     _print_eval(result)

@@ -109,7 +109,7 @@ def training_cost(run: RunDir) -> dict[str, Any]:
             "iterations": int(last["iteration"]) + 1}
 
 
-_EVAL_DEFAULTS = {"batch_unit": "episodes"}
+_EVAL_DEFAULTS = {"batch_unit": "episodes", "tasks_file": None}
 """What an eval.json written before a setting existed was made with."""
 
 
@@ -143,8 +143,9 @@ def adaptation_unit(config: ExperimentConfig, algo_cfg: Any) -> str:
 def _check_comparable(loaded: list[tuple[RunDir, ExperimentConfig, Any]],
                       units: list[str]) -> dict[str, int]:
     """The common ``evaluation.episodes`` of each unit; :class:`ConfigError` if the runs
-    differ in task family, or runs of one unit differ in ``evaluation.episodes`` or
-    ``evaluation.batch_unit`` (the same data per adaptation step)."""
+    differ in task family or ``evaluation.tasks_file``, or runs of one unit differ in
+    ``evaluation.episodes`` or ``evaluation.batch_unit`` (the same data per adaptation
+    step)."""
     first, first_cfg, _ = loaded[0]
     family = (first_cfg.family.name, first_cfg.family.params)
     batches: dict[str, tuple[int, str]] = {}  # unit -> (evaluation.episodes, .batch_unit)
@@ -154,6 +155,11 @@ def _check_comparable(loaded: list[tuple[RunDir, ExperimentConfig, Any]],
             raise ConfigError(f"compare: {run.path} is on family {cfg.family.name} "
                               f"{cfg.family.params}, but {first.path} is on "
                               f"{family[0]} {family[1]}; runs must share the task family")
+        if cfg.evaluation.tasks_file != first_cfg.evaluation.tasks_file:
+            raise ConfigError(f"compare: {run.path} is scored on evaluation.tasks_file="
+                              f"{cfg.evaluation.tasks_file}, {first.path} on "
+                              f"{first_cfg.evaluation.tasks_file}; runs must share their "
+                              "test tasks (paired differences compare task by task)")
         batch = (cfg.evaluation.episodes, cfg.evaluation.batch_unit)
         if unit in batches and batch != batches[unit]:
             what = ("support episodes per gradient step" if unit == GRADIENT_STEPS
@@ -192,7 +198,8 @@ def compare_runs(run_paths: list[Path], num_tasks: int | None = None, seed: int 
     baselines: dict[str, Row] = {}
     for (run, cfg, algo), unit in zip(loaded, units):
         settings = {"num_tasks": n, "seed": s, "episodes_per_step": episodes[unit],
-                    "batch_unit": cfg.evaluation.batch_unit}
+                    "batch_unit": cfg.evaluation.batch_unit,
+                    "tasks_file": cfg.evaluation.tasks_file}
         result = _reusable(run, settings, cfg.evaluation.checkpoint)
         if result is None or len(result["methods"]["agent"]["steps"]) != k + 1 or \
                 "per_task" not in result["methods"]["agent"]:
@@ -211,7 +218,9 @@ def compare_runs(run_paths: list[Path], num_tasks: int | None = None, seed: int 
     final = _paired_vs(rows + list(baselines.values()), "pretrained")
     distinct = sorted(set(units))
     return {"family": first_cfg.family.name, "family_params": first_cfg.family.params,
-            "split": "test", "num_tasks": n, "seed": s, "steps": k,
+            "split": "tasks_file" if first_cfg.evaluation.tasks_file else "test",
+            "tasks_file": first_cfg.evaluation.tasks_file, "num_tasks": n, "seed": s,
+            "steps": k,
             "episodes_per_step": episodes.get(GRADIENT_STEPS),
             "trials_per_task": episodes.get(EPISODES),
             "unit": distinct[0] if len(distinct) == 1 else "mixed", "units": distinct,

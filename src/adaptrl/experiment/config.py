@@ -58,11 +58,17 @@ class EvaluationConfig(BaseModel):
     episodes: int = Field(40, ge=1, description="episodes per task per adaptation step")
     batch_unit: BatchUnit = Field(
         "episodes", description="episodes: exactly `episodes` per step; steps: whole "
-        "episodes up to episodes x horizon steps per step (the MAML reference code's test)")
+        "episodes up to episodes x horizon steps per step; finished_steps: `episodes` "
+        "workers run episodes back to back until the finished ones hold episodes x horizon "
+        "steps, the running ones dropped (the MAML reference code's test sampler)")
     step_sizes: list[float] = Field(
         default_factory=lambda: [0.1, 0.05],
         description="inner step size per adaptation step; the last one repeats")
     seed: int = Field(12345, description="evaluation seed (test tasks and sampling)")
+    tasks_file: str | None = Field(
+        None, description="a JSON file of fixed tasks scored instead of sampling the test "
+        "split (a paper's own test tasks, e.g. configs/tasks/; adaptrl.tasks.files), "
+        "relative to the working directory; num_tasks takes the first that many")
     baselines: list[Literal["pretrained", "pretrained_adam", "scratch", "oracle",
                             "aggregation"]] = Field(
         default_factory=lambda: ["pretrained", "scratch", "oracle"],

@@ -19,6 +19,8 @@ from adaptrl.experiment.learners import (TRAINED_BASELINES, build_family, build_
                                          pretrained_config)
 from adaptrl.experiment.run_dir import RunDir
 from adaptrl.experiment.seeding import make_generator
+from adaptrl.tasks.base import TaskFamily, Tasks
+from adaptrl.tasks.files import load_tasks
 
 
 def load_run(run_path: Path) -> tuple[RunDir, ExperimentConfig, Any]:
@@ -75,14 +77,31 @@ def baseline_agents(run: RunDir, config: ExperimentConfig, algo_cfg: Any,
     return agents
 
 
+def evaluation_tasks(family: TaskFamily, n: int, seed: int, path: str | None
+                     ) -> tuple[Tasks, str]:
+    """The tasks a run is scored on and their origin for eval.json's ``split``: ``n`` tasks
+    of the ``test`` split drawn with ``seed``, or the first ``n`` of the tasks file
+    ``path`` (``evaluation.tasks_file``; split ``"tasks_file"``)."""
+    if path is None:
+        return family.sample(n, "test", torch.Generator().manual_seed(seed)), "test"
+    try:
+        tasks = load_tasks(path, family)
+    except ValueError as err:
+        raise ConfigError(f"evaluation.tasks_file: {err}") from None
+    if n > len(tasks):
+        raise ConfigError(f"evaluation.tasks_file: {path} holds {len(tasks)} tasks, "
+                          f"{n} asked (evaluation.num_tasks or --tasks)")
+    return tasks[:n], "tasks_file"
+
+
 def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None = None,
                  seed: int | None = None, checkpoint: str | None = None,
                  write: bool = True, baselines: bool = True,
-                 all_settings: bool = False) -> dict[str, Any]:
+                 all_settings: bool = False, tasks_file: str | None = None) -> dict[str, Any]:
     """Run the protocol on held-out tasks for the agent and its baselines; write eval.json.
 
     ``baselines=False`` scores the agent alone (``adaptrl compare`` takes the baselines
-    from one run only).
+    from one run only). ``tasks_file`` overrides ``evaluation.tasks_file``.
     """
     run, config, algo_cfg = load_run(run_path)
     ev = config.evaluation
@@ -94,7 +113,8 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
         raise ConfigError(f"--tasks must be >= 2 (a CI needs two tasks), got {n}")
     family = build_family(config)
     device = torch.device(config.device)
-    tasks = family.sample(n, "test", torch.Generator().manual_seed(s))
+    tasks_file = tasks_file or ev.tasks_file
+    tasks, split = evaluation_tasks(family, n, s, tasks_file)
     learner = load_learner(run, config, algo_cfg, ckpt)
     agent = learner.agent(ev.step_sizes)
     unit = getattr(agent, "unit", "gradient_steps")
@@ -119,12 +139,14 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
     # "agent beats baseline" is a paired question: the same tasks, per-task differences
     paired = {name: paired_difference(scores["agent"], sc) for name, sc in scores.items()
               if name != "agent"}
-    result = {"family": config.family.name, "split": "test", "num_tasks": n, "unit": unit,
+    result = {"family": config.family.name, "split": split, "num_tasks": n, "unit": unit,
               "seed": s, "episodes_per_step": ev.episodes, "batch_unit": ev.batch_unit,
               "step_sizes": ev.step_sizes,
               "algorithm": algo_cfg.name, "checkpoint": ckpt,
               "checkpoint_iteration": getattr(learner, "checkpoint_iteration", None),
               "methods": methods}
+    if split == "tasks_file":
+        result["tasks_file"] = tasks_file
     if ckpt == "average":
         result["average"] = learner.average
     if paired:

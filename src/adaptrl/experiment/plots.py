@@ -14,7 +14,7 @@ import torch  # noqa: E402
 
 from adaptrl.evaluation.classic.tables import setting_label  # noqa: E402
 from adaptrl.evaluation.protocol import gradient_curve  # noqa: E402
-from adaptrl.experiment.evaluate import load_learner, load_run  # noqa: E402
+from adaptrl.experiment.evaluate import evaluation_tasks, load_learner, load_run  # noqa: E402
 from adaptrl.experiment.learners import build_family  # noqa: E402
 from adaptrl.experiment.run_dir import RunDir, read_metrics  # noqa: E402
 from adaptrl.tasks.render import can_draw_stages, draw_stages  # noqa: E402
@@ -89,7 +89,7 @@ def plot_paths(run_path: Path, out: Path, num_tasks: int = 4, steps: int = 1,
     if getattr(agent, "unit", "") != "gradient_steps":
         return None
     g = torch.Generator().manual_seed(seed)
-    tasks = family.sample(num_tasks, "test", g)
+    tasks, _ = evaluation_tasks(family, num_tasks, seed, config.evaluation.tasks_file)
     # adapt on the protocol's number of episodes (one episode gives a useless gradient),
     # draw the first two episodes of each stage
     _, trajs = gradient_curve(family, agent, tasks, steps, config.evaluation.episodes, g,

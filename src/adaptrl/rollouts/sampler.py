@@ -16,10 +16,15 @@ from adaptrl.models.functional import Params
 from adaptrl.rollouts.trajectories import Trajectories
 from adaptrl.tasks.base import BatchedEnv, TaskFamily, Tasks
 
-BatchUnit = Literal["episodes", "steps"]
+BatchUnit = Literal["episodes", "steps", "finished_steps"]
 """How a batch of ``E`` episodes per task is counted: ``episodes`` = exactly ``E`` episodes;
 ``steps`` = whole episodes, in order, until the task has ``E x horizon`` steps (rllab's
-``batch_size``, which counts steps: the MAML reference code's sampling)."""
+``batch_size``, which counts steps: the MAML reference code's sampling);
+``finished_steps`` = ``E`` workers per task run episodes back to back, and sampling stops at
+the first time step at which the episodes they have *finished* hold ``E x horizon`` steps;
+the episodes still running then are dropped (rllab's ``VectorizedSampler``, which the MAML
+reference code's meta-test used). Dropping the running episodes favours short ones: where
+episodes can end early, the batch and its mean return lean towards the quick episodes."""
 
 
 class Policy(Protocol):
@@ -115,8 +120,9 @@ class BatchSampler:
 
     def __init__(self, family: TaskFamily, tasks: Tasks, episodes: int,
                  device: torch.device | str = "cpu", unit: BatchUnit = "episodes") -> None:
-        if unit not in ("episodes", "steps"):
-            raise ValueError(f"batch unit must be 'episodes' or 'steps', got {unit!r}")
+        if unit not in ("episodes", "steps", "finished_steps"):
+            raise ValueError("batch unit must be 'episodes', 'steps' or 'finished_steps', "
+                             f"got {unit!r}")
         self.family, self.tasks, self.episodes, self.device, self.unit = (
             family, tasks, episodes, device, unit)
         self.env = family.make_env(tasks, episodes, device)
@@ -131,6 +137,8 @@ class BatchSampler:
         traj = rollout(self.env, policy, params, generator)
         if self.unit == "episodes":
             return traj
+        if self.unit == "finished_steps":
+            return self._finished_steps(traj, policy, params, generator)
         budget = self.step_budget
         parts = [traj]
         steps = traj.masks.sum((0, 2))  # [tasks]
@@ -146,6 +154,29 @@ class BatchSampler:
             count += extra
         return keep_until(cat_episodes(parts), budget)
 
+    def _finished_steps(self, traj: Trajectories, policy: Policy, params: Params | None,
+                        generator: torch.Generator) -> Trajectories:
+        """The ``"finished_steps"`` batch, starting from ``traj`` (every worker's first episode).
+
+        Episodes of a fixed policy are independent, so rather than stepping workers with
+        resets, whole rounds of one more episode per worker are sampled until every task's
+        stop time is known (:func:`finished_by_stop`); column ``c`` is worker ``c % E``'s
+        ``(c // E)``-th episode.
+        """
+        workers, budget, horizon = self.episodes, self.step_budget, self.env.horizon
+        parts, lengths = [traj], traj.masks.sum(0)
+        while (keep := finished_by_stop(lengths, workers, budget)) is None:
+            per_worker = lengths.view(len(lengths), -1, workers).sum(1)  # time each has run
+            mean = lengths.mean(-1)
+            # the stop comes near budget / workers + one episode: rounds for the slowest task
+            short = (budget / workers + mean - per_worker.min(-1).values) / mean
+            rounds = min(max(int(short.ceil().max().item()), 1), horizon)
+            more = rollout(self.family.make_env(self.tasks, rounds * workers, self.device),
+                           policy, params, generator)
+            parts.append(more)
+            lengths = torch.cat([lengths, more.masks.sum(0)], dim=-1)
+        return keep_episodes(cat_episodes(parts), keep)
+
 
 def cat_episodes(parts: list[Trajectories]) -> Trajectories:
     """Batches of the same tasks and horizon side by side, along the episode dimension."""
@@ -156,17 +187,47 @@ def cat_episodes(parts: list[Trajectories]) -> Trajectories:
 
 
 def keep_until(traj: Trajectories, budget: int) -> Trajectories:
-    """Per task, the episodes (in order) that start before ``budget`` steps were taken.
-
-    The kept episodes are a prefix of every task's episodes; the result is cut to the
-    longest prefix over tasks and the episodes beyond a task's own prefix are masked out.
-    """
+    """Per task, the episodes (in order) that start before ``budget`` steps were taken."""
     lengths = traj.masks.sum(0)  # [tasks, episodes]
-    before = lengths.cumsum(-1) - lengths
-    keep = before < budget
-    width = int(keep.sum(-1).max().item())
-    traj = traj.select_episodes(slice(0, width))
-    keep = keep[:, :width]
-    m = keep.to(traj.masks.dtype)
+    return keep_episodes(traj, lengths.cumsum(-1) - lengths < budget)
+
+
+def finished_by_stop(lengths: torch.Tensor, workers: int, budget: int) -> torch.Tensor | None:
+    """Which episodes a ``"finished_steps"`` batch keeps, or ``None`` if not yet known.
+
+    ``lengths [tasks, rounds x workers]``: column ``c`` is worker ``c % workers``'s
+    ``(c // workers)``-th episode, run back to back, so it ends at time ``ends`` = the
+    worker's cumulative length. The stop time of a task is the first time at which the
+    episodes ended by then hold ``budget`` steps; the kept episodes are those ended by the
+    stop (rllab's ``VectorizedSampler`` checks after every step of all workers, so episodes
+    ending at the stop step are all kept). The stop is known once it falls within the time
+    every worker's sampled episodes cover.
+    """
+    n, count = lengths.shape
+    per = lengths.view(n, count // workers, workers)
+    ends = per.cumsum(1).view(n, count)
+    covered = per.sum(1).min(-1).values  # [tasks]: all episodes ending by then are sampled
+    if bool(((lengths * (ends <= covered[:, None])).sum(-1) < budget).any()):
+        return None
+    order = ends.argsort(dim=-1, stable=True)
+    finished = lengths.gather(-1, order).cumsum(-1)
+    first = (finished >= budget).to(torch.int8).argmax(-1, keepdim=True)
+    stop = ends.gather(-1, order).gather(-1, first)
+    return ends <= stop
+
+
+def keep_episodes(traj: Trajectories, keep: torch.Tensor) -> Trajectories:
+    """Per task, the episodes where ``keep [tasks, episodes]`` is true, moved to the front
+    in their order; the result is as wide as the most kept by a task, and the episodes
+    beyond a task's own count are masked out (padding that no loss or score counts)."""
+    count = keep.sum(-1, keepdim=True)
+    width = int(count.max().item())
+    if bool((keep[:, 1:] <= keep[:, :-1]).all()):  # a prefix for every task: no gather
+        traj = traj.select_episodes(slice(0, width))
+    else:
+        order = (~keep).to(torch.uint8).argsort(dim=-1, stable=True)[:, :width]
+        traj = traj.take_episodes(order)
+    kept = torch.arange(width, device=keep.device) < count
+    m = kept.to(traj.masks.dtype)
     return replace(traj, rewards=traj.rewards * m, masks=traj.masks * m,
-                   terminated=traj.terminated & keep, log_probs=traj.log_probs * m)
+                   terminated=traj.terminated & kept, log_probs=traj.log_probs * m)

@@ -61,5 +61,13 @@ class Trajectories:
     def select_episodes(self, index: torch.Tensor | slice) -> Trajectories:
         return replace(self, **{f.name: getattr(self, f.name)[:, :, index] for f in fields(self)})
 
+    def take_episodes(self, index: torch.Tensor) -> Trajectories:
+        """Per task, the episodes ``index[task]`` (``[tasks, k]``, long): a different
+        selection for every task, gathered along the episode dimension."""
+        def take(x: torch.Tensor) -> torch.Tensor:
+            i = index.view(1, *index.shape, *([1] * (x.dim() - 3)))
+            return x.gather(2, i.expand(x.shape[0], *index.shape, *x.shape[3:]))
+        return replace(self, **{f.name: take(getattr(self, f.name)) for f in fields(self)})
+
     def to(self, device: torch.device | str) -> Trajectories:
         return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
