@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from adaptrl.rollouts.baselines import advantages
@@ -189,3 +191,35 @@ def test_keep_episodes_moves_the_kept_ones_to_the_front_per_task() -> None:
     assert torch.equal(out.observations[0, 0], traj.observations[0, 0, [1, 3]])
     assert torch.equal(out.observations[0, 1, 0], traj.observations[0, 1, 0])
     assert out.episode_mask().tolist() == [[1.0, 1.0], [1.0, 0.0]]
+
+
+def test_packing_live_steps_keeps_every_live_step_and_the_inner_step() -> None:
+    """A steps batch of short episodes packed into one column per task: the same live
+    steps (as a multiset), far less padding, and the same VPG inner step."""
+    from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
+    from adaptrl.models.functional import named_params
+    from adaptrl.models.policies import GaussianMLPPolicy
+    from adaptrl.rollouts.trajectories import pack_live_steps
+
+    traj = BatchSampler(RandomLengthFamily(), tasks(3), 4, unit="steps").sample(  # type: ignore[arg-type]
+        ZeroPolicy(), None, torch.Generator().manual_seed(8))
+    g = torch.Generator().manual_seed(0)
+    traj = replace(traj, actions=torch.randn(traj.actions.shape, generator=g),
+                   observations=torch.randn(traj.observations.shape, generator=g))
+    adv = torch.randn(traj.masks.shape, generator=g) * traj.masks
+    packed, packed_adv = pack_live_steps(traj, adv)
+    live = traj.masks.sum((0, 2))
+    assert packed.masks.shape == (int(live.max()), 3, 1)
+    assert torch.equal(packed.masks.sum((0, 2)), live)
+    for i in range(3):
+        mine = traj.observations[:, i][traj.masks[:, i] > 0]
+        theirs = packed.observations[:, i, 0][packed.masks[:, i, 0] > 0]
+        assert sorted(mine[:, 0].tolist()) == sorted(theirs[:, 0].tolist())
+    policy = GaussianMLPPolicy(1, 1, hidden=(8,))
+    adapter = PolicyGradientAdapter(policy)
+    params = named_params(policy)
+    a = adapter.step(params, traj, adv, 0.1, first_order=True, create_graph=False)
+    b = adapter.step(params, packed, packed_adv, 0.1, first_order=True, create_graph=False)
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-6), name
+    assert not torch.allclose(a["log_std"], params["log_std"])  # the step moved something

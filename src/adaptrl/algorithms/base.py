@@ -16,7 +16,7 @@ from torch import nn
 from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
 from adaptrl.adaptation.sgd import StepSize
 from adaptrl.models.functional import Params, detach_params
-from adaptrl.rollouts.trajectories import Trajectories
+from adaptrl.rollouts.trajectories import Trajectories, pack_live_steps
 from adaptrl.tasks.base import Tasks
 
 
@@ -43,6 +43,11 @@ class GradientAgent:
         """Adapted per-task parameters after one more inner step on ``support``."""
         lr = self.step_sizes[min(step, len(self.step_sizes) - 1)]
         adv = self.adapter.advantages(support)
+        if float(support.masks.mean()) < 0.5:
+            # mostly padding (a step-counted batch of many short episodes): the inner loss
+            # is a mean over live steps, so pack them and leave the padding out of the
+            # gradient's memory and compute
+            support, adv = pack_live_steps(support, adv)
         new = self.adapter.step(params, support, adv, lr, first_order=True, create_graph=False)
         return detach_params(new)
 

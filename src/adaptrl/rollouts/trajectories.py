@@ -71,3 +71,30 @@ class Trajectories:
 
     def to(self, device: torch.device | str) -> Trajectories:
         return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+def pack_live_steps(traj: Trajectories, per_step: torch.Tensor
+                    ) -> tuple[Trajectories, torch.Tensor]:
+    """Every task's live steps moved into one long column: ``[L, tasks, 1, ...]``, with
+    ``L`` the most live steps of any task and the rest of a shorter task's column masked.
+
+    Step-counted batches hold many short episodes, each padded to the horizon; a loss that
+    is a mean of per-step terms over live steps (the policy-gradient losses of
+    :mod:`adaptrl.rollouts.losses`) has the same value on the packed batch without the
+    padding's memory and compute. Only for per-step losses of a stateless policy:
+    anything that needs the time structure (returns, baselines) must be computed before.
+    ``per_step``, shaped like ``traj.masks`` (e.g. the advantages), is packed alike.
+    """
+    T, n, e = traj.masks.shape
+    live = traj.masks.transpose(0, 1).reshape(n, T * e) > 0
+    width = int(live.sum(-1).max().item())
+    order = (~live).to(torch.uint8).argsort(dim=-1, stable=True)[:, :width]  # live first
+
+    def pack(x: torch.Tensor) -> torch.Tensor:
+        flat = x.transpose(0, 1).reshape(n, T * e, *x.shape[3:])
+        index = order.view(n, width, *([1] * (x.dim() - 3))).expand(n, width, *x.shape[3:])
+        return flat.gather(1, index).transpose(0, 1).unsqueeze(2)
+
+    packed = Trajectories(*(pack(getattr(traj, f.name)) for f in fields(traj)))
+    return packed, pack(per_step)
+
