@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from typer.testing import CliRunner
 
 from adaptrl.cli.main import app
+from adaptrl.tasks import make
+from adaptrl.tasks.files import save_tasks
 
 runner = CliRunner()
 
@@ -73,11 +76,6 @@ def test_list_and_help() -> None:
 def test_evaluate_on_a_tasks_file(tmp_path: Path, tiny_config_file: Path) -> None:
     """A file holding the test split's own draw scores exactly as the draw does; the result
     says where its tasks came from; asking more tasks than the file holds is an error."""
-    import torch
-
-    from adaptrl.tasks import make
-    from adaptrl.tasks.files import save_tasks
-
     run = tmp_path / "run"
     assert runner.invoke(app, ["train", str(tiny_config_file), "--run-dir", str(run),
                                "--no-eval"]).exit_code == 0

@@ -6,8 +6,12 @@ from dataclasses import replace
 
 import torch
 
+from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
+from adaptrl.models.functional import named_params
+from adaptrl.models.policies import GaussianMLPPolicy
 from adaptrl.rollouts.baselines import advantages
 from adaptrl.rollouts.sampler import BatchSampler, finished_by_stop, keep_episodes, rollout
+from adaptrl.rollouts.trajectories import pack_live_steps
 from adaptrl.tasks import make
 from adaptrl.tasks.base import StepResult, Tasks
 
@@ -196,11 +200,6 @@ def test_keep_episodes_moves_the_kept_ones_to_the_front_per_task() -> None:
 def test_packing_live_steps_keeps_every_live_step_and_the_inner_step() -> None:
     """A steps batch of short episodes packed into one column per task: the same live
     steps (as a multiset), far less padding, and the same VPG inner step."""
-    from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
-    from adaptrl.models.functional import named_params
-    from adaptrl.models.policies import GaussianMLPPolicy
-    from adaptrl.rollouts.trajectories import pack_live_steps
-
     traj = BatchSampler(RandomLengthFamily(), tasks(3), 4, unit="steps").sample(  # type: ignore[arg-type]
         ZeroPolicy(), None, torch.Generator().manual_seed(8))
     g = torch.Generator().manual_seed(0)

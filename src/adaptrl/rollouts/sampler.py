@@ -7,7 +7,7 @@ episodes at once; buffers are preallocated; nothing loops over tasks in Python.
 from __future__ import annotations
 
 from dataclasses import fields, replace
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 import torch
 from torch.distributions import Distribution
@@ -120,8 +120,8 @@ class BatchSampler:
 
     def __init__(self, family: TaskFamily, tasks: Tasks, episodes: int,
                  device: torch.device | str = "cpu", unit: BatchUnit = "episodes") -> None:
-        if unit not in ("episodes", "steps", "finished_steps"):
-            raise ValueError("batch unit must be 'episodes', 'steps' or 'finished_steps', "
+        if unit not in get_args(BatchUnit):
+            raise ValueError(f"batch unit must be one of {list(get_args(BatchUnit))}, "
                              f"got {unit!r}")
         self.family, self.tasks, self.episodes, self.device, self.unit = (
             family, tasks, episodes, device, unit)
@@ -166,10 +166,9 @@ class BatchSampler:
         workers, budget, horizon = self.episodes, self.step_budget, self.env.horizon
         parts, lengths = [traj], traj.masks.sum(0)
         while (keep := finished_by_stop(lengths, workers, budget)) is None:
-            per_worker = lengths.view(len(lengths), -1, workers).sum(1)  # time each has run
             mean = lengths.mean(-1)
             # the stop comes near budget / workers + one episode: rounds for the slowest task
-            short = (budget / workers + mean - per_worker.min(-1).values) / mean
+            short = (budget / workers + mean - covered_time(lengths, workers)) / mean
             rounds = min(max(int(short.ceil().max().item()), 1), horizon)
             more = rollout(self.family.make_env(self.tasks, rounds * workers, self.device),
                            policy, params, generator)
@@ -192,6 +191,12 @@ def keep_until(traj: Trajectories, budget: int) -> Trajectories:
     return keep_episodes(traj, lengths.cumsum(-1) - lengths < budget)
 
 
+def covered_time(lengths: torch.Tensor, workers: int) -> torch.Tensor:
+    """``[tasks]``: the time up to which every worker's episodes are sampled (the least
+    total length over the workers; ``lengths`` laid out as in :func:`finished_by_stop`)."""
+    return lengths.view(len(lengths), -1, workers).sum(1).min(-1).values
+
+
 def finished_by_stop(lengths: torch.Tensor, workers: int, budget: int) -> torch.Tensor | None:
     """Which episodes a ``"finished_steps"`` batch keeps, or ``None`` if not yet known.
 
@@ -204,9 +209,8 @@ def finished_by_stop(lengths: torch.Tensor, workers: int, budget: int) -> torch.
     every worker's sampled episodes cover.
     """
     n, count = lengths.shape
-    per = lengths.view(n, count // workers, workers)
-    ends = per.cumsum(1).view(n, count)
-    covered = per.sum(1).min(-1).values  # [tasks]: all episodes ending by then are sampled
+    ends = lengths.view(n, count // workers, workers).cumsum(1).view(n, count)
+    covered = covered_time(lengths, workers)  # all episodes ending by then are sampled
     if bool(((lengths * (ends <= covered[:, None])).sum(-1) < budget).any()):
         return None
     order = ends.argsort(dim=-1, stable=True)

@@ -64,13 +64,20 @@ class Trajectories:
     def take_episodes(self, index: torch.Tensor) -> Trajectories:
         """Per task, the episodes ``index[task]`` (``[tasks, k]``, long): a different
         selection for every task, gathered along the episode dimension."""
-        def take(x: torch.Tensor) -> torch.Tensor:
-            i = index.view(1, *index.shape, *([1] * (x.dim() - 3)))
-            return x.gather(2, i.expand(x.shape[0], *index.shape, *x.shape[3:]))
-        return replace(self, **{f.name: take(getattr(self, f.name)) for f in fields(self)})
+        return replace(self, **{f.name: gather_broadcast(getattr(self, f.name), 2, index)
+                                for f in fields(self)})
 
     def to(self, device: torch.device | str) -> Trajectories:
         return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+def gather_broadcast(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """``x.gather(dim, ...)`` with ``index`` naming the dimensions of ``x`` that end at
+    ``dim`` (e.g. ``[tasks, k]`` for the episode dim of ``[T, tasks, episodes, ...]``) and
+    broadcast over the others, which are kept whole."""
+    lead = dim + 1 - index.dim()
+    view = index.view(*([1] * lead), *index.shape, *([1] * (x.dim() - dim - 1)))
+    return x.gather(dim, view.expand(*x.shape[:dim], index.shape[-1], *x.shape[dim + 1:]))
 
 
 def pack_live_steps(traj: Trajectories, per_step: torch.Tensor
@@ -92,8 +99,7 @@ def pack_live_steps(traj: Trajectories, per_step: torch.Tensor
 
     def pack(x: torch.Tensor) -> torch.Tensor:
         flat = x.transpose(0, 1).reshape(n, T * e, *x.shape[3:])
-        index = order.view(n, width, *([1] * (x.dim() - 3))).expand(n, width, *x.shape[3:])
-        return flat.gather(1, index).transpose(0, 1).unsqueeze(2)
+        return gather_broadcast(flat, 1, order).transpose(0, 1).unsqueeze(2)
 
     packed = Trajectories(*(pack(getattr(traj, f.name)) for f in fields(traj)))
     return packed, pack(per_step)
