@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from adaptrl.algorithms.registry import algorithm_spec
 from adaptrl.algorithms.rl2 import (DEFAULT_EPISODES_PER_TRIAL, RL2, RL2Agent, RL2Config,
-                                   trial_advantages)
+                                   episode_weights, trial_advantages)
 from adaptrl.cli.main import app
 from adaptrl.experiment.checkpoints import save_checkpoint
 from adaptrl.experiment.config import ConfigError
@@ -93,6 +93,29 @@ def test_trial_advantages_span_episodes_and_skip_padding() -> None:
     td = trial_advantages(trials, values, gamma=0.5, lam=0.0).flatten()
     assert torch.allclose(td[:4], torch.tensor([1 + 0.5 - 1, 2 + 0.5 - 1, 4 + 0.5 * 1 - 1,
                                                 8 - 1.0]))
+
+
+def test_episode_weights_rise_linearly_to_one() -> None:
+    assert torch.allclose(episode_weights(0.5, 3), torch.tensor([0.5, 0.75, 1.0]))
+    assert torch.equal(episode_weights(1.0, 4), torch.ones(4))
+    assert torch.equal(episode_weights(0.2, 1), torch.ones(1))
+    with pytest.raises(ValidationError, match="first_episode_weight"):
+        RL2Config(first_episode_weight=0)
+
+
+def test_first_episode_weight_changes_the_update_not_the_metrics() -> None:
+    """The weighted objective gives another PPO step from the same trials; the reported
+    returns stay the raw ones, and weight 1 is the plain objective exactly."""
+    family = TabularMDP(num_states=3, num_actions=2, horizon=3, trial_length=3)
+    plain, same, weighted = (learner(family, seed=2, first_episode_weight=w)
+                             for w in (1.0, 1.0, 0.3))
+    m_plain, m_same, m_weighted = run(plain, 1)[0], run(same, 1)[0], run(weighted, 1)[0]
+    assert m_plain == m_same
+    assert m_weighted["return_trial"] == m_plain["return_trial"]  # same trials, raw rewards
+    assert m_weighted["ppo/value_loss"] != m_plain["ppo/value_loss"]
+    changed = [not torch.equal(a, b) for a, b in zip(plain.policy.parameters(),
+                                                     weighted.policy.parameters())]
+    assert any(changed)
 
 
 # -- the optional clock input --------------------------------------------------------------

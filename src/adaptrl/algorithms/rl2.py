@@ -130,6 +130,12 @@ class RL2Config(BaseModel):
                                "advantages only (the GRU sees raw rewards; metrics are raw): "
                                "keeps trial returns of tens or hundreds in a range where the "
                                "value loss does not swamp the policy gradient")
+    first_episode_weight: float = Field(
+        1.0, gt=0, description="weight of the first episode's rewards in the training "
+                               "objective, rising linearly to 1 at the last episode "
+                               "(episode_weights); 1 is the paper's objective, the trial's "
+                               "total reward; below 1 pays more for what exploring early "
+                               "earns later. Evaluation and metrics count raw rewards")
     policy: RecurrentPolicyConfig = Field(default_factory=RecurrentPolicyConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     lr_anneal: LinearAnneal | None = Field(
@@ -194,6 +200,18 @@ class RL2Agent:
         return trials.trial_returns().mean(-1)
 
 
+def episode_weights(first: float, episodes: int) -> torch.Tensor:
+    """Per-episode reward weights rising linearly from ``first`` (episode 1) to 1 (the last).
+
+    A soft form of E-RL² (Stadie et al. 2018), which leaves the exploratory episodes'
+    rewards out of the objective altogether so that the agent is paid only for what its
+    exploring earns later; ``first = 1`` is RL²'s own objective (every reward counts alike).
+    """
+    if episodes == 1:
+        return torch.ones(1)
+    return first + (1.0 - first) * torch.arange(episodes, dtype=torch.float32) / (episodes - 1)
+
+
 def trial_advantages(trials: Trials, values: torch.Tensor, gamma: float, lam: float,
                      reward_scale: float = 1.0) -> torch.Tensor:
     """GAE over whole trials (the trial is one episode): ``trials`` must be compacted.
@@ -249,6 +267,9 @@ class RL2:
                    "return_last_episode": float(per_episode[-1]),
                    "env_steps_iteration": float(trials.num_steps)}
 
+        if cfg.first_episode_weight != 1.0:  # the objective's weights; metrics stay raw
+            trials = trials.weight_episodes(episode_weights(cfg.first_episode_weight,
+                                                            self.episodes_per_trial))
         batch = trials.flatten().compact()  # one row per trial, live steps first
         context = None  # the privileged critic's input: the task of every row
         if cfg.policy.critic_task_input:

@@ -80,6 +80,20 @@ class Trials:
         """Total undiscounted reward of every trial, ``[tasks, trials]``."""
         return (self.steps.rewards * self.steps.masks).sum(0)
 
+    def weight_episodes(self, weights: torch.Tensor) -> Trials:
+        """The same trials with episode ``k``'s rewards multiplied by ``weights[k]``: a
+        training objective that counts the episodes of a trial unequally (the inputs the
+        policy saw keep the raw rewards). Call before :meth:`compact`, which loses the
+        episode layout."""
+        if weights.shape != (self.episodes,):
+            raise ValueError(f"weights must have shape ({self.episodes},), "
+                             f"got {tuple(weights.shape)}")
+        per_step = weights.to(self.steps.rewards).repeat_interleave(
+            self.steps.rewards.shape[0] // self.episodes)
+        per_step = per_step.reshape(-1, *([1] * (self.steps.rewards.dim() - 1)))
+        return Trials(replace(self.steps, rewards=self.steps.rewards * per_step),
+                      self.inputs, self.episodes)
+
     def flatten(self) -> Trials:
         """Every trial as its own row: shapes ``[T, tasks * trials, 1, ...]``."""
         def rows(x: torch.Tensor) -> torch.Tensor:
