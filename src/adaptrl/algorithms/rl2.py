@@ -32,6 +32,9 @@ Choices (see also :class:`RL2Config`):
   When the policy joins, the full optimiser takes over the critic's Adam state, so the
   fitted critic is not jolted by a fresh Adam's first step (``lr * sign(g)`` on every
   weight: the value loss of the n = 25 MDP stage jumped from 0.06 to 2.5 without it).
+* ``first_episode_weight`` < 1 weighs the early episodes' rewards less in the objective
+  (:func:`episode_weights`, a soft E-RL², Stadie et al. 2018) for an agent that stops
+  exploring too soon; 1, the default, is the paper's objective.
 * ``lr_anneal`` decays PPO's step size linearly (as Schulman et al. 2017 do on Atari), a
   function of the iteration count so that a resumed run gets the same rates.
 * Every trial starts from a zero hidden state, so sequences are independent and the

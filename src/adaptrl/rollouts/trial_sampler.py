@@ -71,10 +71,13 @@ class Trials:
         """Environment steps actually taken (live transitions)."""
         return self.steps.num_steps
 
+    def by_episode(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-step ``x [T, ...]`` split by episode of the trial: ``[episodes, horizon, ...]``."""
+        return x.reshape(self.episodes, -1, *x.shape[1:])
+
     def episode_returns(self) -> torch.Tensor:
         """Undiscounted return of episode ``k`` of every trial: ``[episodes, tasks, trials]``."""
-        r = self.steps.rewards * self.steps.masks
-        return r.reshape(self.episodes, -1, *r.shape[1:]).sum(1)
+        return self.by_episode(self.steps.rewards * self.steps.masks).sum(1)
 
     def trial_returns(self) -> torch.Tensor:
         """Total undiscounted reward of every trial, ``[tasks, trials]``."""
@@ -88,11 +91,10 @@ class Trials:
         if weights.shape != (self.episodes,):
             raise ValueError(f"weights must have shape ({self.episodes},), "
                              f"got {tuple(weights.shape)}")
-        per_step = weights.to(self.steps.rewards).repeat_interleave(
-            self.steps.rewards.shape[0] // self.episodes)
-        per_step = per_step.reshape(-1, *([1] * (self.steps.rewards.dim() - 1)))
-        return Trials(replace(self.steps, rewards=self.steps.rewards * per_step),
-                      self.inputs, self.episodes)
+        rewards = self.steps.rewards
+        w = weights.to(rewards).view(-1, *([1] * rewards.dim()))  # over [episodes, horizon, ...]
+        weighted = (self.by_episode(rewards) * w).reshape_as(rewards)
+        return Trials(replace(self.steps, rewards=weighted), self.inputs, self.episodes)
 
     def flatten(self) -> Trials:
         """Every trial as its own row: shapes ``[T, tasks * trials, 1, ...]``."""
