@@ -35,6 +35,13 @@ Choices (see also :class:`RL2Config`):
 * ``first_episode_weight`` < 1 weighs the early episodes' rewards less in the objective
   (:func:`episode_weights`, a soft E-RL², Stadie et al. 2018) for an agent that stops
   exploring too soon; 1, the default, is the paper's objective.
+* ``imitation`` starts the agent by DAgger (Ross et al. 2011; not in the paper): for its
+  first ``imitation.iterations`` meta-iterations the policy plays the trials and learns,
+  by cross-entropy, the action probabilities that a *teacher* (a classic algorithm of
+  ``adaptrl.evaluation.classic``, e.g. BEB on tabular MDPs, attached by the experiment
+  layer) gives in the state and history the policy is in; PPO on the paper's objective
+  follows (after the critic warm-up). It is a start beyond the local optimum of
+  exploiting too soon, from which PPO alone did not move the n = 25 MDP agent.
 * ``lr_anneal`` decays PPO's step size linearly (as Schulman et al. 2017 do on Atari), a
   function of the iteration count so that a resumed run gets the same rates.
 * Every trial starts from a zero hidden state, so sequences are independent and the
@@ -57,8 +64,9 @@ from adaptrl.models.widening import gru_width, widen_recurrent_state
 from adaptrl.optim.ppo import (PPOConfig, hand_over_state, load_optimizer_state,
                                make_optimizer, optimizer_state, ppo_update)
 from adaptrl.optim.schedule import LinearAnneal, set_learning_rate
+from adaptrl.rollouts.imitation import LabellingPolicy, Teacher, TeacherEnv, imitation_loss
 from adaptrl.rollouts.returns import gae
-from adaptrl.rollouts.trial_sampler import Trials, sample_trials
+from adaptrl.rollouts.trial_sampler import Trials, flatten_trials, sample_trials
 from adaptrl.tasks.base import TaskFamily, Tasks
 
 DEFAULT_EPISODES_PER_TRIAL = 2
@@ -113,6 +121,31 @@ def task_feature_dim(family: TaskFamily) -> int:
     return family.sample(1, "train", torch.Generator().manual_seed(0)).features().shape[-1]
 
 
+class ImitationConfig(BaseModel):
+    """DAgger from a teacher for RL²'s first iterations (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+    teacher: str = Field(description="the classic algorithm imitated, by its table name "
+                                     "(tabular-mdp: beb, greedy, psrl, optimistic_psrl, ucrl2, "
+                                     "epsilon_greedy, myopic_greedy, random)")
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="the teacher's hyperparameters, e.g. {beta: 1.0}")
+    iterations: int = Field(ge=1, description="first meta-iterations that imitate; PPO after")
+    beta: float = Field(0.0, ge=0, le=1,
+                        description="probability that the teacher acts instead of the policy "
+                                    "at the first iteration, annealed linearly to 0 at the "
+                                    "last imitation iteration (DAgger's mixture; 0: the "
+                                    "policy always acts, labelled by the teacher)")
+    lr: float = Field(1e-3, gt=0, description="Adam step size of the imitation updates")
+    epochs: int = Field(4, ge=1, description="passes over each batch of labelled trials")
+    minibatches: int = Field(4, ge=1, description="minibatches of trials per pass")
+    max_grad_norm: float = Field(1.0, gt=0, description="global gradient-norm clip")
+
+    def mixture(self, iteration: int) -> float:
+        """DAgger's ``beta`` at ``iteration`` (< :attr:`iterations`)."""
+        return self.beta * (1.0 - iteration / self.iterations)
+
+
 class RL2Config(BaseModel):
     """RL² with a recurrent PPO outer loop."""
 
@@ -164,9 +197,13 @@ class RL2Config(BaseModel):
                            "units start fresh and silent: adaptrl.models.widening), e.g. to "
                            "continue a 128-unit agent at 256 units")
     critic_warmup_iterations: int = Field(
-        0, ge=0, description="first iterations that fit only the critic (value loss, "
-                             "policy unchanged), so that a critic new to the policy or to "
-                             "gamma gives sound advantages before the policy moves")
+        0, ge=0, description="first iterations (after any imitation) that fit only the "
+                             "critic (value loss, policy unchanged), so that a critic new "
+                             "to the policy or to gamma gives sound advantages before the "
+                             "policy moves")
+    imitation: ImitationConfig | None = Field(
+        None, description="DAgger from a classic algorithm for the first iterations "
+                          "(ImitationConfig); none: PPO from the start, the paper's RL²")
 
 
 @dataclass
@@ -238,6 +275,10 @@ class RL2:
         self.policy = config.policy.build(family).to(device)  # the trainer seeds the init
         self.optimizer = make_optimizer(list(self.policy.parameters()), config.ppo)
         self.critic_optimizer = make_optimizer(self.policy.critic_parameters(), config.ppo)
+        self.imitation_optimizer = torch.optim.Adam(
+            self.policy.actor_parameters(),
+            lr=config.imitation.lr if config.imitation else config.ppo.lr)
+        self.teacher: Teacher | None = None  # imitation's teacher, attached by the experiment
         self.env_steps = 0
         self.iterations = 0
 
@@ -257,18 +298,23 @@ class RL2:
             self.policy.load_actor_state(state)
 
     def meta_update(self, tasks: Tasks) -> dict[str, float]:
-        """Sample trials on ``tasks`` and take the PPO epochs; returns metrics: the mean
-        total reward of a trial (``return_trial``), of its first and last episodes, the env
-        steps of this iteration and the PPO diagnostics (``ppo/...``)."""
+        """Sample trials on ``tasks`` and take the PPO epochs (or, in the first
+        ``imitation.iterations``, the imitation epochs); returns metrics: the mean total
+        reward of a trial (``return_trial``), of its first and last episodes, the env steps
+        of this iteration and the update's diagnostics (``ppo/...`` or ``imitation/...``)."""
         cfg = self.config
-        trials = RL2Agent(self.policy).trials(self.family, tasks, self.episodes_per_trial,
-                                              cfg.trials_per_task, self.generator, self.device)
+        imitating = cfg.imitation is not None and self.iterations < cfg.imitation.iterations
+        trials, labels = self._play(tasks, imitating)
         self.env_steps += trials.num_steps
         per_episode = trials.episode_returns().mean((1, 2))
         metrics = {"return_trial": float(trials.trial_returns().mean()),
                    "return_first_episode": float(per_episode[0]),
                    "return_last_episode": float(per_episode[-1]),
                    "env_steps_iteration": float(trials.num_steps)}
+        if labels is not None:
+            info = self._imitation_update(trials, labels)
+            self.iterations += 1
+            return {**metrics, **{f"imitation/{k}": v for k, v in info.items()}}
 
         if cfg.first_episode_weight != 1.0:  # the objective's weights; metrics stay raw
             trials = trials.weight_episodes(episode_weights(cfg.first_episode_weight,
@@ -290,20 +336,75 @@ class RL2:
         lr = cfg.ppo.lr * (cfg.lr_anneal.factor(self.iterations) if cfg.lr_anneal else 1.0)
         set_learning_rate(self.optimizer, lr)
         set_learning_rate(self.critic_optimizer, lr)
-        warmup = self.iterations < cfg.critic_warmup_iterations
+        policy_starts = self.ppo_start() + cfg.critic_warmup_iterations
+        warmup = self.iterations < policy_starts
         if warmup:  # fit the critic alone: the policy's parameters get no gradient
             info = ppo_update(self.policy.critic_parameters(), self.critic_optimizer,
                               batch.steps, adv, returns, evaluate, cfg.ppo, self.generator,
                               value_only=True)
         else:
-            if self.iterations == cfg.critic_warmup_iterations > 0:  # the first full update
-                hand_over_state(self.critic_optimizer, self.optimizer,
+            if self.iterations == policy_starts and cfg.critic_warmup_iterations > 0:
+                hand_over_state(self.critic_optimizer, self.optimizer,  # the first full update
                                 self.policy.critic_parameters())
             info = ppo_update(list(self.policy.parameters()), self.optimizer, batch.steps,
                               adv, returns, evaluate, cfg.ppo, self.generator)
         self.iterations += 1
         return {**metrics, "critic_warmup": float(warmup), "ppo/lr": lr,
                 **{f"ppo/{k}": v for k, v in info.items()}}
+
+    def ppo_start(self) -> int:
+        """The first iteration of the PPO stage (the critic warm-up, if any, then PPO)."""
+        return self.config.imitation.iterations if self.config.imitation else 0
+
+    def _play(self, tasks: Tasks, imitating: bool) -> tuple[Trials, torch.Tensor | None]:
+        """The iteration's trials, played by the policy; while imitating, also the teacher's
+        labels ``[T, tasks, trials, A]`` of every step (and the teacher acts with DAgger's
+        mixture probability)."""
+        cfg = self.config
+        if not imitating:
+            trials = RL2Agent(self.policy).trials(self.family, tasks, self.episodes_per_trial,
+                                                  cfg.trials_per_task, self.generator,
+                                                  self.device)
+            return trials, None
+        assert cfg.imitation is not None
+        if self.teacher is None:
+            raise RuntimeError("algorithm.imitation is set but no teacher is attached: build "
+                               "the learner with adaptrl.experiment.learners.build_learner")
+        env = TeacherEnv(self.family.make_env(tasks, cfg.trials_per_task, self.device),
+                         self.teacher)
+        labeller = LabellingPolicy(self.policy, env, cfg.imitation.mixture(self.iterations))
+        trials = sample_trials(env, labeller, None, self.episodes_per_trial, self.generator)
+        return trials, labeller.stacked_labels(trials.steps.masks.shape[0])
+
+    def _imitation_update(self, trials: Trials, labels: torch.Tensor) -> dict[str, float]:
+        """The imitation epochs: minibatches of whole trials, cross-entropy to the labels
+        (:func:`~adaptrl.rollouts.imitation.imitation_loss`), backpropagated through each
+        trial; the actor alone learns (the critic is fitted in the PPO stage's warm-up)."""
+        im = self.config.imitation
+        assert im is not None
+        batch, (targets,) = trials.flatten().compact_with(flatten_trials(labels))
+        rows = batch.steps.num_tasks
+        if im.minibatches > rows:
+            raise ValueError(f"imitation.minibatches must be <= the trials per iteration "
+                             f"({rows}), got {im.minibatches}")
+        actor = self.policy.actor_parameters()
+        totals: dict[str, float] = {}
+        count = 0
+        for _ in range(im.epochs):
+            perm = torch.randperm(rows, generator=self.generator, device=self.generator.device)
+            for index in perm.to(self.device).chunk(im.minibatches):
+                dist = self.policy.action_distribution(batch.inputs[:, index])
+                loss, stats = imitation_loss(dist.logits, targets[:, index],
+                                             batch.steps.masks[:, index])
+                self.imitation_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(actor, im.max_grad_norm)
+                self.imitation_optimizer.step()
+                for key, value in stats.items():
+                    totals[key] = totals.get(key, 0.0) + float(value)
+                count += 1
+        return {"beta": im.mixture(self.iterations),
+                **{key: value / count for key, value in totals.items()}}
 
     def agent(self, step_sizes: list[float] | None = None) -> RL2Agent:
         """The recurrent agent as evaluated (``test_actions``); ``step_sizes`` is ignored
@@ -314,6 +415,7 @@ class RL2:
         return {"policy": self.policy.state_dict(),
                 "optimizer": optimizer_state(self.optimizer),
                 "critic_optimizer": optimizer_state(self.critic_optimizer),
+                "imitation_optimizer": optimizer_state(self.imitation_optimizer),
                 "env_steps": self.env_steps, "iterations": self.iterations}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -321,6 +423,7 @@ class RL2:
         load_optimizer_state(self.optimizer, state["optimizer"])
         # checkpoints from before the critic warm-up existed hold neither entry
         load_optimizer_state(self.critic_optimizer, state.get("critic_optimizer", {}))
+        load_optimizer_state(self.imitation_optimizer, state.get("imitation_optimizer", {}))
         self.env_steps = int(state["env_steps"])
         self.iterations = int(state.get("iterations", 0))
 

@@ -11,12 +11,15 @@ from pydantic import BaseModel
 from adaptrl.algorithms.aggregation import AggregationConfig
 from adaptrl.algorithms.maml import InnerLoopConfig, MAMLConfig
 from adaptrl.algorithms.registry import algorithm_spec
+from adaptrl.evaluation.classic.tables import MDP_METHODS
+from adaptrl.evaluation.classic.tabular import MDPTeacher
 from adaptrl.experiment.checkpoints import load_checkpoint
 from adaptrl.experiment.config import ConfigError, ExperimentConfig
 from adaptrl.experiment.run_dir import RunDir
 from adaptrl.experiment.seeding import seeded_init
 from adaptrl.tasks import make
 from adaptrl.tasks.base import TaskFamily
+from adaptrl.tasks.tabular_mdp import TabularMDP
 from adaptrl.tasks.wrappers import RescaledActions
 
 
@@ -36,10 +39,31 @@ def build_family(config: ExperimentConfig) -> TaskFamily:
 
 def build_learner(family: TaskFamily, algo_cfg: BaseModel, generator: torch.Generator,
                   device: torch.device, init_seed: int) -> Any:
-    """Instantiate the registered meta-learner; its weights depend only on ``init_seed``."""
+    """Instantiate the registered meta-learner; its weights depend only on ``init_seed``.
+    A learner configured to imitate (RL²'s ``imitation``) gets its teacher attached."""
     spec = algorithm_spec(algo_cfg.name)  # type: ignore[attr-defined]
     with seeded_init(init_seed):
-        return spec.build(family, algo_cfg, generator, device)
+        learner = spec.build(family, algo_cfg, generator, device)
+    imitation = getattr(algo_cfg, "imitation", None)
+    if imitation is not None:
+        learner.teacher = build_teacher(family, imitation.teacher, imitation.params)
+    return learner
+
+
+def build_teacher(family: TaskFamily, name: str, params: dict[str, Any]) -> MDPTeacher:
+    """A classic algorithm of ``family`` (its comparison table's, by name) as a teacher for
+    imitation (:mod:`adaptrl.rollouts.imitation`). Teachers exist for ``tabular-mdp``."""
+    if not isinstance(family, TabularMDP):
+        raise ConfigError("algorithm.imitation: teachers exist for the tabular-mdp family "
+                          f"(its classic algorithms), got family {getattr(family, 'name', family)!r}")
+    if name not in MDP_METHODS:
+        raise ConfigError(f"algorithm.imitation.teacher: must be one of {sorted(MDP_METHODS)}, "
+                          f"got {name!r}")
+    try:
+        agent = MDP_METHODS[name].make(**params)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"algorithm.imitation.params: {name}: {err}") from err
+    return MDPTeacher(agent, family.num_states, family.num_actions, family.horizon)
 
 
 def apply_init_from(learner: Any, algo_cfg: BaseModel) -> None:

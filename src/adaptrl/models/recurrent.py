@@ -125,6 +125,11 @@ class RecurrentPolicy(nn.Module):
         """
         return [p for name, p in self.named_parameters() if name.startswith(self.CRITIC_PREFIXES)]
 
+    def actor_parameters(self) -> list[nn.Parameter]:
+        """Everything but the critic: the policy GRU and the action head."""
+        return [p for name, p in self.named_parameters()
+                if not name.startswith(self.CRITIC_PREFIXES)]
+
     def load_actor_state(self, state: dict[str, torch.Tensor]) -> None:
         """Load the actor (GRU and action head) from ``state`` and keep this critic.
 
@@ -237,6 +242,12 @@ class RecurrentPolicy(nn.Module):
             value_features = features
         values = self.value(value_features, sub_params(params, "value.")).squeeze(-1)
         return self._distribution(features, params), values
+
+    def action_distribution(self, x: torch.Tensor, params: Params | None = None) -> Distribution:
+        """The action distributions ``[T, *batch]`` of whole trials, the actor alone (what
+        imitation trains; :meth:`sequence` also runs the critic)."""
+        features, _ = self._run_gru("gru", x, None, params)
+        return self._distribution(features, params)
 
     def _critic_input(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         """``x`` with the privileged context appended at every step (``x`` alone without)."""

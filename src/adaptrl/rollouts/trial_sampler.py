@@ -98,8 +98,7 @@ class Trials:
 
     def flatten(self) -> Trials:
         """Every trial as its own row: shapes ``[T, tasks * trials, 1, ...]``."""
-        def rows(x: torch.Tensor) -> torch.Tensor:
-            return x.reshape(x.shape[0], -1, 1, *x.shape[3:])
+        rows = flatten_trials
         steps = replace(self.steps, **{f.name: rows(getattr(self.steps, f.name))
                                        for f in fields(self.steps)})
         return Trials(steps, rows(self.inputs), self.episodes)
@@ -115,9 +114,14 @@ class Trials:
         a whole trial needs). The episode layout of :meth:`episode_returns` is lost, so
         compute per-episode statistics before. Without padding this is the identity.
         """
+        return self.compact_with()[0]
+
+    def compact_with(self, *extra: torch.Tensor) -> tuple[Trials, tuple[torch.Tensor, ...]]:
+        """:meth:`compact`, applying the same reorder of time to ``extra`` per-step tensors
+        (``[T, tasks, trials, ...]`` like the steps, e.g. a teacher's labels)."""
         masks = self.steps.masks
         if bool((masks > 0).all()):
-            return self
+            return self, extra
         order = torch.argsort((masks <= 0).to(torch.int8), dim=0, stable=True)
 
         def take(x: torch.Tensor) -> torch.Tensor:
@@ -125,7 +129,13 @@ class Trials:
             return x.gather(0, index.expand_as(x))
         steps = replace(self.steps, **{f.name: take(getattr(self.steps, f.name))
                                        for f in fields(self.steps)})
-        return Trials(steps, take(self.inputs), self.episodes)
+        return Trials(steps, take(self.inputs), self.episodes), tuple(take(x) for x in extra)
+
+
+def flatten_trials(x: torch.Tensor) -> torch.Tensor:
+    """A per-step ``[T, tasks, trials, ...]`` tensor laid out as :meth:`Trials.flatten`
+    lays out the steps: ``[T, tasks * trials, 1, ...]``."""
+    return x.reshape(x.shape[0], -1, 1, *x.shape[3:])
 
 
 def _keep(alive: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,7 @@ import torch
 
 from adaptrl.evaluation.classic._common import (
     check_nonnegative, check_probability, random_argmax, sample_categorical, sample_dirichlet)
+from adaptrl.tasks.base import StepResult
 from adaptrl.tasks.common import check_int, check_positive
 
 Backup = Callable[[torch.Tensor], torch.Tensor]
@@ -84,12 +85,14 @@ class MDPCounts:
                    torch.zeros(num, states, actions, device=device), horizon)
 
     def update(self, state: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
-               next_state: torch.Tensor) -> None:
-        """Record one step ``(s, a, r, s')`` in every instance (``[N]`` tensors)."""
+               next_state: torch.Tensor, live: torch.Tensor | None = None) -> None:
+        """Record one step ``(s, a, r, s')`` in every instance (``[N]`` tensors); with
+        ``live`` (``[N]`` bool) only in the instances where it is set."""
         rows = torch.arange(state.shape[0], device=state.device)
-        self.visits[rows, state, action] += 1
-        self.transitions[rows, state, action, next_state] += 1
-        self.reward_sum[rows, state, action] += reward
+        weight = (torch.ones_like(reward) if live is None else live.to(reward.dtype))
+        self.visits[rows, state, action] += weight
+        self.transitions[rows, state, action, next_state] += weight
+        self.reward_sum[rows, state, action] += reward * weight
         self.steps += 1
 
     def posterior_transitions(self, prior: MDPPrior) -> torch.Tensor:
@@ -171,6 +174,24 @@ def policy_value(transitions: torch.Tensor, reward_mean: torch.Tensor,
 
 # ----------------------------------------------------------------------------- agents
 
+def tie_uniform(q: torch.Tensor) -> torch.Tensor:
+    """Action probabilities ``[..., A]`` uniform over the maximisers of ``q`` (exact ties:
+    untried pairs share a value): the distribution of :func:`greedy_policy`'s action."""
+    best = (q == q.amax(dim=-1, keepdim=True)).to(q.dtype)
+    return best / best.sum(dim=-1, keepdim=True)
+
+
+class PlansGreedily:
+    """An agent that acts greedily on ``action_values(counts, generator) -> Q [N, H, S, A]``
+    (ties at random); a teacher reads the values themselves (:class:`MDPTeacher`)."""
+
+    def action_values(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
+        return greedy_policy(self.action_values(counts, generator), generator)
+
+
 def _counts_shape(counts: MDPCounts) -> tuple[int, int, int]:
     num, states, actions = counts.visits.shape
     return num, states, actions
@@ -187,7 +208,7 @@ class RandomMDP:
 
 
 @dataclass(frozen=True)
-class GreedyMDP:
+class GreedyMDP(PlansGreedily):
     """Optimal policy of the posterior-mean MDP, re-planned every episode; never explores.
 
     An untried ``(s, a)`` is valued at the prior mean reward (1) with uniform transitions;
@@ -197,13 +218,13 @@ class GreedyMDP:
 
     prior: MDPPrior = field(default_factory=MDPPrior)
 
-    def __call__(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
+    def action_values(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
         transitions, rewards = counts.posterior_mean_mdp(self.prior)
-        return greedy_policy(value_iteration(transitions, rewards, counts.horizon), generator)
+        return value_iteration(transitions, rewards, counts.horizon)
 
 
 @dataclass(frozen=True)
-class MyopicGreedyMDP:
+class MyopicGreedyMDP(PlansGreedily):
     """Greedy on the posterior-mean *reward* of the current state's actions; ignores the
     transitions (a bandit per state). Not in the paper's table: it measures how much of
     greedy's score needs planning at all. On the RL² MDPs almost none does (on the MDP
@@ -215,10 +236,9 @@ class MyopicGreedyMDP:
 
     prior: MDPPrior = field(default_factory=MDPPrior)
 
-    def __call__(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
+    def action_values(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
         rewards = counts.posterior_rewards(self.prior)[0]  # [N, S, A]
-        q = rewards.unsqueeze(1).expand(-1, counts.horizon, -1, -1)
-        return greedy_policy(q, generator)
+        return rewards.unsqueeze(1).expand(-1, counts.horizon, -1, -1)
 
 
 @dataclass(frozen=True)
@@ -248,7 +268,7 @@ def _sample_mdps(counts: MDPCounts, prior: MDPPrior, samples: int,
 
 
 @dataclass(frozen=True)
-class PSRL:
+class PSRL(PlansGreedily):
     """Posterior sampling for RL (Osband, Russo & Van Roy 2013, Alg. 1).
 
     Each episode: draw one MDP from the posterior (Dirichlet transitions, Normal mean
@@ -257,14 +277,13 @@ class PSRL:
 
     prior: MDPPrior = field(default_factory=MDPPrior)
 
-    def __call__(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
+    def action_values(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
         transitions, rewards = _sample_mdps(counts, self.prior, 1, generator)
-        q = value_iteration(transitions[:, 0], rewards[:, 0], counts.horizon)
-        return greedy_policy(q, generator)
+        return value_iteration(transitions[:, 0], rewards[:, 0], counts.horizon)
 
 
 @dataclass(frozen=True)
-class OptimisticPSRL:
+class OptimisticPSRL(PlansGreedily):
     """Optimistic PSRL: plan on ``samples`` posterior MDPs, act on the max of their Q values.
 
     ``Q_h(s, a) = max_k Q^k_h(s, a)`` where ``Q^k`` is the optimal finite-horizon Q function
@@ -279,14 +298,14 @@ class OptimisticPSRL:
     def __post_init__(self) -> None:
         check_int("samples", self.samples, 1)
 
-    def __call__(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
+    def action_values(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
         transitions, rewards = _sample_mdps(counts, self.prior, self.samples, generator)
         q = value_iteration(transitions, rewards, counts.horizon)  # [N, K, H, S, A]
-        return greedy_policy(q.amax(dim=1), generator)
+        return q.amax(dim=1)
 
 
 @dataclass(frozen=True)
-class BEB:
+class BEB(PlansGreedily):
     """Bayesian exploration bonus (Kolter & Ng 2009, Alg. 1).
 
     Plans on the posterior-mean MDP with rewards ``r(s, a) + beta / (1 + n(s, a))``.
@@ -298,11 +317,10 @@ class BEB:
     def __post_init__(self) -> None:
         check_nonnegative("beta", self.beta)
 
-    def __call__(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
+    def action_values(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
         transitions, rewards = counts.posterior_mean_mdp(self.prior)
         bonus = self.beta / (1.0 + counts.visits)
-        return greedy_policy(value_iteration(transitions, rewards + bonus, counts.horizon),
-                             generator)
+        return value_iteration(transitions, rewards + bonus, counts.horizon)
 
 
 def optimistic_expectation(p_hat: torch.Tensor, radius: torch.Tensor,
@@ -326,7 +344,7 @@ def optimistic_expectation(p_hat: torch.Tensor, radius: torch.Tensor,
 
 
 @dataclass(frozen=True)
-class UCRL2:
+class UCRL2(PlansGreedily):
     """UCRL2 (Jaksch, Ortner & Auer 2010, Fig. 1), adapted to fixed-horizon episodes.
 
     Each episode it plans by *extended value iteration*: optimistic rewards
@@ -347,7 +365,7 @@ class UCRL2:
         if not 0 < self.delta < 1:
             raise ValueError(f"delta must lie in (0, 1), got {self.delta!r}")
 
-    def __call__(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
+    def action_values(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
         num, states, actions = _counts_shape(counts)
         n = counts.visits.clamp(min=1.0)
         t = max(counts.steps, 1)
@@ -357,9 +375,8 @@ class UCRL2:
         seen = counts.visits[..., None] > 0
         p_hat = torch.where(seen, counts.transitions / n[..., None], 1.0 / states)
         rewards = counts.reward_sum / n + reward_width
-        q = plan(lambda value: rewards + optimistic_expectation(p_hat, radius, value),
-                 (num, states), counts.horizon, rewards.device)
-        return greedy_policy(q, generator)
+        return plan(lambda value: rewards + optimistic_expectation(p_hat, radius, value),
+                    (num, states), counts.horizon, rewards.device)
 
 
 # ----------------------------------------------------------------------------- simulation
@@ -400,3 +417,62 @@ def run_mdp(agent: MDPAgent, transitions: torch.Tensor, reward_mean: torch.Tenso
             returns[:, episode] += reward
             state = next_state
     return returns
+
+
+# ----------------------------------------------------------------------------- teaching
+
+@dataclass
+class MDPTeacher:
+    """Any :class:`MDPAgent` as a teacher for imitation (:mod:`adaptrl.rollouts.imitation`).
+
+    It follows a ``tabular-mdp`` trial through its one-hot observations, keeps the trial's
+    :class:`MDPCounts` per ``[task, trial]`` slot, re-plans at every episode start exactly
+    as in :func:`run_mdp`, and gives its action probabilities in the slot's current state
+    and step of the episode: for a greedy planner (:class:`PlansGreedily`) uniform over
+    its tied best actions, so a label never names one tie at random. Whatever acted (the learner, or the teacher), the counts are
+    those of the trial actually played: DAgger's labels.
+    """
+
+    agent: MDPAgent
+    num_states: int
+    num_actions: int
+    horizon: int
+    counts: MDPCounts | None = None
+    policy: torch.Tensor | None = None  # [N, H, S, A] for the current episode
+    shape: tuple[int, int] = (0, 0)
+
+    def begin_trial(self, num_tasks: int, trials: int, device: torch.device) -> None:
+        self.shape = (num_tasks, trials)
+        self.counts = MDPCounts.empty(num_tasks * trials, self.num_states, self.num_actions,
+                                      self.horizon, device)
+        self.policy = None
+
+    def begin_episode(self, obs: torch.Tensor, generator: torch.Generator | None) -> None:
+        if self.counts is None:
+            raise RuntimeError("MDPTeacher.begin_episode before begin_trial")
+        if generator is None:
+            raise ValueError("MDPTeacher needs the trial's generator (ties, posterior samples)")
+        values = getattr(self.agent, "action_values", None)
+        self.policy = (tie_uniform(values(self.counts, generator)) if values is not None
+                       else self.agent(self.counts, generator))
+
+    def _states(self, obs: torch.Tensor) -> torch.Tensor:
+        if obs.shape[-1] != self.num_states:
+            raise ValueError(f"MDPTeacher expects one-hot observations of {self.num_states} "
+                             f"states, got shape {tuple(obs.shape)}")
+        return obs.reshape(-1, self.num_states).argmax(-1)
+
+    def action_probs(self, obs: torch.Tensor, step: int) -> torch.Tensor:
+        if self.policy is None:
+            raise RuntimeError("MDPTeacher.action_probs before begin_episode")
+        rows = torch.arange(self.policy.shape[0], device=self.policy.device)
+        probs = self.policy[rows, min(step, self.horizon - 1), self._states(obs)]
+        return probs.reshape(*self.shape, self.num_actions)
+
+    def observe(self, obs: torch.Tensor, action: torch.Tensor, result: StepResult,
+                live: torch.Tensor) -> None:
+        if self.counts is None:
+            raise RuntimeError("MDPTeacher.observe before begin_trial")
+        self.counts.update(self._states(obs), action.reshape(-1).long(),
+                           result.reward.reshape(-1), self._states(result.observation),
+                           live.reshape(-1))
