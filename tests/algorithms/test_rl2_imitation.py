@@ -149,6 +149,27 @@ def test_labels_are_the_teachers_plan_from_the_earlier_episodes() -> None:
             reward_sum[rows, states[t], actions[t]] += rewards[t]
 
 
+def test_a_per_step_teacher_replans_from_every_step_so_far() -> None:
+    """Known answer: myopic per-step BEB's label is an action of highest posterior-mean
+    reward plus bonus ``beta / (1 + n)`` in the current state, from *every* earlier step of
+    the trial, the current episode's included."""
+    family = TabularMDP(num_states=3, num_actions=3, horizon=4, trial_length=3)
+    tasks = family.sample(20, "train", torch.Generator().manual_seed(4))
+    agent = BEB(0.7, every_step=True, myopic=True)
+    trials, labels = _labelled_trial(MDPTeacher(agent, 3, 3, 4), family, tasks, trials=1,
+                                     beta=0.5, seed=8)
+    states = trials.steps.observations.argmax(-1)[:, :, 0]
+    actions, rewards = trials.steps.actions[:, :, 0], trials.steps.rewards[:, :, 0]
+    visits, reward_sum = torch.zeros(20, 3, 3), torch.zeros(20, 3, 3)
+    rows = torch.arange(20)
+    for t in range(12):
+        value = ((1.0 + reward_sum) / (1.0 + visits) + 0.7 / (1.0 + visits))[rows, states[t]]
+        top = value >= value.max(-1, keepdim=True).values - 1e-5
+        assert bool(((labels[t, :, 0] > 0) <= top).all())
+        visits[rows, states[t], actions[t]] += 1
+        reward_sum[rows, states[t], actions[t]] += rewards[t]
+
+
 def test_labels_follow_the_step_of_the_episode_and_the_state() -> None:
     """A teacher whose plan names action ``(h + s) mod A`` at step ``h`` in state ``s``: every
     label is that action, in every episode of the trial."""

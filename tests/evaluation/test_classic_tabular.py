@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 
@@ -168,3 +170,36 @@ def test_mdp_table_structure_and_determinism() -> None:
     assert mdp_table(**kwargs)["settings"][0]["methods"]["beb"]["mean"] == (
         setting["methods"]["beb"]["mean"])
     assert "n=3" in format_table(table)
+
+
+def test_run_mdp_asks_an_every_step_agent_before_every_step() -> None:
+    calls: list[int] = []
+
+    @dataclass(frozen=True)
+    class Counting:
+        every_step: bool
+
+        def __call__(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
+            calls.append(int(counts.visits.sum()))
+            return RandomMDP()(counts, generator)
+
+    tasks = TabularMDP(num_states=3, num_actions=2, horizon=4).sample(
+        5, "test", torch.Generator().manual_seed(0))
+    for every_step, expected in ((False, [0, 20, 40]), (True, list(range(0, 60, 5)))):
+        calls.clear()
+        run_mdp(Counting(every_step), tasks.params["transitions"], tasks.params["reward_mean"],
+                3, torch.Generator().manual_seed(1), horizon=4)
+        assert calls == expected  # total visits over the 5 MDPs when asked
+
+
+def test_myopic_beb_values_are_the_posterior_mean_reward_plus_bonus() -> None:
+    counts = MDPCounts.empty(1, 2, 2, horizon=3)
+    counts.update(torch.tensor([0]), torch.tensor([1]), torch.tensor([3.0]), torch.tensor([1]))
+    q = BEB(beta=0.5, myopic=True).action_values(counts, torch.Generator())
+    # prior N(1, 1), unit noise: (1 + 3) / 2 = 2 for the tried pair, 1 elsewhere
+    expected = torch.tensor([[1.0 + 0.5, 2.0 + 0.25], [1.5, 1.5]])
+    assert q.shape == (1, 3, 2, 2)
+    assert torch.allclose(q[0], expected.expand(3, 2, 2))
+    planned = BEB(beta=0.5).action_values(counts, torch.Generator())
+    assert torch.allclose(planned[0, -1], expected)  # the last step plans nothing ahead
+    assert bool((planned[0, 0] > expected).all())    # earlier steps add the future

@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import time
 import zlib
+from functools import partial
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,11 @@ MDP_METHODS: dict[str, Method] = {
     "greedy": Method(GreedyMDP),
     # Not in the paper's table: greedy without planning, how much of greedy needs a model.
     "myopic_greedy": Method(MyopicGreedyMDP),
+    # Not in the paper's table: BEB re-planned before every step (the paper's episodic
+    # agents re-plan per episode), with and without planning.
+    "beb_per_step": Method(partial(BEB, every_step=True), tuple(grid(beta=[0.3, 0.5, 1.0, 2.0]))),
+    "myopic_beb_per_step": Method(partial(BEB, every_step=True, myopic=True),
+                                  tuple(grid(beta=[0.3, 0.5, 1.0, 2.0]))),
 }
 PAPER_MDP_METHODS: tuple[str, ...] = (
     "random", "psrl", "optimistic_psrl", "ucrl2", "beb", "epsilon_greedy", "greedy")
