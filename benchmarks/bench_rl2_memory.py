@@ -10,11 +10,14 @@ learning to imitate an expert that only needs a memory of each (state, action)'s
   posterior-mean reward ``(mu0 + sum of its rewards in s) / (1 + its tries in s)``
   (prior ``N(1, 1)``, unit noise; :meth:`MDPCounts.posterior_rewards`), updated after
   every step, no planning. It scores ~159 on these MDPs, above BEB.
-* **imitation** — DAgger (Ross et al. 2011): trials are played by a mixture that takes
-  the expert's action with probability ``beta`` (1 -> 0 over ``--anneal`` iterations) and
-  the GRU's otherwise; every step is labelled with the expert's action *set* (its ties:
-  untried actions share the prior mean), and the GRU maximises the probability it puts
-  on that set (``-log sum_{a in set} pi(a)``), backpropagating through whole trials.
+* **imitation** — DAgger (Ross et al. 2011) with the library's pieces
+  (:mod:`adaptrl.rollouts.imitation`; :class:`MDPTeacher` over a per-step myopic BEB with no bonus):
+  trials are played by a mixture that takes the expert's action with probability
+  ``beta`` (1 -> 0 over ``--anneal`` iterations) and the GRU's otherwise; every step is
+  labelled with the expert's action *set* (its ties: untried actions share the prior
+  mean), and the GRU maximises the probability it puts on that set
+  (``-log sum_{a in set} pi(a)``), backpropagating through whole trials. (RL²'s own
+  ``algorithm.imitation`` stage instead fits the expert's tie-uniform probabilities.)
 
 Printed: the expert's score, the set accuracy (the GRU's most likely action is one the
 expert would take) and the trial return of the mixture while training, then the GRU's
@@ -39,87 +42,35 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
-from torch.distributions import Distribution
 
 from adaptrl.algorithms.rl2 import RL2Agent
-from adaptrl.evaluation.classic.tabular import MDPCounts, MDPPrior
+from adaptrl.evaluation.classic.tabular import BEB, MDPTeacher
 from adaptrl.evaluation.statistics import mean_ci95
 from adaptrl.experiment.checkpoints import save_checkpoint
 from adaptrl.experiment.run_dir import RunDir
 from adaptrl.models.recurrent import RecurrentPolicy
+from adaptrl.rollouts.imitation import LabellingPolicy, TeacherEnv
 from adaptrl.rollouts.trial_sampler import sample_trials
 from adaptrl.tasks import make
-from adaptrl.tasks.base import StepResult, Tasks
-from adaptrl.tasks.tabular_mdp import TabularMDP, TabularMDPEnv
-
-
-class CountingEnv:
-    """A ``tabular-mdp`` env that also keeps the trial's :class:`MDPCounts` (one trial per
-    MDP): what the expert knows. Delegates everything else to the wrapped env."""
-
-    def __init__(self, env: TabularMDPEnv) -> None:
-        self.env = env
-        self.num_tasks, self.episodes_per_task = env.num_tasks, env.episodes_per_task
-        self.horizon, self.device = env.horizon, env.device
-        self.counts = MDPCounts.empty(env.num_tasks, env.num_states, env.num_actions,
-                                      env.horizon, env.device)
-        self.state = torch.zeros(env.num_tasks, dtype=torch.long, device=env.device)
-
-    def reset(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        obs = self.env.reset(generator)
-        self.state = obs[:, 0].argmax(-1)
-        return obs
-
-    def step(self, action: torch.Tensor) -> StepResult:
-        result = self.env.step(action)
-        next_state = result.observation[:, 0].argmax(-1)
-        self.counts.update(self.state, action[:, 0], result.reward[:, 0], next_state)
-        self.state = next_state
-        return result
-
-    def expert_actions(self) -> torch.Tensor:
-        """``[N, A]`` bool: the actions of highest posterior-mean reward in the current state."""
-        value = self.counts.posterior_rewards(MDPPrior())[0][
-            torch.arange(self.num_tasks, device=self.device), self.state]
-        return value >= value.max(-1, keepdim=True).values - 1e-9
-
-
-@dataclass
-class ExpertMixture:
-    """The GRU policy for :func:`sample_trials`, except that each action is the expert's
-    (a uniform pick of its action set) with probability ``beta``; records the expert's set
-    at every step as the label."""
-
-    policy: RecurrentPolicy
-    env: CountingEnv
-    beta: float
-    labels: list[torch.Tensor] = field(default_factory=list)
-
-    def __getattr__(self, name: str) -> Any:  # input_dim, encode, initial_*, step, mode
-        return getattr(self.policy, name)
-
-    def sample(self, dist: Distribution, generator: torch.Generator) -> torch.Tensor:
-        best = self.env.expert_actions()
-        self.labels.append(best)
-        expert = (best.float() + torch.rand(best.shape, generator=generator)).argmax(-1)
-        own = self.policy.sample(dist, generator)[:, 0]
-        use = torch.rand(expert.shape, generator=generator) < self.beta
-        return torch.where(use, expert, own).unsqueeze(-1)
+from adaptrl.tasks.base import Tasks
+from adaptrl.tasks.tabular_mdp import TabularMDP
 
 
 def play(family: TabularMDP, policy: RecurrentPolicy, tasks: Tasks, beta: float,
          generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One trial per MDP (:func:`sample_trials`), acting as the expert with probability
-    ``beta`` at every step. Returns the GRU inputs ``[T, N, input_dim]``, the expert's
-    action sets ``[T, N, A]`` (bool) and the trial returns ``[N]``."""
-    env = CountingEnv(family.make_env(tasks, 1))
-    mixture = ExpertMixture(policy, env, beta)
-    trials = sample_trials(env, mixture, None, family.trial_length, generator)
-    return trials.inputs[:, :, 0], torch.stack(mixture.labels), trials.trial_returns()[:, 0]
+    """One trial per MDP (:func:`sample_trials` through a :class:`TeacherEnv` that the
+    expert follows), acting as the expert with probability ``beta`` at every step. Returns
+    the GRU inputs ``[T, N, input_dim]``, the expert's action sets ``[T, N, A]`` (bool: its
+    tied best actions) and the trial returns ``[N]``."""
+    per_step_greedy = BEB(beta=0.0, every_step=True, myopic=True)  # no bonus: greedy
+    expert = MDPTeacher(per_step_greedy, family.num_states, family.num_actions, family.horizon)
+    env = TeacherEnv(family.make_env(tasks, 1), expert)
+    labeller = LabellingPolicy(policy, env, beta)
+    trials = sample_trials(env, labeller, None, family.trial_length, generator)
+    labels = labeller.stacked_labels(trials.steps.masks.shape[0])[:, :, 0] > 0
+    return trials.inputs[:, :, 0], labels, trials.trial_returns()[:, 0]
 
 
 def main() -> None:
