@@ -167,8 +167,9 @@ class RL2:
     def meta_update(self, tasks: Tasks) -> dict[str, float]:
         """Sample trials on ``tasks`` and take the PPO epochs (or, in the first
         ``imitation.iterations``, the imitation epochs); returns metrics: the mean total
-        reward of a trial (``return_trial``), of its first and last episodes, the env steps
-        of this iteration and the update's diagnostics (``ppo/...`` or ``imitation/...``)."""
+        reward of a trial (``return_trial``; while imitating, of the trials as played by
+        DAgger's mixture), of its first and last episodes, the env steps of this iteration
+        and the update's diagnostics (``ppo/...`` or ``imitation/...``)."""
         cfg = self.config
         imitating = cfg.imitation is not None and self.iterations < cfg.imitation.iterations
         trials, labels = self._play(tasks, imitating)
