@@ -2,7 +2,8 @@
 
 :func:`imitation_update` runs ``epochs`` passes over a batch of labelled sequences, each
 split into ``minibatches`` random subsets of rows (dimension 1 of the time-major tensors:
-whole trials for a recurrent policy), one Adam step per minibatch on the cross-entropy of
+whole trials for a recurrent policy; PPO's loop, :func:`~adaptrl.optim.minibatches.minibatch_epochs`),
+one Adam step per minibatch on the cross-entropy of
 :func:`adaptrl.rollouts.imitation.imitation_loss`, gradients clipped to a global norm. The
 caller supplies ``distribution(inputs) -> Categorical`` over the selected rows, so a
 recurrent policy re-runs whole trials (backpropagation through the trial), as in PPO.
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.distributions import Categorical
 
+from adaptrl.optim.minibatches import minibatch_epochs
 from adaptrl.rollouts.imitation import imitation_loss
 
 
@@ -41,18 +43,8 @@ def imitation_update(parameters: list[nn.Parameter], optimizer: torch.optim.Opti
     if config.minibatches > rows:
         raise ValueError(f"imitation.minibatches must be <= the rows (trials) per batch "
                          f"({rows}), got {config.minibatches}")
-    totals: dict[str, float] = {}
-    count = 0
-    for _ in range(config.epochs):
-        perm = torch.randperm(rows, generator=generator, device=generator.device)
-        for index in perm.to(inputs.device).chunk(config.minibatches):
-            loss, stats = imitation_loss(distribution(inputs[:, index]).logits,
-                                         targets[:, index], masks[:, index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            stats["grad_norm"] = nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
-            optimizer.step()
-            for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + float(value)
-            count += 1
-    return {key: value / count for key, value in totals.items()}
+    def step(index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return imitation_loss(distribution(inputs[:, index]).logits, targets[:, index],
+                              masks[:, index])
+    return minibatch_epochs(step, parameters, optimizer, rows, config.epochs,
+                            config.minibatches, config.max_grad_norm, generator, inputs.device)

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.distributions import Distribution
 
+from adaptrl.optim.minibatches import minibatch_epochs
 from adaptrl.rollouts.losses import clipped_loss, entropy
 from adaptrl.rollouts.returns import masked_mean, normalize
 from adaptrl.rollouts.trajectories import Trajectories
@@ -128,20 +129,9 @@ def ppo_update(parameters: list[nn.Parameter], optimizer: torch.optim.Optimizer,
                          f"({rows}), got {config.minibatches}")
     if config.normalize_advantages:
         adv = normalize(adv, batch.masks, dims=tuple(range(adv.dim())))
-    totals: dict[str, float] = {}
-    count = 0
-    for _ in range(config.epochs):
-        perm = torch.randperm(rows, generator=generator, device=generator.device)
-        for index in perm.to(adv.device).chunk(config.minibatches):
-            dist, values = evaluate(index)
-            loss, stats = ppo_loss(dist, values, batch.select_tasks(index), adv[:, index],
-                                   returns[:, index], config, value_only)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
-            optimizer.step()
-            stats["grad_norm"] = grad_norm.detach()
-            for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + float(value)
-            count += 1
-    return {key: value / count for key, value in totals.items()}
+    def step(index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        dist, values = evaluate(index)
+        return ppo_loss(dist, values, batch.select_tasks(index), adv[:, index],
+                        returns[:, index], config, value_only)
+    return minibatch_epochs(step, parameters, optimizer, rows, config.epochs,
+                            config.minibatches, config.max_grad_norm, generator, adv.device)
