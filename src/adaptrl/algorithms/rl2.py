@@ -179,7 +179,8 @@ class RL2:
                    "return_first_episode": float(per_episode[0]),
                    "return_last_episode": float(per_episode[-1]),
                    "env_steps_iteration": float(trials.num_steps)}
-        if labels is not None:
+        if imitating:
+            assert labels is not None
             info = self._imitation_update(trials, labels)
             self.iterations += 1
             return {**metrics, **{f"imitation/{k}": v for k, v in info.items()}}

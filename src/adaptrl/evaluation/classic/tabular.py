@@ -314,9 +314,10 @@ class BEB(PlansGreedily):
     :class:`MDPTeacher`; Kolter & Ng act on the current posterior at every step, the
     paper's episodic TabulaRL agents re-plan per episode), and ``myopic`` drops the
     planning: ``Q(s, a) = r(s, a) + bonus`` (a bandit per state, as :class:`MyopicGreedyMDP`).
-    On the paper table's n = 25 MDPs (1000, evaluation seed 12345, beta 1) per-episode
-    planning scores 450.5, per-step 460.0 and per-step myopic 459.3
-    (``benchmarks/bench_classic.py`` prints them).
+    On the paper table's n = 25 MDPs (1000, evaluation seed 12345, beta tuned: 1 for all
+    three) per-episode planning scores 450.5, per-step 461.9 and per-step myopic 458.4
+    (the table's ``beb``, ``beb_per_step``, ``myopic_beb_per_step``;
+    ``benchmarks/bench_classic.py`` prints them).
     """
 
     beta: float = 1.0
@@ -451,9 +452,10 @@ class MDPTeacher:
     :class:`MDPCounts` per ``[task, trial]`` slot, re-plans at every episode start exactly
     as in :func:`run_mdp`, and gives its action probabilities in the slot's current state
     and step of the episode: for a greedy planner (:class:`PlansGreedily`) uniform over
-    its tied best actions, so a label never names one tie at random. An agent that re-plans
-    at every step (:func:`replans_every_step`) is asked again before every step. Whatever acted (the learner, or the teacher), the counts are
-    those of the trial actually played: DAgger's labels.
+    its tied best actions, so a label never names one tie at random. An agent that
+    re-plans at every step (:func:`replans_every_step`) is asked again before every step.
+    Whatever acted (the learner, or the teacher), the counts are those of the trial
+    actually played: DAgger's labels.
     """
 
     agent: MDPAgent
@@ -497,7 +499,7 @@ class MDPTeacher:
         if step > 0 and replans_every_step(self.agent):
             self._plan()
         rows = torch.arange(self.policy.shape[0], device=self.policy.device)
-        probs = self.policy[rows, min(step, self.horizon - 1), self._states(obs)]
+        probs = self.policy[rows, step, self._states(obs)]
         return probs.reshape(*self.shape, self.num_actions)
 
     def observe(self, obs: torch.Tensor, action: torch.Tensor, result: StepResult,
