@@ -17,6 +17,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
                       model_validator)
 
 from adaptrl.algorithms.registry import algorithm_spec, algorithms
+from adaptrl.errors import UserError
 from adaptrl.experiment.iterate_averaging import AveragingConfig
 from adaptrl.experiment.selection import SelectionConfig
 from adaptrl.rollouts.sampler import BatchUnit
@@ -27,7 +28,7 @@ CheckpointName = Literal["best", "latest", "average"]
 CHECKPOINT_NAMES: tuple[str, ...] = get_args(CheckpointName)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config that cannot be used; ``str(err)`` lists every problem, one per line."""
 
 
