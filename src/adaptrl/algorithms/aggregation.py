@@ -28,8 +28,10 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from adaptrl.algorithms.common import (AveragingConfig, AveragingLearner, TaskTrainingConfig,
-                                       averaging_step, return_metrics)
+from adaptrl.algorithms.common import (GRADIENT_FAMILY_BASELINES, AveragingConfig,
+                                       AveragingLearner, TaskTrainingConfig, averaging_step,
+                                       return_metrics)
+from adaptrl.agents.contract import AdaptationUnit
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.models.functional import Params, named_params
 from adaptrl.rollouts.sampler import rollout
@@ -109,4 +111,5 @@ class Aggregation(AveragingLearner):
 
 register_algorithm("aggregation", AggregationConfig, Aggregation,
                    "model aggregation: per-task VPG/PPO policies averaged with "
-                   "validation-return weights")
+                   "validation-return weights", unit=AdaptationUnit.GRADIENT_STEPS,
+                   baselines=GRADIENT_FAMILY_BASELINES)

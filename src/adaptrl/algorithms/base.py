@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
+from adaptrl.agents.contract import AdaptationUnit, Agent
 from adaptrl.adaptation.sgd import StepSize
 from adaptrl.models.functional import Params, detach_params
 from adaptrl.rollouts.trajectories import Trajectories, pack_live_steps
@@ -34,7 +37,7 @@ class GradientAgent:
     params: Params
     adapter: PolicyGradientAdapter
     step_sizes: list[StepSize] = field(default_factory=lambda: [0.1])
-    unit: str = "gradient_steps"
+    unit: AdaptationUnit = AdaptationUnit.GRADIENT_STEPS
 
     def initial_params(self) -> Params:
         return detach_params(self.params)
@@ -52,6 +55,21 @@ class GradientAgent:
         return detach_params(new)
 
 
+class AlgorithmConfig(BaseModel):
+    """The fields every algorithm's config has; the trainer reads only these.
+
+    Each algorithm's config subclasses it, narrowing ``name`` to its registered name.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    meta_batch_size: int = Field(20, ge=1, description="tasks per meta-iteration")
+    init_from: str | None = Field(
+        None, description="a run directory whose best policy initialises this run "
+                          "(e.g. an `aggregation` run), or one of its checkpoint files "
+                          "(checkpoints/latest.pt); applied when training starts")
+
+
 @runtime_checkable
 class MetaLearner(Protocol):
     """The interface the trainer and the evaluator drive every algorithm through."""
@@ -63,8 +81,13 @@ class MetaLearner(Protocol):
         """One outer-loop iteration on a batch of training tasks; returns metrics."""
         ...
 
-    def agent(self, step_sizes: list[float] | None = None) -> Any:
+    def agent(self, step_sizes: list[float] | None = None) -> Agent:
         """The adapting agent the evaluation protocol scores."""
+        ...
+
+    def load_initial_policy(self, state: dict[str, torch.Tensor]) -> None:
+        """``init_from``: start from another run's policy weights (all, or the part this
+        learner takes from them)."""
         ...
 
     def state_dict(self) -> dict[str, Any]: ...

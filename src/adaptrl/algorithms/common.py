@@ -37,7 +37,7 @@ from torch import nn
 from adaptrl.adaptation.clipped import ClippedPolicyGradientAdapter
 from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
 from adaptrl.adaptation.sgd import StepJacobian, StepSize, detach_step
-from adaptrl.algorithms.base import GradientAgent
+from adaptrl.algorithms.base import AlgorithmConfig, GradientAgent
 from adaptrl.models.functional import Params, detach_params, named_params
 from adaptrl.models.policies import PolicyConfig
 from adaptrl.optim.averaging import set_pseudo_gradient
@@ -64,11 +64,13 @@ class Adapter(Protocol):
                            ) -> tuple[Params, StepJacobian]: ...
 
 
-class GradientFamilyConfig(BaseModel):
+GRADIENT_FAMILY_BASELINES = ("pretrained", "pretrained_adam", "aggregation", "scratch")
+"""The baselines every gradient-based meta-learner admits (:mod:`adaptrl.algorithms.baselines`)."""
+
+
+class GradientFamilyConfig(AlgorithmConfig):
     """Fields every gradient-based meta-learner has (defaults: the MAML paper's navigation)."""
 
-    model_config = ConfigDict(extra="forbid")
-    meta_batch_size: int = Field(20, ge=1, description="tasks per meta-iteration")
     episodes_per_task: int = Field(20, ge=1, description="episodes per task per update")
     batch_unit: BatchUnit = Field(
         "episodes", description="episodes: exactly episodes_per_task episodes per batch; "
@@ -80,10 +82,6 @@ class GradientFamilyConfig(BaseModel):
     gae_lambda: float = Field(1.0, ge=0, le=1, description="GAE lambda")
     normalize_advantages: bool = True
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
-    init_from: str | None = Field(
-        None, description="a run directory whose best policy initialises this run "
-                          "(e.g. an `aggregation` run), or one of its checkpoint files "
-                          "(checkpoints/latest.pt); applied when training starts")
 
 
 class TaskTrainingConfig(BaseModel):
@@ -245,6 +243,10 @@ class PolicyLearner:
 
     def agent(self, step_sizes: list[float] | None = None) -> GradientAgent:
         return gradient_agent(self.policy, self.adapter, step_sizes, self.inner_lr)
+
+    def load_initial_policy(self, state: dict[str, torch.Tensor]) -> None:
+        """``init_from``: the whole policy."""
+        self.policy.load_state_dict(state)
 
     def state_dict(self) -> dict[str, Any]:
         state = {"policy": self.policy.state_dict(), "env_steps": self.env_steps}

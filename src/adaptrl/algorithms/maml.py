@@ -43,7 +43,9 @@ from adaptrl.adaptation.learned_step import (GradientTransformName, PerParameter
 from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
 from adaptrl.adaptation.sgd import StepJacobian, StepSize
 from adaptrl.algorithms.base import GradientAgent
-from adaptrl.algorithms.common import Episodes, GradientFamilyConfig, InnerLoop, PolicyLearner
+from adaptrl.algorithms.common import (GRADIENT_FAMILY_BASELINES, Episodes, GradientFamilyConfig,
+                                       InnerLoop, PolicyLearner)
+from adaptrl.agents.contract import AdaptationUnit
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.models.functional import Params, detach_params, named_params
 from adaptrl.optim.fisher import KLHessian, flat_product, pullback_metric
@@ -303,4 +305,5 @@ class MAML(PolicyLearner):
 
 register_algorithm("maml", MAMLConfig, MAML,
                    "MAML (Finn et al. 2017): VPG inner loop, TRPO or PPO outer loop, "
-                   "1st/2nd order")
+                   "1st/2nd order", unit=AdaptationUnit.GRADIENT_STEPS,
+                   baselines=GRADIENT_FAMILY_BASELINES)

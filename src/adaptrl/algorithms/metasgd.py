@@ -38,7 +38,9 @@ import torch
 from pydantic import Field
 
 from adaptrl.adaptation.learned_step import GradientTransformName
+from adaptrl.algorithms.common import GRADIENT_FAMILY_BASELINES
 from adaptrl.algorithms.maml import MAML, MAMLConfig
+from adaptrl.agents.contract import AdaptationUnit
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.tasks.base import TaskFamily
 
@@ -66,4 +68,5 @@ def build_metasgd(family: TaskFamily, config: MetaSGDConfig, generator: torch.Ge
 
 register_algorithm("metasgd", MetaSGDConfig, build_metasgd,
                    "Meta-SGD (Li et al. 2017): MAML with learned per-parameter inner step "
-                   "sizes, TRPO/PPO outer loop")
+                   "sizes, TRPO/PPO outer loop", unit=AdaptationUnit.GRADIENT_STEPS,
+                   baselines=GRADIENT_FAMILY_BASELINES)

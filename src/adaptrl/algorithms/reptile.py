@@ -25,8 +25,9 @@ from typing import Literal
 
 import torch
 
-from adaptrl.algorithms.common import (AveragingConfig, AveragingLearner, averaging_step,
-                                       return_metrics)
+from adaptrl.algorithms.common import (GRADIENT_FAMILY_BASELINES, AveragingConfig,
+                                       AveragingLearner, averaging_step, return_metrics)
+from adaptrl.agents.contract import AdaptationUnit
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.models.functional import named_params
 from adaptrl.tasks.base import Tasks
@@ -53,4 +54,5 @@ class Reptile(AveragingLearner):
 
 register_algorithm("reptile", ReptileConfig, Reptile,
                    "Reptile (Nichol et al. 2018): k per-task VPG/PPO steps, "
-                   "theta += eps (mean phi - theta) or Adam on it")
+                   "theta += eps (mean phi - theta) or Adam on it",
+                   unit=AdaptationUnit.GRADIENT_STEPS, baselines=GRADIENT_FAMILY_BASELINES)

@@ -56,6 +56,7 @@ from typing import Any
 
 import torch
 
+from adaptrl.agents.contract import AdaptationUnit
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.algorithms.rl2_config import (DEFAULT_EPISODES_PER_TRIAL, ImitationConfig,
                                            RecurrentPolicyConfig, RL2Config, task_feature_dim)
@@ -82,7 +83,7 @@ class RL2Agent:
 
     policy: RecurrentPolicy
     deterministic: bool = False
-    unit: str = "episodes"
+    unit: AdaptationUnit = AdaptationUnit.EPISODES
 
     def trials(self, family: TaskFamily, tasks: Tasks, num_episodes: int,
                trials_per_task: int, generator: torch.Generator,
@@ -279,4 +280,5 @@ class RL2:
 
 
 register_algorithm("rl2", RL2Config, RL2,
-                   "RL² (Duan et al. 2016): GRU policy adapting in memory over a trial, PPO")
+                   "RL² (Duan et al. 2016): GRU policy adapting in memory over a trial, PPO",
+                   unit=AdaptationUnit.EPISODES)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from adaptrl.algorithms.base import AlgorithmConfig
 from adaptrl.models.policies import LayerSizes
 from adaptrl.models.recurrent import RecurrentPolicy, ValueTrunk
 from adaptrl.optim.imitation import ImitationUpdate
@@ -89,10 +90,9 @@ class ImitationConfig(ImitationUpdate):
         return self.beta * (1.0 - iteration / self.iterations)
 
 
-class RL2Config(BaseModel):
+class RL2Config(AlgorithmConfig):
     """RL² with a recurrent PPO outer loop."""
 
-    model_config = ConfigDict(extra="forbid")
     name: Literal["rl2"] = "rl2"
     meta_batch_size: int = Field(
         64, ge=1, description="tasks sampled per meta-iteration (trials per iteration = "

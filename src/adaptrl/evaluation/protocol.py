@@ -10,20 +10,23 @@ episode of the trial.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from adaptrl.agents.contract import AdaptationUnit, Agent
 from adaptrl.algorithms.base import GradientAgent
 from adaptrl.models.functional import expand_params
 from adaptrl.rollouts.sampler import BatchSampler, BatchUnit
 from adaptrl.tasks.base import TaskFamily, Tasks
 
 
+@runtime_checkable
 class EpisodicAgent(Protocol):
     """An agent that adapts within its memory over the episodes of a trial (RL²)."""
 
-    unit: str
+    @property
+    def unit(self) -> AdaptationUnit: ...
 
     def episode_returns(self, family: TaskFamily, tasks: Tasks, num_episodes: int,
                         trials_per_task: int, generator: torch.Generator,
@@ -65,16 +68,20 @@ def episodic_curve(family: TaskFamily, agent: EpisodicAgent, tasks: Tasks, steps
     return agent.episode_returns(family, tasks, steps + 1, episodes, generator, device)
 
 
-def adaptation_curves(family: TaskFamily, agent: Any, tasks: Tasks, steps: int, episodes: int,
+def adaptation_curves(family: TaskFamily, agent: Agent, tasks: Tasks, steps: int, episodes: int,
                       seed: int, device: torch.device, batch_unit: BatchUnit = "episodes"
                       ) -> dict[str, torch.Tensor]:
     """``{"return": [steps+1, tasks]}`` plus ``"success"`` where the env reports success.
 
     ``batch_unit`` counts a gradient agent's batches (:class:`BatchSampler`)."""
     generator = torch.Generator().manual_seed(seed)
-    if getattr(agent, "unit", "gradient_steps") == "episodes":
+    if agent.unit == AdaptationUnit.EPISODES and isinstance(agent, EpisodicAgent):
         return {"return": episodic_curve(family, agent, tasks, steps, episodes, generator,
                                          device)}
+    if agent.unit != AdaptationUnit.GRADIENT_STEPS or not isinstance(agent, GradientAgent):
+        raise TypeError(f"{type(agent).__name__} declares adaptation unit {agent.unit!s}, "
+                        "which has no scorer in adaptrl.evaluation.protocol (or lacks that "
+                        "unit's methods)")
     successes: list[torch.Tensor] = []
     scores, _ = gradient_curve(family, agent, tasks, steps, episodes, generator, device,
                                successes, batch_unit)
@@ -84,7 +91,7 @@ def adaptation_curves(family: TaskFamily, agent: Any, tasks: Tasks, steps: int, 
     return out
 
 
-def adaptation_curve(family: TaskFamily, agent: Any, tasks: Tasks, steps: int, episodes: int,
+def adaptation_curve(family: TaskFamily, agent: Agent, tasks: Tasks, steps: int, episodes: int,
                      seed: int, device: torch.device, batch_unit: BatchUnit = "episodes"
                      ) -> torch.Tensor:
     """The adaptation curve of any agent on ``tasks``, sampling from a generator seeded ``seed``."""

@@ -37,15 +37,17 @@ from typing import Any
 
 import torch
 
+from adaptrl.agents.contract import AdaptationUnit
+from adaptrl.algorithms.base import AlgorithmConfig
+from adaptrl.algorithms.baselines import TRAINED_BASELINES
+from adaptrl.algorithms.registry import algorithm_spec
 from adaptrl.evaluation.statistics import paired_difference
 from adaptrl.experiment.config import ConfigError, ExperimentConfig
 from adaptrl.experiment.evaluate import evaluate_run, load_run
-from adaptrl.experiment.learners import TRAINED_BASELINES, build_family, build_learner
 from adaptrl.experiment.run_dir import RunDir, read_metrics
-from adaptrl.experiment.seeding import make_generator
 
-GRADIENT_STEPS, EPISODES = "gradient_steps", "episodes"
-UNIT_WORDS = {GRADIENT_STEPS: "step", EPISODES: "episode"}
+GRADIENT_STEPS, EPISODES = AdaptationUnit.GRADIENT_STEPS, AdaptationUnit.EPISODES
+UNIT_WORDS = {unit: unit.word for unit in AdaptationUnit}
 """How a unit reads in a table header (``1 step``, ``2 episodes``)."""
 
 
@@ -132,12 +134,9 @@ def _label(run: RunDir, algorithm: str, taken: set[str]) -> str:
     return label if label not in taken else f"{label} ({run.path})"
 
 
-def adaptation_unit(config: ExperimentConfig, algo_cfg: Any) -> str:
-    """The unit a run's agent adapts in (``gradient_steps`` or ``episodes``), asked of a
-    freshly built learner's agent (no checkpoint needed), before anything is evaluated."""
-    learner = build_learner(build_family(config), algo_cfg, make_generator(config.seed),
-                            torch.device(config.device), init_seed=config.seed)
-    return str(getattr(learner.agent(config.evaluation.step_sizes), "unit", GRADIENT_STEPS))
+def adaptation_unit(algo_cfg: AlgorithmConfig) -> AdaptationUnit:
+    """The unit a run's agent adapts in, as its algorithm's spec declares it."""
+    return algorithm_spec(algo_cfg.name).unit
 
 
 def _check_comparable(loaded: list[tuple[RunDir, ExperimentConfig, Any]],
@@ -185,7 +184,7 @@ def compare_runs(run_paths: list[Path], num_tasks: int | None = None, seed: int 
     if not run_paths:
         raise ConfigError("compare: give at least one run directory")
     loaded = [load_run(Path(p)) for p in run_paths]
-    units = [adaptation_unit(cfg, algo) for _, cfg, algo in loaded]
+    units = [adaptation_unit(algo) for _, _, algo in loaded]
     episodes = _check_comparable(loaded, units)
     _, first_cfg, _ = loaded[0]
     n = num_tasks or first_cfg.evaluation.num_tasks

@@ -8,15 +8,17 @@ from typing import Any
 
 import torch
 
-from adaptrl.algorithms.base import GradientAgent
+from adaptrl.agents.contract import AdaptationUnit, Agent
+from adaptrl.algorithms.base import AlgorithmConfig
 from adaptrl.evaluation.protocol import adaptation_curves, oracle_curve
 from adaptrl.evaluation.statistics import curve_summary, paired_difference
 from adaptrl.experiment.checkpoints import load_checkpoint
 from adaptrl.experiment.classic_table import classic_table
 from adaptrl.experiment.config import ConfigError, ExperimentConfig, read_yaml, validate_config
 from adaptrl.experiment.iterate_averaging import averaged_policy_state, describe
-from adaptrl.experiment.learners import (TRAINED_BASELINES, build_family, build_learner,
-                                         pretrained_config)
+from adaptrl.algorithms.baselines import BASELINES, baseline_config
+from adaptrl.algorithms.registry import algorithm_spec
+from adaptrl.experiment.learners import build_family, build_learner
 from adaptrl.experiment.run_dir import RunDir
 from adaptrl.experiment.seeding import make_generator
 from adaptrl.tasks.base import TaskFamily, Tasks
@@ -55,25 +57,29 @@ def load_learner(run: RunDir, config: ExperimentConfig, algo_cfg: Any,
     return learner
 
 
-def baseline_agents(run: RunDir, config: ExperimentConfig, algo_cfg: Any,
-                    step_sizes: list[float], seed: int) -> dict[str, GradientAgent]:
-    """The trained baselines (*pretrained*: multi-task TRPO, *aggregation*: averaged per-task
-    policies) and *scratch* (random init), all adapting with the same inner loop."""
-    agents: dict[str, GradientAgent] = {}
-    base_cfg = pretrained_config(algo_cfg)
+def baseline_agents(run: RunDir, config: ExperimentConfig, algo_cfg: AlgorithmConfig,
+                    step_sizes: list[float], seed: int) -> dict[str, Agent]:
+    """The baselines the config asks for and the algorithm admits
+    (:mod:`adaptrl.algorithms.baselines`): the trained ones restored from their best
+    checkpoints in ``RUN_DIR/baselines/``, *scratch* at a random initialisation drawn from
+    the evaluation seed; all adapt with the meta-learner's inner loop."""
+    agents: dict[str, Agent] = {}
     family = build_family(config)
     device = torch.device(config.device)
-    names = config.evaluation.baselines
-    for name, baseline_config in TRAINED_BASELINES.items():
-        sub = run.baseline(name)
-        if name in names and sub.best.exists():
-            learner = build_learner(family, baseline_config(algo_cfg), make_generator(seed),
-                                    device, config.seed)
-            learner.load_state_dict(load_checkpoint(sub.best)["learner"])
-            agents[name] = learner.agent(step_sizes)
-    if "scratch" in names:
-        learner = build_learner(family, base_cfg, make_generator(seed), device, init_seed=seed)
-        agents["scratch"] = learner.agent(step_sizes)
+    admitted = algorithm_spec(algo_cfg.name).baselines
+    for name, baseline in BASELINES.items():
+        if name not in config.evaluation.baselines or name not in admitted:
+            continue
+        if not baseline.trained:
+            learner = build_learner(family, baseline_config(name, algo_cfg),
+                                    make_generator(seed), device, init_seed=seed)
+        elif run.baseline(name).best.exists():
+            learner = build_learner(family, baseline_config(name, algo_cfg),
+                                    make_generator(seed), device, config.seed)
+            learner.load_state_dict(load_checkpoint(run.baseline(name).best)["learner"])
+        else:
+            continue
+        agents[name] = learner.agent(step_sizes)
     return agents
 
 
@@ -117,9 +123,9 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
     tasks, split = evaluation_tasks(family, n, s, tasks_file)
     learner = load_learner(run, config, algo_cfg, ckpt)
     agent = learner.agent(ev.step_sizes)
-    unit = getattr(agent, "unit", "gradient_steps")
+    unit = agent.unit
     agents: dict[str, Any] = {"agent": agent}
-    if unit == "gradient_steps" and baselines:
+    if baselines:
         agents.update(baseline_agents(run, config, algo_cfg, ev.step_sizes, s))
     methods = {}
     scores: dict[str, torch.Tensor] = {}
@@ -151,7 +157,7 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
         result["average"] = learner.average
     if paired:
         result["agent_minus"] = paired
-    if unit == "episodes" and baselines:  # RL² on bandits / MDPs: the paper's table
+    if unit == AdaptationUnit.EPISODES and baselines:  # RL² on bandits / MDPs: the paper's table
         table = classic_table(config.family.name, family, agent, n, s, device, all_settings)
         if table is not None:
             result["table"] = table

@@ -8,9 +8,9 @@ from typing import Any, Callable
 import torch
 from pydantic import BaseModel
 
-from adaptrl.algorithms.aggregation import AggregationConfig
-from adaptrl.algorithms.maml import InnerLoopConfig, MAMLConfig
+from adaptrl.algorithms.base import AlgorithmConfig, MetaLearner
 from adaptrl.algorithms.registry import algorithm_spec
+from adaptrl.algorithms.rl2_config import RL2Config
 from adaptrl.evaluation.classic.tables import MDP_METHODS
 from adaptrl.evaluation.classic.tabular import MDPTeacher
 from adaptrl.experiment.checkpoints import load_checkpoint
@@ -37,16 +37,17 @@ def build_family(config: ExperimentConfig) -> TaskFamily:
         raise ConfigError(f"family.rescale_actions: {err}") from err
 
 
-def build_learner(family: TaskFamily, algo_cfg: BaseModel, generator: torch.Generator,
-                  device: torch.device, init_seed: int) -> Any:
+def build_learner(family: TaskFamily, algo_cfg: AlgorithmConfig, generator: torch.Generator,
+                  device: torch.device, init_seed: int) -> MetaLearner:
     """Instantiate the registered meta-learner; its weights depend only on ``init_seed``.
     A learner configured to imitate (RL²'s ``imitation``) gets its teacher attached."""
-    spec = algorithm_spec(algo_cfg.name)  # type: ignore[attr-defined]
+    spec = algorithm_spec(algo_cfg.name)
     with seeded_init(init_seed):
         learner = spec.build(family, algo_cfg, generator, device)
-    imitation = getattr(algo_cfg, "imitation", None)
-    if imitation is not None:
-        learner.teacher = build_teacher(family, imitation.teacher, imitation.params)
+    if isinstance(algo_cfg, RL2Config) and algo_cfg.imitation is not None:
+        imitation = algo_cfg.imitation
+        learner.teacher = build_teacher(  # type: ignore[attr-defined]
+            family, imitation.teacher, imitation.params)
     return learner
 
 
@@ -66,18 +67,17 @@ def build_teacher(family: TaskFamily, name: str, params: dict[str, Any]) -> MDPT
     return MDPTeacher(agent, family.num_states, family.num_actions, family.horizon)
 
 
-def apply_init_from(learner: Any, algo_cfg: BaseModel) -> None:
+def apply_init_from(learner: MetaLearner, algo_cfg: AlgorithmConfig) -> None:
     """Start ``learner`` from the policy named by ``algorithm.init_from``: a run directory
     (its best policy, ``checkpoints/best.pt``) or one checkpoint file of a run (e.g. its
     ``checkpoints/latest.pt``, where the run is evaluated at its last policy).
 
     Any run whose learner checkpoints a ``policy`` of the same architecture qualifies
     (typically an ``aggregation`` run, whose averaged policy is meant as an initialisation).
-    A learner that takes only part of it defines ``load_initial_policy(state)`` (RL² with
-    ``init_critic: false`` loads the actor and keeps its own critic); the others load the
-    whole policy.
+    The learner's ``load_initial_policy`` takes it (RL² with ``init_critic: false`` loads
+    the actor and keeps its own critic; the gradient family loads the whole policy).
     """
-    source = getattr(algo_cfg, "init_from", None)
+    source = algo_cfg.init_from
     if not source:
         return
     path = Path(source) if Path(source).suffix == ".pt" else RunDir(Path(source)).best
@@ -89,9 +89,8 @@ def apply_init_from(learner: Any, algo_cfg: BaseModel) -> None:
     policy = load_checkpoint(path)["learner"].get("policy")
     if policy is None:
         raise ConfigError(f"algorithm.init_from: the learner of {source} has no policy")
-    load = getattr(learner, "load_initial_policy", learner.policy.load_state_dict)
     try:
-        load(policy)
+        learner.load_initial_policy(policy)
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise ConfigError(f"algorithm.init_from: the policy of {source} does not fit this "
@@ -99,44 +98,6 @@ def apply_init_from(learner: Any, algo_cfg: BaseModel) -> None:
                           f"{first}") from err
 
 
-def meta_batch_size(algo_cfg: BaseModel) -> int:
-    """Tasks sampled per meta-iteration (every algorithm config names it ``meta_batch_size``)."""
-    return int(getattr(algo_cfg, "meta_batch_size"))
-
-
-_SHARED_FIELDS = ("meta_batch_size", "episodes_per_task", "batch_unit", "gamma", "gae_lambda",
-                  "normalize_advantages", "policy")
-"""What a trained baseline takes from the meta-learner's config (the same data per update)."""
-
-
-def pretrained_config(algo_cfg: BaseModel) -> MAMLConfig:
-    """The *pretrained* baseline: multi-task TRPO (MAML with no inner step), same policy/budget.
-
-    It shares the meta-learner's policy architecture, batch sizes, discounting and TRPO
-    settings where the meta-learner has them.
-    """
-    base = MAMLConfig()
-    fields = {k: getattr(algo_cfg, k) for k in (*_SHARED_FIELDS, "trpo") if hasattr(algo_cfg, k)}
-    return base.model_copy(update={**fields, "inner": InnerLoopConfig(steps=0)})
-
-
-def aggregation_config(algo_cfg: BaseModel) -> AggregationConfig:
-    """The *aggregation* baseline: model aggregation (default settings) with the
-    meta-learner's policy architecture, batch sizes and discounting."""
-    fields = {k: getattr(algo_cfg, k) for k in _SHARED_FIELDS if hasattr(algo_cfg, k)}
-    return AggregationConfig(**fields)
-
-
-def pretrained_adam_config(algo_cfg: BaseModel) -> MAMLConfig:
-    """*pretrained_adam*: the MAML reference code's pretrained baseline (``use_maml=False``),
-    multi-task policy gradient with one Adam step (lr 1e-3) per iteration instead of TRPO;
-    the baseline of the paper's Figure 4. Same policy, batches and budget as *pretrained*."""
-    return pretrained_config(algo_cfg).model_copy(update={"outer": "adam"})
-
-
-TRAINED_BASELINES: dict[str, Callable[[BaseModel], BaseModel]] = {
-    "pretrained": pretrained_config,
-    "pretrained_adam": pretrained_adam_config,
-    "aggregation": aggregation_config,
-}
-"""Baselines trained in ``RUN_DIR/baselines/<name>`` after the meta-learner: name -> config."""
+def meta_batch_size(algo_cfg: AlgorithmConfig) -> int:
+    """Tasks sampled per meta-iteration."""
+    return algo_cfg.meta_batch_size

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from adaptrl.algorithms.base import GradientAgent  # noqa: E402
 from adaptrl.evaluation.classic.tables import setting_label  # noqa: E402
 from adaptrl.evaluation.protocol import gradient_curve  # noqa: E402
 from adaptrl.experiment.evaluate import evaluation_tasks, load_learner, load_run  # noqa: E402
@@ -86,7 +87,7 @@ def plot_paths(run_path: Path, out: Path, num_tasks: int = 4, steps: int = 1,
         return None
     learner = load_learner(run, config, algo_cfg, config.evaluation.checkpoint)
     agent = learner.agent(config.evaluation.step_sizes)
-    if getattr(agent, "unit", "") != "gradient_steps":
+    if not isinstance(agent, GradientAgent):  # paths of the adapted policy, step by step
         return None
     g = torch.Generator().manual_seed(seed)
     tasks, _ = evaluation_tasks(family, num_tasks, seed, config.evaluation.tasks_file)

@@ -24,8 +24,10 @@ from adaptrl.experiment.config import ConfigError, ExperimentConfig, dump_config
 from adaptrl.experiment.interrupts import terminate_as_interrupt
 from adaptrl.experiment.iterate_averaging import (AveragingConfig, PolicyAverage,
                                                    check_resumable)
-from adaptrl.experiment.learners import (TRAINED_BASELINES, apply_init_from, build_family,
-                                         build_learner, meta_batch_size)
+from adaptrl.algorithms.baselines import TRAINED_BASELINES, baseline_config
+from adaptrl.algorithms.registry import algorithm_spec
+from adaptrl.experiment.learners import (apply_init_from, build_family, build_learner,
+                                         meta_batch_size)
 from adaptrl.experiment.progress import TrainingProgress
 from adaptrl.experiment.run_dir import MetricsLog, RunDir
 from adaptrl.experiment.scalars import Scalars
@@ -155,13 +157,13 @@ def train(config: ExperimentConfig, algo_cfg: BaseModel, run_path: Path, *,
     result = train_learner(run, family, algo_cfg, iterations=config.iterations, resume=resume,
                            label=f"{algo_cfg.name} meta-train",  # type: ignore[attr-defined]
                            averaging=config.averaging, **common)  # type: ignore[arg-type]
-    for name, baseline_config in TRAINED_BASELINES.items():
-        if not (baselines and name in config.evaluation.baselines and
-                hasattr(algo_cfg, "episodes_per_task")):
+    admitted = algorithm_spec(algo_cfg.name).baselines
+    for name in TRAINED_BASELINES:
+        if not (baselines and name in config.evaluation.baselines and name in admitted):
             continue
         sub = run.baseline(name)
         iters = getattr(config.baselines, f"{name}_iterations") or config.iterations
-        train_learner(sub, family, baseline_config(algo_cfg), iterations=iters,
+        train_learner(sub, family, baseline_config(name, algo_cfg), iterations=iters,
                       resume=sub.latest.exists(), label=f"{name} baseline",
                       **common)  # type: ignore[arg-type]
     return result

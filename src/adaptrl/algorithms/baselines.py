@@ -1,0 +1,92 @@
+"""The baselines scored beside a meta-learner under the one protocol (DESIGN.md).
+
+Each baseline is a learner built from the meta-learner's own config, so that it shares
+the policy architecture, batch sizes and discounting and differs only in what it learns:
+
+* ``pretrained`` — multi-task TRPO: one policy trained on all training tasks without
+  meta-learning (MAML with no inner step), then adapted with the same inner loop (Finn et
+  al. 2017, §5.3: "pretrained");
+* ``pretrained_adam`` — the MAML reference code's pretrained baseline (``use_maml=False``):
+  multi-task policy gradient with one Adam step (lr 1e-3) per iteration (the paper's
+  Figure 4);
+* ``aggregation`` — model aggregation: per-task policies averaged with validation-return
+  weights (:mod:`adaptrl.algorithms.aggregation`);
+* ``scratch`` — the same architecture at a random initialisation, untrained, adapted with
+  the same inner loop.
+
+An algorithm's spec names the ones it admits (``AlgorithmSpec.baselines``); the gradient
+family admits all four (:data:`GRADIENT_FAMILY_BASELINES`). ``oracle`` is the family's own
+task-aware policy and is not built here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from adaptrl.algorithms.aggregation import AggregationConfig
+from adaptrl.algorithms.base import AlgorithmConfig
+from adaptrl.algorithms.common import GRADIENT_FAMILY_BASELINES, GradientFamilyConfig
+from adaptrl.algorithms.maml import InnerLoopConfig, MAMLConfig
+
+_SHARED_FIELDS = ("meta_batch_size", "episodes_per_task", "batch_unit", "gamma", "gae_lambda",
+                  "normalize_advantages", "policy")
+"""What a baseline takes from the meta-learner's config (the same data per update)."""
+
+
+def _shared(config: GradientFamilyConfig, *extra: str) -> dict[str, object]:
+    return {k: getattr(config, k) for k in (*_SHARED_FIELDS, *extra)}
+
+
+def pretrained_config(config: GradientFamilyConfig) -> MAMLConfig:
+    """*pretrained*: multi-task TRPO (MAML with no inner step), same policy and budget; the
+    meta-learner's TRPO settings where it has them."""
+    extra = ("trpo",) if isinstance(config, MAMLConfig) else ()
+    return MAMLConfig().model_copy(update={**_shared(config, *extra),
+                                           "inner": InnerLoopConfig(steps=0)})
+
+
+def pretrained_adam_config(config: GradientFamilyConfig) -> MAMLConfig:
+    """*pretrained_adam*: :func:`pretrained_config` with one Adam step per iteration."""
+    return pretrained_config(config).model_copy(update={"outer": "adam"})
+
+
+def aggregation_config(config: GradientFamilyConfig) -> AggregationConfig:
+    """*aggregation*: model aggregation (default settings) with the meta-learner's policy
+    architecture, batch sizes and discounting."""
+    return AggregationConfig(**_shared(config))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """How a baseline is built from the meta-learner's config; ``trained`` ones are trained
+    in ``RUN_DIR/baselines/<name>`` after the meta-learner, ``scratch`` is only built."""
+
+    name: str
+    config: Callable[[GradientFamilyConfig], AlgorithmConfig]
+    trained: bool
+    description: str
+
+
+BASELINES: dict[str, Baseline] = {b.name: b for b in (
+    Baseline("pretrained", pretrained_config, True,
+             "multi-task TRPO on all training tasks, then the same inner loop"),
+    Baseline("pretrained_adam", pretrained_adam_config, True,
+             "multi-task policy gradient with Adam (the MAML reference code's baseline)"),
+    Baseline("aggregation", aggregation_config, True,
+             "per-task policies averaged with validation-return weights"),
+    Baseline("scratch", pretrained_config, False,
+             "a random initialisation of the same policy, the same inner loop"),
+)}
+assert set(BASELINES) == set(GRADIENT_FAMILY_BASELINES)
+
+TRAINED_BASELINES = tuple(name for name, b in BASELINES.items() if b.trained)
+"""Baselines trained in ``RUN_DIR/baselines/<name>`` after the meta-learner, in order."""
+
+
+def baseline_config(name: str, config: AlgorithmConfig) -> AlgorithmConfig:
+    """The config of baseline ``name`` for a meta-learner configured by ``config``."""
+    if not isinstance(config, GradientFamilyConfig):
+        raise ValueError(f"baseline {name!r} needs a gradient-family meta-learner "
+                         f"(its policy, batches and inner loop), got {config.name!r}")
+    return BASELINES[name].config(config)
