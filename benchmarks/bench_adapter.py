@@ -35,7 +35,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
+from adaptrl import runtime  # the CLI's runtime settings (adaptrl/runtime.py)
+
+runtime.configure()
+import torch  # noqa: E402
 
 from adaptrl.tasks.adapters import GymnasiumFamily
 from adaptrl.tasks.base import Tasks

@@ -18,7 +18,10 @@ import json
 import time
 from typing import Any
 
-import torch
+from adaptrl import runtime  # the CLI's runtime settings (adaptrl/runtime.py)
+
+runtime.configure()
+import torch  # noqa: E402
 
 from adaptrl.evaluation.classic import (
     BANDIT_METHODS, MDP_METHODS, PAPER_BANDIT_SETTINGS, PAPER_MDP_SETTINGS, bandit_table,

@@ -17,7 +17,10 @@ import argparse
 import time
 
 import gymnasium as gym
-import torch
+from adaptrl import runtime  # the CLI's runtime settings (adaptrl/runtime.py)
+
+runtime.configure()
+import torch  # noqa: E402
 
 from adaptrl.tasks import make, registered
 

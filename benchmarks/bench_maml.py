@@ -37,11 +37,13 @@ import time
 from collections import defaultdict
 from typing import Any, Callable
 
-# adaptrl's runtime settings, as every user gets them (adaptrl/runtime.py): idle OpenMP
+# adaptrl's runtime settings, as the CLI applies them (adaptrl/runtime.py): idle OpenMP
 # threads sleep instead of spinning (inherited by the subprocesses; on a shared 2-core
 # machine spinning threads make 2-thread runs several times slower) and the allocator keeps
 # large blocks. Export OMP_WAIT_POLICY=ACTIVE / ADAPTRL_MALLOC_TUNING=0 to measure without.
-import adaptrl  # noqa: E402, F401
+from adaptrl import runtime  # noqa: E402
+
+runtime.configure()
 
 POLICIES = {"2x64 tanh": {"hidden": [64, 64], "activation": "tanh"},
             "2x100 relu": {"hidden": [100, 100], "activation": "relu"}}

@@ -21,10 +21,13 @@ import argparse
 import os
 import time
 
-# adaptrl's runtime settings before torch loads (adaptrl/runtime.py): idle OpenMP threads
-# sleep instead of spinning, which on a shared 2-core machine makes 2-thread rollouts at
-# batch 400 about 100x faster. Export OMP_WAIT_POLICY=ACTIVE to measure torch's default.
-import adaptrl  # noqa: F401
+# adaptrl's runtime settings before torch loads, as the CLI applies them (adaptrl/runtime.py):
+# idle OpenMP threads sleep instead of spinning, which on a shared 2-core machine makes
+# 2-thread rollouts at batch 400 about 100x faster. Export OMP_WAIT_POLICY=ACTIVE to measure
+# torch's default.
+from adaptrl import runtime
+
+runtime.configure()
 
 import torch  # noqa: E402
 

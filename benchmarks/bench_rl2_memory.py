@@ -43,7 +43,10 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
+from adaptrl import runtime  # the CLI's runtime settings (adaptrl/runtime.py)
+
+runtime.configure()
+import torch  # noqa: E402
 
 from adaptrl.algorithms.rl2 import RL2Agent
 from adaptrl.evaluation.classic.tabular import BEB, MDPTeacher

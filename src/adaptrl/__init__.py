@@ -8,17 +8,14 @@ The public API mirrors the CLI::
     result = adaptrl.evaluate("runs/nav")      # also writes runs/nav/eval.json
 
 Lower layers (``adaptrl.tasks``, ``adaptrl.algorithms``, ``adaptrl.rollouts`` ...) are
-importable on their own for scripting.
+importable on their own for scripting. Importing adaptrl changes nothing process-wide; the
+CLI applies :func:`adaptrl.runtime.configure` (passive OpenMP waiting, allocator reuse),
+and a script opts in by calling it before torch is imported.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-
-from adaptrl import runtime
-
-# passive OpenMP waiting and allocator reuse (see adaptrl/runtime.py); before torch loads
-runtime.configure()
 
 __version__ = "0.1.0"
 

@@ -1,6 +1,8 @@
 """Process-wide settings that make torch fast on a small, shared CPU machine.
 
-Applied once by ``import adaptrl`` (see ``adaptrl/__init__.py``); each can be turned off.
+Opt-in: the ``adaptrl`` CLI applies them at start-up (``adaptrl/cli/main.py``), a script
+calls :func:`configure` before it imports torch; ``import adaptrl`` alone changes nothing
+process-wide. Each can be turned off.
 
 * **OpenMP passive waiting.** OpenMP threads that spin while idle make torch 2-50x slower
   whenever another process shares the cores; passive waiting costs nothing on an idle

@@ -10,6 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from adaptrl import runtime
+
+# the CLI's process-wide settings (passive OpenMP waiting, allocator reuse; adaptrl/runtime.py),
+# applied before any command imports torch; `import adaptrl` alone changes nothing
+runtime.configure()
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="adaptrl: meta-reinforcement learning on PyTorch.")
 console = Console()
