@@ -20,6 +20,7 @@ Episode-end semantics (every built-in env follows them):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
@@ -121,6 +122,20 @@ class TaskFamily(Protocol):
     ) -> BatchedEnv:
         """A batched env over ``tasks`` with ``episodes_per_task`` parallel episodes each."""
         ...
+
+
+@runtime_checkable
+class DeclaresRanges(Protocol):
+    """Optional: a family whose scalar task parameters are drawn from declared intervals.
+
+    ``ranges[key] = (low, high)`` bounds every value (every component, for a vector
+    parameter) of ``Tasks.params[key]``. Task schedules read it to cut a parameter's range
+    into stages (:func:`adaptrl.rollouts.schedule.parameter_stream`); ``cartpole-physics``
+    and ``pendulum-physics`` declare it, as does any family that draws its prior with
+    :func:`adaptrl.tasks.common.draw_uniform_params`.
+    """
+
+    ranges: Mapping[str, tuple[float, float]]
 
 
 def check_split(split: str) -> Split:
