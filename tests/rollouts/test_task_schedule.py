@@ -151,16 +151,22 @@ def test_build_schedule_refuses_what_the_family_lacks() -> None:
     with pytest.raises(UserError, match=r"schedule.parameter: cartpole-physics has no scalar "
                                         r"task parameter 'mass'; allowed: \['cart_mass'"):
         build_schedule(stages(parameter="mass"), cartpole)
-    with pytest.raises(UserError, match=r"schedule.low / high: navigation-2d declares no "
-                                        r"range for 'goal\[0\]'"):
-        build_schedule(stages(parameter="goal[0]"), make("navigation-2d"))
+    with pytest.raises(UserError, match=r"schedule.low / high: tracking-2d declares no "
+                                        r"range for"):
+        build_schedule(stages(parameter="target_speed[0]"), make("tracking-2d"))
+    navigation = build_schedule(stages(parameter="goal[0]"), make("navigation-2d"))
+    assert isinstance(navigation, StageStream)  # its declared goal range, cut in five
     with pytest.raises(UserError, match=r"schedule.low / high: \[1.0, 30.0\] leaves"):
         build_schedule(stages(parameter="gravity", low=1.0, high=30.0), cartpole)
     stream = build_schedule(stages(parameter="gravity", order="decreasing"), cartpole)
     assert isinstance(stream, StageStream) and stream.total_iterations == 10
     assert intervals(stream)[0].high == 19.6
-    with pytest.raises(UserError, match=r"schedule.low / high: stage 0: goal\[1\] in "
-                                        r"\[0.6, 0.66\d*\]: only 0 of 200000 train"):
+    with pytest.raises(UserError, match=r"schedule.low / high: \[0.6, 0.9\] leaves "
+                                        r"navigation-2d's range for 'goal\[1\]'"):
         build_schedule(stages(parameter="goal[1]", low=0.6, high=0.9), make("navigation-2d"))
+    with pytest.raises(UserError, match=r"schedule.low / high: stage 0: target_speed\[0\] in "
+                                        r"\[50.0, 52.0\]: only 0 of 200000 train"):
+        build_schedule(stages(parameter="target_speed[0]", low=50.0, high=60.0),
+                       make("tracking-2d"))
     assert stages(parameter="gravity").total_iterations() == 10
     assert isinstance(build_schedule(ScheduleConfig(), cartpole), IIDSchedule)

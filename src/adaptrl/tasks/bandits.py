@@ -62,6 +62,7 @@ class BanditBernoulli:
     def __init__(self, num_arms: int = 5, trial_length: int = 100) -> None:
         self.num_arms = check_int("num_arms", num_arms, 2)
         self.trial_length = check_int("trial_length", trial_length, 1)
+        self.ranges = {"p": (0.0, 1.0)}  # every arm's probability (tasks.base.DeclaresRanges)
         self.horizon = 1
         self.observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
         self.action_space = gym.spaces.Discrete(num_arms)

@@ -81,6 +81,8 @@ class Navigation2D:
         if max_action <= 0 or goal_tolerance <= 0:
             raise ValueError("max_action and goal_tolerance must be > 0")
         self.goal_low, self.goal_high = goal_low, goal_high
+        # every goal coordinate's interval (tasks.base.DeclaresRanges: task schedules cut it)
+        self.ranges = {"goal": (goal_low, goal_high)}
         self.horizon = horizon
         self.max_action = max_action
         self.goal_tolerance = goal_tolerance
