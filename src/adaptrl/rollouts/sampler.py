@@ -2,18 +2,25 @@
 
 The hot path is one policy call and one env step per time step for *all* tasks x
 episodes at once; buffers are preallocated; nothing loops over tasks in Python.
+
+Episode ends: the env never autoresets and freezes an ended slot
+(:mod:`adaptrl.tasks.base`); the sampler masks the frozen steps out and, after the loop,
+records every episode's end (``truncated`` apart from ``terminated``) and the
+observation after every step, so that an episode's true final observation is kept for
+bootstrapping and replay (:func:`~adaptrl.rollouts.trajectories.episode_ends`). This
+costs nothing per step and changes neither the other fields nor the random stream.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Literal, Protocol, get_args
 
 import torch
 from torch.distributions import Distribution
 
 from adaptrl.models.functional import Params
-from adaptrl.rollouts.trajectories import Trajectories
+from adaptrl.rollouts.trajectories import Trajectories, episode_ends
 from adaptrl.tasks.base import BatchedEnv, TaskFamily, Tasks
 
 BatchUnit = Literal["episodes", "steps", "finished_steps"]
@@ -65,7 +72,9 @@ def rollout(env: BatchedEnv, policy: Policy, params: Params | None,
     ``params`` may be shared or carry a leading task dimension (adapted parameters).
     Stops early once every episode has ended; the result is padded to the horizon with
     ``masks = 0`` so that shapes are fixed. Per step: one policy call and one env step for
-    all slots, written into buffers preallocated for the whole horizon.
+    all slots, written into buffers preallocated for the whole horizon. ``truncated`` and
+    ``next_observations`` (with every episode's true final observation) are filled after
+    the loop; an episode still running at the horizon counts as truncated.
     """
     obs = env.reset(generator)
     H = env.horizon
@@ -78,6 +87,7 @@ def rollout(env: BatchedEnv, policy: Policy, params: Params | None,
     log_probs = torch.zeros(H, n, e, device=dev)
     actions: torch.Tensor | None = None
     alive = torch.ones(n, e, dtype=torch.bool, device=dev)
+    t = 0
     for t in range(H):
         action, log_prob = act(policy, obs, params, generator, deterministic)
         if actions is None:
@@ -94,8 +104,10 @@ def rollout(env: BatchedEnv, policy: Policy, params: Params | None,
         if not bool(alive.any()):
             break
     assert actions is not None
+    truncated, next_observations = episode_ends(observations, masks, terminated,
+                                                obs.unsqueeze(0), [t + 1])
     return Trajectories(observations, actions, rewards.mul_(masks), masks, terminated,
-                        log_probs.mul_(masks))
+                        log_probs.mul_(masks), truncated, next_observations)
 
 
 def trajectory_distribution(policy: Policy, traj: Trajectories,
@@ -179,10 +191,7 @@ class BatchSampler:
 
 def cat_episodes(parts: list[Trajectories]) -> Trajectories:
     """Batches of the same tasks and horizon side by side, along the episode dimension."""
-    if len(parts) == 1:
-        return parts[0]
-    return Trajectories(*(torch.cat([getattr(p, f.name) for p in parts], dim=2)
-                          for f in fields(Trajectories)))
+    return Trajectories.cat_episodes(parts)
 
 
 def keep_until(traj: Trajectories, budget: int) -> Trajectories:
@@ -233,5 +242,7 @@ def keep_episodes(traj: Trajectories, keep: torch.Tensor) -> Trajectories:
         traj = traj.take_episodes(order)
     kept = torch.arange(width, device=keep.device) < count
     m = kept.to(traj.masks.dtype)
+    truncated = None if traj.truncated is None else traj.truncated & kept
     return replace(traj, rewards=traj.rewards * m, masks=traj.masks * m,
-                   terminated=traj.terminated & kept, log_probs=traj.log_probs * m)
+                   terminated=traj.terminated & kept, log_probs=traj.log_probs * m,
+                   truncated=truncated)

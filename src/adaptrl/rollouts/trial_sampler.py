@@ -11,18 +11,24 @@ All ``tasks x trials`` slots move together: one policy step and one env step per
 step, no Python loop over tasks or trials. A slot whose episode has ended (the env froze
 it) does not advance its hidden state or its "previous transition" feedback, so the
 padding steps are invisible to the agent; they carry ``masks = 0``.
+
+Every episode of a trial keeps its own end: ``steps.truncated`` and
+``steps.next_observations`` are filled as by :func:`~adaptrl.rollouts.sampler.rollout`,
+block by block, so the observation after an episode's last step is its true final
+observation, never the next episode's reset observation (see
+:func:`~adaptrl.rollouts.trajectories.episode_ends`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
 from torch.distributions import Distribution
 
 from adaptrl.models.functional import Params
-from adaptrl.rollouts.trajectories import Trajectories
+from adaptrl.rollouts.trajectories import Trajectories, episode_ends, last_live
 from adaptrl.tasks.base import BatchedEnv
 
 
@@ -79,6 +85,13 @@ class Trials:
         """Undiscounted return of episode ``k`` of every trial: ``[episodes, tasks, trials]``."""
         return self.by_episode(self.steps.rewards * self.steps.masks).sum(1)
 
+    def final_observations(self) -> torch.Tensor:
+        """True final observation of episode ``k`` of every trial:
+        ``[episodes, tasks, trials, *obs]`` (call before :meth:`compact`)."""
+        nxt = self.steps._require_next()
+        return last_live(self.by_episode(nxt).transpose(0, 1),
+                         self.by_episode(self.steps.masks).transpose(0, 1))
+
     def trial_returns(self) -> torch.Tensor:
         """Total undiscounted reward of every trial, ``[tasks, trials]``."""
         return (self.steps.rewards * self.steps.masks).sum(0)
@@ -99,9 +112,7 @@ class Trials:
     def flatten(self) -> Trials:
         """Every trial as its own row: shapes ``[T, tasks * trials, 1, ...]``."""
         rows = flatten_trials
-        steps = replace(self.steps, **{f.name: rows(getattr(self.steps, f.name))
-                                       for f in fields(self.steps)})
-        return Trials(steps, rows(self.inputs), self.episodes)
+        return Trials(self.steps.map(rows), rows(self.inputs), self.episodes)
 
     def compact(self) -> Trials:
         """Reorder time so that every trial's live steps come first, padding last.
@@ -127,9 +138,8 @@ class Trials:
         def take(x: torch.Tensor) -> torch.Tensor:
             index = order.reshape(*order.shape, *([1] * (x.dim() - order.dim())))
             return x.gather(0, index.expand_as(x))
-        steps = replace(self.steps, **{f.name: take(getattr(self.steps, f.name))
-                                       for f in fields(self.steps)})
-        return Trials(steps, take(self.inputs), self.episodes), tuple(take(x) for x in extra)
+        return (Trials(self.steps.map(take), take(self.inputs), self.episodes),
+                tuple(take(x) for x in extra))
 
 
 def flatten_trials(x: torch.Tensor) -> torch.Tensor:
@@ -176,6 +186,8 @@ def sample_trials(env: BatchedEnv, policy: RecurrentPolicy, params: Params | Non
     # the clock [t_episode / H, t_trial / T] of every step, made once
     step = torch.arange(T, device=dev, dtype=torch.float32)
     clocks = torch.stack([(step % H) / H, step / T], dim=-1)
+    finals: list[torch.Tensor] = []  # the observation after each episode's last step run
+    ran: list[int] = []  # steps run in each episode's block
     for k in range(episodes):
         obs = env.reset(generator)
         if observations is None:
@@ -203,7 +215,12 @@ def sample_trials(env: BatchedEnv, policy: RecurrentPolicy, params: Params | Non
             obs = res.observation
             if not bool(alive.any()):
                 break
+        finals.append(obs.clone())  # the env may reuse its buffer on the next reset
+        ran.append(t + 1 - k * H)
     assert observations is not None and actions is not None
     keep = masks.reshape(*masks.shape, *([1] * (inputs.dim() - masks.dim())))
-    steps = Trajectories(observations, actions, rewards, masks, terminated, log_probs * masks)
+    truncated, next_observations = episode_ends(observations, masks, terminated,
+                                                torch.stack(finals), ran)
+    steps = Trajectories(observations, actions, rewards, masks, terminated, log_probs * masks,
+                         truncated, next_observations)
     return Trials(steps, inputs * keep, episodes)
