@@ -30,7 +30,7 @@ class _Tanh(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(x * 2).mul_(2).sub_(1)
 
     @staticmethod
@@ -39,7 +39,7 @@ class _Tanh(torch.autograd.Function):
         ctx.save_for_forward(output)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         (y,) = ctx.saved_tensors
         return torch.ops.aten.tanh_backward(grad, y)
 
@@ -122,11 +122,12 @@ class MLP(nn.Module):
         sizes = (in_dim, *hidden, out_dim)
         self.act_name = act
         self._act = activation(act)
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        for layer in self.layers:
+        linears = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        for layer in linears:
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
-        self.layers[-1].weight.data.mul_(out_gain)
+        linears[-1].weight.data.mul_(out_gain)
+        self.layers = nn.ModuleList(linears)
 
     def forward(self, x: torch.Tensor, params: Params | None = None,
                 prefix: str = "", task_dim: int = 0) -> torch.Tensor:

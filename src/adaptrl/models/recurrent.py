@@ -74,6 +74,9 @@ class RecurrentPolicy(nn.Module):
     hidden state is ``[*batch, hidden_size]``; any number of batch dims (tasks, trials).
     """
 
+    act_low: torch.Tensor  # buffers of a bounded Box action space (the feedback's scaling)
+    act_high: torch.Tensor
+
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
                  hidden_size: int = 128, head_hidden: tuple[int, ...] = (),
                  activation: str = "tanh", init_std: float = 1.0,

@@ -108,10 +108,18 @@ class BatchedEnv(Protocol):
 class TaskFamily(Protocol):
     """A distribution over MDPs with disjoint ``train`` / ``test`` splits."""
 
-    name: str
-    observation_space: gym.Space
-    action_space: gym.Space
-    horizon: int
+    # read-only members: a family may narrow them (a ``Box``, a ``Literal`` name)
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def observation_space(self) -> gym.Space: ...
+
+    @property
+    def action_space(self) -> gym.Space: ...
+
+    @property
+    def horizon(self) -> int: ...
 
     def sample(self, n: int, split: Split, generator: torch.Generator) -> Tasks:
         """Draw ``n`` tasks from ``split``; the two splits never share a task."""

@@ -104,11 +104,20 @@ def _check_splits(family: TaskFamily, seed: int) -> None:
                            f"{split!r} tasks elsewhere (e.g. #{wrong[0]})")
 
 
+def _box(space: gym.Space, what: str) -> gym.spaces.Box:
+    """``space`` as the ``Box`` the checker handles beside ``Discrete``."""
+    if not isinstance(space, gym.spaces.Box):
+        raise TypeError(f"check_task_family handles Discrete and Box {what} spaces, "
+                        f"got {type(space).__name__}")
+    return space
+
+
 def _random_actions(space: gym.Space, steps: int, n: int, e: int,
                     generator: torch.Generator) -> torch.Tensor:
     if isinstance(space, gym.spaces.Discrete):
         return torch.randint(int(space.start), int(space.start + space.n), (steps, n, e),
                              generator=generator)
+    space = _box(space, "action")
     low = torch.as_tensor(space.low, dtype=torch.float32)
     high = torch.as_tensor(space.high, dtype=torch.float32)
     bounded = torch.isfinite(low) & torch.isfinite(high)
@@ -120,7 +129,8 @@ def _random_actions(space: gym.Space, steps: int, n: int, e: int,
 
 
 def _observation_shape(space: gym.Space) -> tuple[int, ...]:
-    return (int(space.n),) if isinstance(space, gym.spaces.Discrete) else tuple(space.shape)
+    return (int(space.n),) if isinstance(space, gym.spaces.Discrete) else \
+        _box(space, "observation").shape
 
 
 def _expect(name: str, x: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype,
@@ -172,6 +182,7 @@ def _check_values(family: TaskFamily, rec: Record) -> None:
         one_hot = binary & (rec.observations.sum(-1) == 1)
         assert bool(one_hot.all()), "shapes: observations of a Discrete space must be one-hot"
         return
+    space = _box(space, "observation")
     low = torch.as_tensor(space.low, dtype=torch.float32)
     high = torch.as_tensor(space.high, dtype=torch.float32)
     outside = (rec.observations < low) | (rec.observations > high)

@@ -169,7 +169,7 @@ class TaskSlot(gym.Wrapper):
         if self._apply_task == "reset":
             options = {**(options or {}), "task": self.task}
         elif self._applied is not self.task:
-            self._apply_task(self.env, self.task)  # type: ignore[operator]
+            self._apply_task(self.env, self.task)
             self._applied = self.task
         return self.env.reset(seed=seed, options=options)
 
