@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import runpy
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,21 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from adaptrl.algorithms.registry import algorithm_spec
-from adaptrl.algorithms.rl2 import (DEFAULT_EPISODES_PER_TRIAL, RL2, RL2Agent, RL2Config,
-                                   episode_weights, trial_advantages)
+from adaptrl.algorithms.rl2 import (
+    DEFAULT_EPISODES_PER_TRIAL,
+    RL2,
+    RL2Agent,
+    RL2Config,
+    episode_weights,
+    trial_advantages,
+)
 from adaptrl.cli.main import app
+from adaptrl.evaluation.classic.bandits import Greedy, RandomBandit, run_bandit
+from adaptrl.evaluation.classic.gittins import GittinsPolicy
+from adaptrl.evaluation.protocol import trial_curve
 from adaptrl.experiment.checkpoints import save_checkpoint
 from adaptrl.experiment.config import ConfigError
 from adaptrl.experiment.learners import apply_init_from
-from adaptrl.evaluation.classic.bandits import Greedy, RandomBandit, run_bandit
-from adaptrl.evaluation.classic.gittins import GittinsPolicy
 from adaptrl.rollouts.trajectories import Trajectories
 from adaptrl.rollouts.trial_sampler import Trials
 from adaptrl.tasks.bandits import BanditBernoulli
@@ -311,8 +317,7 @@ def test_agent_scores_per_episode_and_per_trial() -> None:
     agent = learner(family).agent()
     assert agent.unit == "episodes"
     tasks = family.sample(4, "test", torch.Generator().manual_seed(0))
-    per_episode = agent.episode_returns(family, tasks, 3, 2, torch.Generator().manual_seed(1),
-                                        CPU)
+    per_episode = trial_curve(family, agent, tasks, 2, 2, torch.Generator().manual_seed(1), CPU)
     per_trial = agent.trial_returns(family, tasks, 3, 2, torch.Generator().manual_seed(1), CPU)
     assert per_episode.shape == (3, 4) and per_trial.shape == (4,)
     assert torch.allclose(per_episode.sum(0), per_trial)

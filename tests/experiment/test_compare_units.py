@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 import adaptrl.experiment.compare as compare_mod
 from adaptrl.cli.main import app
+from adaptrl.evaluation.protocol import trial_curve
 from adaptrl.experiment.compare import _curves, compare_runs, markdown_table, write_comparison
 from adaptrl.experiment.config import ConfigError, validate_config
 from adaptrl.experiment.evaluate import evaluate_run, load_learner, load_run
@@ -92,8 +93,8 @@ def test_mixed_units_rows_positions_and_pairing(runs: dict[str, Path]) -> None:
     agent = load_learner(run, cfg, algo, cfg.evaluation.checkpoint).agent()
     family = build_family(cfg)
     tasks = family.sample(3, "test", torch.Generator().manual_seed(7))
-    direct = agent.episode_returns(family, tasks, STEPS + 1, RL2_TRIALS,
-                                   torch.Generator().manual_seed(7), torch.device("cpu"))
+    direct = trial_curve(family, agent, tasks, STEPS, RL2_TRIALS,
+                         torch.Generator().manual_seed(7), torch.device("cpu"))
     assert torch.allclose(torch.tensor(rl2["per_task"]), direct)
 
     table = markdown_table(result)

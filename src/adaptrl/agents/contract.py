@@ -51,9 +51,13 @@ _WORDS = {AdaptationUnit.GRADIENT_STEPS: "step", AdaptationUnit.EPISODES: "episo
 class Agent(Protocol):
     """What every agent declares: the unit its adaptation is counted and scored in.
 
-    The unit's scorer in :mod:`adaptrl.evaluation.protocol` asks for the rest through the
-    unit's own protocol (:class:`adaptrl.algorithms.base.GradientAgent`'s
-    ``initial_params`` / ``adapt``; an episodic agent's ``episode_returns``).
+    The unit's scorer in :mod:`adaptrl.evaluation.protocol` drives the rest through the
+    unit's step-level contract: for ``episodes``,
+    :class:`~adaptrl.rollouts.trial_sampler.TrialActor` (``begin`` a trial,
+    ``begin_episode``, ``act``, ``observe`` each step — RL²'s agent and the one trial loop
+    :func:`~adaptrl.rollouts.trial_sampler.play_trials` that RL² also trains with); for
+    ``gradient_steps``, :class:`adaptrl.algorithms.base.GradientAgent`'s
+    ``initial_params`` / ``adapt`` (one unit's episodes at a time).
     """
 
     @property

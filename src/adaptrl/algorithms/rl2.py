@@ -68,21 +68,22 @@ from adaptrl.optim.ppo import (hand_over_state, load_optimizer_state, make_optim
 from adaptrl.optim.schedule import set_learning_rate
 from adaptrl.rollouts.imitation import LabellingPolicy, Teacher, TeacherEnv
 from adaptrl.rollouts.returns import gae
-from adaptrl.rollouts.trial_sampler import Trials, flatten_trials, sample_trials
+from adaptrl.rollouts.trial_sampler import (RecurrentActor, Trials, flatten_trials,
+                                            sample_trials)
 from adaptrl.tasks.base import TaskFamily, Tasks
 
 __all__ = ["DEFAULT_EPISODES_PER_TRIAL", "RL2", "RL2Agent", "RL2Config", "ImitationConfig",
            "RecurrentPolicyConfig", "episode_weights", "task_feature_dim", "trial_advantages"]
 
-@dataclass
-class RL2Agent:
+@dataclass(frozen=True)
+class RL2Agent(RecurrentActor):
     """The adapting agent of RL²: it adapts within a trial, in its hidden state.
 
-    ``unit = "episodes"``: the evaluation protocol scores the ``k``-th episode of a trial.
+    A :class:`~adaptrl.rollouts.trial_sampler.RecurrentActor` (``begin`` / ``act`` /
+    ``observe`` over a trial) whose adaptation unit is the episode: the evaluation protocol
+    scores the ``k``-th episode of a trial (:func:`adaptrl.evaluation.protocol.trial_curve`).
     """
 
-    policy: RecurrentPolicy
-    deterministic: bool = False
     unit: AdaptationUnit = AdaptationUnit.EPISODES
 
     def trials(self, family: TaskFamily, tasks: Tasks, num_episodes: int,
@@ -90,14 +91,8 @@ class RL2Agent:
                device: torch.device | str = "cpu") -> Trials:
         """Play ``trials_per_task`` trials of ``num_episodes`` episodes on every task."""
         env = family.make_env(tasks, trials_per_task, device)
-        return sample_trials(env, self.policy, None, num_episodes, generator, self.deterministic)
-
-    def episode_returns(self, family: TaskFamily, tasks: Tasks, num_episodes: int,
-                        trials_per_task: int, generator: torch.Generator,
-                        device: torch.device | str = "cpu") -> torch.Tensor:
-        """Mean return of the ``k``-th episode of a trial, per task: ``[num_episodes, tasks]``."""
-        trials = self.trials(family, tasks, num_episodes, trials_per_task, generator, device)
-        return trials.episode_returns().mean(-1)
+        return sample_trials(env, self.policy, self.params, num_episodes, generator,
+                             self.deterministic)
 
     def trial_returns(self, family: TaskFamily, tasks: Tasks, num_episodes: int,
                       trials_per_task: int, generator: torch.Generator,

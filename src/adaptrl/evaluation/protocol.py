@@ -10,7 +10,7 @@ episode of the trial.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 
@@ -18,19 +18,8 @@ from adaptrl.agents.contract import AdaptationUnit, Agent
 from adaptrl.algorithms.base import GradientAgent
 from adaptrl.models.functional import expand_params
 from adaptrl.rollouts.sampler import BatchSampler, BatchUnit
+from adaptrl.rollouts.trial_sampler import TrialActor, play_trials, trial_episode_returns
 from adaptrl.tasks.base import TaskFamily, Tasks
-
-
-@runtime_checkable
-class EpisodicAgent(Protocol):
-    """An agent that adapts within its memory over the episodes of a trial (RL²)."""
-
-    @property
-    def unit(self) -> AdaptationUnit: ...
-
-    def episode_returns(self, family: TaskFamily, tasks: Tasks, num_episodes: int,
-                        trials_per_task: int, generator: torch.Generator,
-                        device: torch.device) -> torch.Tensor: ...
 
 
 def gradient_curve(family: TaskFamily, agent: GradientAgent, tasks: Tasks, steps: int,
@@ -61,11 +50,14 @@ def gradient_curve(family: TaskFamily, agent: GradientAgent, tasks: Tasks, steps
     return torch.stack(scores), trajs
 
 
-def episodic_curve(family: TaskFamily, agent: EpisodicAgent, tasks: Tasks, steps: int,
-                   episodes: int, generator: torch.Generator, device: torch.device
-                   ) -> torch.Tensor:
-    """Scores ``[steps+1, tasks]``: mean return of the k-th episode of ``episodes`` trials."""
-    return agent.episode_returns(family, tasks, steps + 1, episodes, generator, device)
+def trial_curve(family: TaskFamily, agent: TrialActor[Any], tasks: Tasks, steps: int,
+                trials: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Scores ``[steps+1, tasks]`` of an agent that adapts within a trial (unit: episodes):
+    the mean return of the ``k``-th episode over ``trials`` trials of ``steps + 1``
+    episodes per task, played by :func:`~adaptrl.rollouts.trial_sampler.play_trials`."""
+    env = family.make_env(tasks, trials, device)
+    played = play_trials(env, agent, steps + 1, generator)
+    return trial_episode_returns(played, steps + 1).mean(-1)
 
 
 def adaptation_curves(family: TaskFamily, agent: Agent, tasks: Tasks, steps: int, episodes: int,
@@ -75,9 +67,9 @@ def adaptation_curves(family: TaskFamily, agent: Agent, tasks: Tasks, steps: int
 
     ``batch_unit`` counts a gradient agent's batches (:class:`BatchSampler`)."""
     generator = torch.Generator().manual_seed(seed)
-    if agent.unit == AdaptationUnit.EPISODES and isinstance(agent, EpisodicAgent):
-        return {"return": episodic_curve(family, agent, tasks, steps, episodes, generator,
-                                         device)}
+    if agent.unit == AdaptationUnit.EPISODES and isinstance(agent, TrialActor):
+        return {"return": trial_curve(family, agent, tasks, steps, episodes, generator,
+                                      device)}
     if agent.unit != AdaptationUnit.GRADIENT_STEPS or not isinstance(agent, GradientAgent):
         raise TypeError(f"{type(agent).__name__} declares adaptation unit {agent.unit!s}, "
                         "which has no scorer in adaptrl.evaluation.protocol (or lacks that "

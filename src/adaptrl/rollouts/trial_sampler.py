@@ -21,8 +21,9 @@ observation, never the next episode's reset observation (see
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch.distributions import Distribution
@@ -83,7 +84,7 @@ class Trials:
 
     def episode_returns(self) -> torch.Tensor:
         """Undiscounted return of episode ``k`` of every trial: ``[episodes, tasks, trials]``."""
-        return self.by_episode(self.steps.rewards * self.steps.masks).sum(1)
+        return trial_episode_returns(self.steps, self.episodes)
 
     def final_observations(self) -> torch.Tensor:
         """True final observation of episode ``k`` of every trial:
@@ -142,6 +143,13 @@ class Trials:
                 tuple(take(x) for x in extra))
 
 
+def trial_episode_returns(steps: Trajectories, episodes: int) -> torch.Tensor:
+    """Undiscounted return of episode ``k`` of every trial of ``steps`` (played by
+    :func:`play_trials`): ``[episodes, tasks, trials]``."""
+    x = steps.rewards * steps.masks
+    return x.reshape(episodes, -1, *x.shape[1:]).sum(1)
+
+
 def flatten_trials(x: torch.Tensor) -> torch.Tensor:
     """A per-step ``[T, tasks, trials, ...]`` tensor laid out as :meth:`Trials.flatten`
     lays out the steps: ``[T, tasks * trials, 1, ...]``."""
@@ -154,73 +162,205 @@ def _keep(alive: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Te
     return torch.where(mask, new, old)
 
 
-@torch.no_grad()
-def sample_trials(env: BatchedEnv, policy: RecurrentPolicy, params: Params | None,
-                  episodes: int, generator: torch.Generator,
-                  deterministic: bool = False) -> Trials:
-    """Play one trial of ``episodes`` episodes in every ``[task, trial]`` slot of ``env``.
+@dataclass(frozen=True)
+class Step:
+    """One env step of a trial as an agent observes it (all ``[tasks, trials, ...]``).
+
+    ``obs`` is the observation the agent acted on, ``action`` what it did, the rest the
+    env's :class:`~adaptrl.tasks.base.StepResult`; ``alive`` marks the slots whose episode
+    was live at this step (an ended slot is frozen by the env and its step is padding).
+    """
+
+    obs: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    next_obs: torch.Tensor
+    alive: torch.Tensor
+
+
+S = TypeVar("S")
+
+
+@runtime_checkable
+class TrialActor(Protocol[S]):
+    """The step-level contract of an agent that adapts within a trial (memory-based).
+
+    :func:`play_trials` drives it: ``begin`` once per trial, ``begin_episode`` before each
+    of its episodes, then per step ``act`` and ``observe``. The agent's memory is the state
+    ``S`` it returns (a GRU's hidden state and feedback, a classic algorithm's counts).
+    """
+
+    def begin(self, env: BatchedEnv, episodes: int) -> S:
+        """Fresh memory for a trial of ``episodes`` episodes in every slot of ``env``."""
+        ...
+
+    def begin_episode(self, state: S, episode: int) -> S:
+        """Episode ``episode`` of the trial starts (the env was just reset)."""
+        ...
+
+    def act(self, obs: torch.Tensor, state: S, generator: torch.Generator
+            ) -> tuple[torch.Tensor, S]:
+        """One action per slot."""
+        ...
+
+    def observe(self, step: Step, state: S) -> S:
+        """Fold one step's outcome into the memory."""
+        ...
+
+
+@dataclass(frozen=True)
+class RecurrentState:
+    """A recurrent policy's memory in a trial (:class:`RecurrentActor`).
+
+    ``h``: the hidden state; ``prev_*``: the feedback the next input reports (the last live
+    transition); ``t``: the time step in the trial (``k * horizon + step`` in episode
+    ``k``); after :meth:`RecurrentActor.act`, ``x``, ``dist`` and ``h_new`` hold the input,
+    action distribution and hidden state of that step until :meth:`~RecurrentActor.observe`
+    keeps them where the slot was live.
+    """
+
+    h: torch.Tensor
+    prev_action: torch.Tensor
+    prev_reward: torch.Tensor
+    prev_done: torch.Tensor
+    prev_obs: torch.Tensor | None
+    clocks: torch.Tensor
+    horizon: int
+    t: int = 0
+    x: torch.Tensor | None = None
+    dist: Distribution | None = None
+    h_new: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class RecurrentActor:
+    """A recurrent policy playing trials (RL², Duan et al. 2016, §2.2) as a :class:`TrialActor`.
 
     The hidden state starts at zeros, is carried across the episodes and only advances on
     live steps; the first input of episode ``k > 0`` reports the last action and reward of
     episode ``k - 1`` with the done flag set. The policy is also offered the clock
     ``[t_episode / H, t_trial / T]``, used only by a policy built with ``clock_input``, and
-    the observation at which the previous action was taken (zeros at the start of the trial),
-    used only by one built with ``transition_input``.
-    ``deterministic`` takes the most likely action instead of sampling.
+    the observation at which the previous action was taken (zeros at the start of the
+    trial), used only by one built with ``transition_input``. ``deterministic`` takes the
+    most likely action instead of sampling.
+    """
+
+    policy: RecurrentPolicy
+    params: Params | None = None
+    deterministic: bool = False
+
+    def begin(self, env: BatchedEnv, episodes: int) -> RecurrentState:
+        batch, dev, H = (env.num_tasks, env.episodes_per_task), env.device, env.horizon
+        step = torch.arange(episodes * H, device=dev, dtype=torch.float32)
+        clocks = torch.stack([(step % H) / H, step / (episodes * H)], dim=-1)
+        return RecurrentState(self.policy.initial_state(batch, dev),
+                              *self.policy.initial_feedback(batch, dev), None, clocks, H)
+
+    def begin_episode(self, state: RecurrentState, episode: int) -> RecurrentState:
+        return replace(state, t=episode * state.horizon)
+
+    def act(self, obs: torch.Tensor, state: RecurrentState, generator: torch.Generator
+            ) -> tuple[torch.Tensor, RecurrentState]:
+        s = state if state.prev_obs is not None else replace(state,
+                                                             prev_obs=torch.zeros_like(obs))
+        x = self.policy.encode(obs, s.prev_action, s.prev_reward, s.prev_done,
+                               s.clocks[s.t], s.prev_obs)
+        dist, h_new = self.policy.step(x, s.h, self.params)
+        act = self.policy.mode(dist) if self.deterministic else self.policy.sample(dist,
+                                                                                  generator)
+        return act, replace(s, x=x, dist=dist, h_new=h_new)
+
+    def observe(self, step: Step, state: RecurrentState) -> RecurrentState:
+        assert state.h_new is not None and state.prev_obs is not None, "observe before act"
+        alive = step.alive
+        done = step.terminated | step.truncated
+        return replace(
+            state, h=_keep(alive, state.h_new, state.h),
+            prev_action=_keep(alive, step.action, state.prev_action),
+            prev_reward=_keep(alive, step.reward, state.prev_reward),
+            prev_done=_keep(alive, done.to(state.prev_done.dtype), state.prev_done),
+            prev_obs=_keep(alive, step.obs, state.prev_obs), t=state.t + 1,
+            x=None, dist=None, h_new=None)
+
+
+StepHook = Callable[[int, Step, Any], None]
+"""``hook(t, step, state_after_act)``: called by :func:`play_trials` at every time step run."""
+
+
+@torch.no_grad()
+def play_trials(env: BatchedEnv, actor: TrialActor[Any], episodes: int,
+                generator: torch.Generator, hook: StepHook | None = None) -> Trajectories:
+    """Play one trial of ``episodes`` episodes in every ``[task, trial]`` slot of ``env``.
+
+    The one trial loop of adaptrl: ``env.reset(generator)`` before each episode, then per
+    time step ``actor.act``, ``env.step``, ``actor.observe``, until every slot's episode
+    has ended or the horizon is reached. The result is ``[T, tasks, trials, ...]`` with
+    ``T = episodes * horizon`` (episode ``k`` in ``[k H, (k + 1) H)``), padding masked;
+    ``log_probs`` are zeros (a :class:`RecurrentActor`'s are filled by
+    :func:`sample_trials` through ``hook``).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     H = env.horizon
     n, m, dev = env.num_tasks, env.episodes_per_task, env.device
     T = episodes * H
-    h = policy.initial_state((n, m), dev)
-    prev_action, prev_reward, prev_done = policy.initial_feedback((n, m), dev)
-    inputs = torch.zeros(T, n, m, policy.input_dim, device=dev)
     rewards = torch.zeros(T, n, m, device=dev)
     masks = torch.zeros(T, n, m, device=dev)
     terminated = torch.zeros(T, n, m, dtype=torch.bool, device=dev)
-    log_probs = torch.zeros(T, n, m, device=dev)
     observations: torch.Tensor | None = None
     actions: torch.Tensor | None = None
-    prev_obs: torch.Tensor | None = None
-    # the clock [t_episode / H, t_trial / T] of every step, made once
-    step = torch.arange(T, device=dev, dtype=torch.float32)
-    clocks = torch.stack([(step % H) / H, step / T], dim=-1)
     finals: list[torch.Tensor] = []  # the observation after each episode's last step run
     ran: list[int] = []  # steps run in each episode's block
+    state = actor.begin(env, episodes)
     for k in range(episodes):
         obs = env.reset(generator)
+        state = actor.begin_episode(state, k)
         if observations is None:
             observations = torch.zeros(T, *obs.shape, device=dev, dtype=obs.dtype)
-            prev_obs = torch.zeros_like(obs)
         alive = torch.ones(n, m, dtype=torch.bool, device=dev)
         for t in range(k * H, (k + 1) * H):
-            x = policy.encode(obs, prev_action, prev_reward, prev_done, clocks[t], prev_obs)
-            dist, h_new = policy.step(x, h, params)
-            act = policy.mode(dist) if deterministic else policy.sample(dist, generator)
+            act, state = actor.act(obs, state, generator)
             if actions is None:
                 actions = torch.zeros(T, *act.shape, device=dev, dtype=act.dtype)
             res = env.step(act)
-            observations[t], actions[t], inputs[t] = obs, act, x
-            log_probs[t], masks[t] = dist.log_prob(act), alive
+            observations[t], actions[t], masks[t] = obs, act, alive
             rewards[t] = res.reward * alive
             terminated[t] = res.terminated & alive
-            done = res.terminated | res.truncated
-            h = _keep(alive, h_new, h)
-            prev_action = _keep(alive, act, prev_action)
-            prev_reward = _keep(alive, res.reward, prev_reward)
-            prev_done = _keep(alive, done.to(prev_done.dtype), prev_done)
-            prev_obs = _keep(alive, obs, prev_obs)
-            alive = alive & ~done
+            step = Step(obs, act, res.reward, res.terminated, res.truncated, res.observation,
+                        alive)
+            if hook is not None:
+                hook(t, step, state)
+            state = actor.observe(step, state)
+            alive = alive & ~(res.terminated | res.truncated)
             obs = res.observation
             if not bool(alive.any()):
                 break
         finals.append(obs.clone())  # the env may reuse its buffer on the next reset
         ran.append(t + 1 - k * H)
     assert observations is not None and actions is not None
-    keep = masks.reshape(*masks.shape, *([1] * (inputs.dim() - masks.dim())))
     truncated, next_observations = episode_ends(observations, masks, terminated,
                                                 torch.stack(finals), ran)
-    steps = Trajectories(observations, actions, rewards, masks, terminated, log_probs * masks,
-                         truncated, next_observations)
-    return Trials(steps, inputs * keep, episodes)
+    return Trajectories(observations, actions, rewards, masks, terminated,
+                        torch.zeros_like(rewards), truncated, next_observations)
+
+
+def sample_trials(env: BatchedEnv, policy: RecurrentPolicy, params: Params | None,
+                  episodes: int, generator: torch.Generator,
+                  deterministic: bool = False) -> Trials:
+    """Play one trial per slot with a recurrent policy (:class:`RecurrentActor` under
+    :func:`play_trials`), recording the GRU inputs and the log-probabilities of the
+    actions taken, as RL²'s update needs them."""
+    H, n, m = env.horizon, env.num_tasks, env.episodes_per_task
+    inputs = torch.zeros(episodes * H, n, m, policy.input_dim, device=env.device)
+    log_probs = torch.zeros(episodes * H, n, m, device=env.device)
+
+    def record(t: int, step: Step, state: RecurrentState) -> None:
+        assert state.dist is not None and state.x is not None
+        inputs[t], log_probs[t] = state.x, state.dist.log_prob(step.action)
+
+    steps = play_trials(env, RecurrentActor(policy, params, deterministic), episodes,
+                        generator, record)
+    keep = steps.masks.reshape(*steps.masks.shape, *([1] * (inputs.dim() - 3)))
+    return Trials(replace(steps, log_probs=log_probs * steps.masks), inputs * keep, episodes)
