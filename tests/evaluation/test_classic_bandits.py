@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import pytest
 import torch
 
 from adaptrl.evaluation.classic import (
-    BANDIT_METHODS, BanditState, EpsilonGreedy, GittinsPolicy, Greedy, OptimisticThompson,
-    RandomBandit, Thompson, UCB1, bandit_table, discounted_table, finite_horizon_table,
-    format_table, gittins_index, grid, grid_search, run_bandit)
+    BANDIT_METHODS, UCB1, BanditState, EpsilonGreedy, GittinsPolicy, Greedy, MostProbableThompson,
+    OptimisticThompson, RandomBandit, Thompson, bandit_table, bandits, discounted_table,
+    finite_horizon_table, format_table, gittins_index, grid, grid_search, run_bandit)
+from adaptrl.evaluation.classic.bandits import beta_log_density
 from adaptrl.evaluation.classic.tables import derived_generator, setting_instances
 from adaptrl.tasks.bandits import BanditBernoulli
 
@@ -37,8 +39,8 @@ def test_beta_posterior_counts_successes_and_failures() -> None:
 # ----------------------------------------------------------------------------- policies
 
 ALL_POLICIES = [RandomBandit(), Greedy(), EpsilonGreedy(0.1), UCB1(), UCB1(0.2, (1.0, 1.0)),
-                Thompson(), OptimisticThompson(), GittinsPolicy(),
-                GittinsPolicy(discount=0.9)]
+                Thompson(), OptimisticThompson(), MostProbableThompson(num_samples=5),
+                GittinsPolicy(), GittinsPolicy(discount=0.9)]
 
 
 @pytest.mark.parametrize("policy", ALL_POLICIES, ids=lambda p: type(p).__name__)
@@ -91,6 +93,82 @@ def test_optimistic_thompson_never_scores_an_arm_below_its_mean() -> None:
     assert ots == 1.0
 
 
+@dataclass(frozen=True)
+class FixedDraw(OptimisticThompson):
+    """Optimistic Thompson with its posterior draw replaced by a given tensor."""
+
+    draw: torch.Tensor = torch.zeros(0)
+
+    def sample(self, state: BanditState, generator: torch.Generator) -> torch.Tensor:
+        return self.draw
+
+
+def one_instance_state() -> BanditState:
+    """Arms with posteriors Beta(1, 1), Beta(3, 1), Beta(1, 3): means 1/2, 3/4, 1/4."""
+    state = BanditState.empty(1, 3, horizon=10)
+    for arm, reward in ((1, 1.0), (1, 1.0), (2, 0.0), (2, 0.0)):
+        state.update(torch.tensor([arm]), torch.tensor([reward]))
+    return state
+
+
+def test_optimistic_thompson_index_is_the_draw_or_the_mean_whichever_is_larger() -> None:
+    """May et al. (2012): ``q_i = max(theta_i, mu_i)``, for a given draw ``theta``."""
+    draw = torch.tensor([[0.9, 0.2, 0.3]])
+    index = FixedDraw(draw=draw).index(one_instance_state(), gen())
+    assert torch.equal(index, torch.tensor([[0.9, 0.75, 0.3]]))
+    assert FixedDraw(draw=draw)(one_instance_state(), gen()).item() == 0
+    # Plain Thompson would pull arm 0 too; with a low draw for it, the clipped mean of
+    # arm 1 (0.75) wins where Thompson would take arm 2's 0.3.
+    low = FixedDraw(draw=torch.tensor([[0.1, 0.2, 0.3]]))
+    assert low(one_instance_state(), gen()).item() == 1
+
+
+def untried_arm_index(policy: Thompson, num: int = 40000) -> float:
+    """Mean index of an untried arm (posterior Beta(1, 1)) over ``num`` instances."""
+    return policy.index(BanditState.empty(num, 1, horizon=1), gen(3)).mean().item()
+
+
+def test_optimistic_thompson_index_of_an_untried_arm_has_the_known_mean() -> None:
+    """``E max(U, 1/2) = 5/8`` for ``U ~ U[0, 1]``; an index that is one posterior draw,
+    clipped or not (plain Thompson, the most probable of several draws: the Beta(1, 1)
+    density is flat, so any draw is as probable as any other), has mean 1/2."""
+    assert untried_arm_index(OptimisticThompson()) == pytest.approx(0.625, abs=0.004)
+    for other in (Thompson(), MostProbableThompson(num_samples=10)):
+        assert untried_arm_index(other) == pytest.approx(0.5, abs=0.006)
+
+
+def test_most_probable_thompson_keeps_the_draw_of_highest_joint_density(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The RL² authors' "OTS": of ``m`` posterior draws, act on the most probable one."""
+    draws = torch.tensor([[[0.5, 0.2, 0.9],     # arm 2 far above its mean 1/4: improbable
+                           [0.1, 0.8, 0.2],     # near the modes of arms 1 and 2: kept
+                           [0.5, 0.4, 0.5]]])
+    monkeypatch.setattr(bandits, "sample_beta", lambda alpha, beta, generator: draws)
+    state = one_instance_state()
+    alpha, beta = state.posterior((1.0, 1.0))
+    density = beta_log_density(draws, alpha[:, None], beta[:, None]).sum(-1)
+    assert density.argmax().item() == 1
+    index = MostProbableThompson(num_samples=3).index(state, gen())
+    assert torch.equal(index, draws[:, 1])
+    assert MostProbableThompson(num_samples=3)(state, gen()).item() == 1
+
+
+def test_most_probable_thompson_with_one_draw_is_thompson() -> None:
+    p = torch.rand(64, 5, generator=gen(2))
+    assert torch.equal(run_bandit(MostProbableThompson(num_samples=1), p, 30, gen(3)),
+                       run_bandit(Thompson(), p, 30, gen(3)))
+
+
+def test_beta_log_density_matches_torch_and_is_finite_at_the_ends() -> None:
+    alpha, beta = torch.tensor([1.0, 2.0, 3.5, 1.0]), torch.tensor([1.0, 5.0, 1.5, 4.0])
+    x = torch.tensor([0.3, 0.1, 0.8, 0.6])
+    expected = torch.distributions.Beta(alpha, beta).log_prob(x)
+    assert torch.allclose(beta_log_density(x, alpha, beta), expected, atol=1e-5)
+    ends = beta_log_density(torch.tensor([0.0, 1.0]), torch.tensor([1.0, 3.0]),
+                            torch.tensor([2.0, 1.0]))
+    assert torch.allclose(ends, torch.tensor([2.0, 3.0]).log())
+
+
 def test_epsilon_greedy_explores_at_rate_epsilon() -> None:
     # Arm 0 is clearly best in the posterior; a uniform arm is any of 4, so the
     # non-greedy share is epsilon * 3/4.
@@ -126,6 +204,7 @@ def test_gittins_beats_thompson_and_greedy_on_the_paper_setting() -> None:
     (lambda: UCB1(c=-1.0), "c must"),
     (lambda: Greedy(prior=(-1.0, 1.0)), "prior"),
     (lambda: Thompson(prior=(0.0, 1.0)), "prior"),
+    (lambda: MostProbableThompson(num_samples=0), "num_samples"),
     (lambda: GittinsPolicy(discount=1.0), "discount"),
     (lambda: run_bandit(RandomBandit(), torch.rand(5), 3, gen()), "p must"),
     (lambda: run_bandit(RandomBandit(), torch.rand(5, 2), 0, gen()), "num_pulls"),

@@ -10,8 +10,8 @@ import torch
 from adaptrl.evaluation.classic import (
     BEB, PSRL, UCRL2, EpsilonGreedyMDP, GreedyMDP, MDPCounts, MDPPrior, MyopicGreedyMDP,
     OptimisticPSRL, RandomMDP, format_table, mdp_table, optimistic_expectation, policy_value,
-    run_mdp, value_iteration)
-from adaptrl.evaluation.classic.tabular import greedy_policy
+    run_mdp, tabular, value_iteration)
+from adaptrl.evaluation.classic.tabular import PlansGreedily, _sample_mdps, greedy_policy
 from adaptrl.tasks.tabular_mdp import TabularMDP
 
 
@@ -91,7 +91,7 @@ def test_trials_are_deterministic_under_a_seed(agent: object) -> None:
 
 
 @pytest.mark.parametrize("agent, same_as", [
-    (OptimisticPSRL(samples=1), PSRL()),  # the max over one sample is that sample
+    (OptimisticPSRL(num_samples=1), PSRL()),  # the max over one sample is that sample
     (EpsilonGreedyMDP(epsilon=0.0), GreedyMDP()),
 ])
 def test_degenerate_hyperparameters_reduce_to_the_simpler_agent(agent: object,
@@ -100,6 +100,80 @@ def test_degenerate_hyperparameters_reduce_to_the_simpler_agent(agent: object,
     args = (tasks.params["transitions"], tasks.params["reward_mean"], 6)
     assert torch.equal(run_mdp(agent, *args, gen(5), horizon=4),
                        run_mdp(same_as, *args, gen(5), horizon=4))
+
+
+def test_optimistic_psrl_acts_on_the_envelope_of_its_sampled_mdps(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """TabulaRL's optimistic PSRL: ``Q = max_k Q^k``, each sampled MDP solved on its own.
+
+    Three given "samples" of the two-state MDP: the rich state pays 2, 0 or 5; staying in
+    state 0 pays 1, 3 or 0. The envelope mixes samples: at 2 steps left its state-0 row
+    comes from sample 1 (stay: 6) and sample 2 (move: 5), no single sample's Q.
+    """
+    transitions, rewards = two_state_mdp(1)
+    rewards = torch.stack([rewards[0], torch.tensor([[3.0, 0.0], [0.0, 0.0]]),
+                           torch.tensor([[0.0, 0.0], [5.0, 5.0]])])[None]  # [1, 3, 2, 2]
+    transitions = transitions[:, None].expand(1, 3, 2, 2, 2)
+    calls = []
+
+    def fake_sample(counts: MDPCounts, prior: MDPPrior, samples: int,
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(samples)
+        return transitions, rewards
+
+    monkeypatch.setattr(tabular, "_sample_mdps", fake_sample)
+    counts = MDPCounts.empty(1, 2, 2, horizon=2)
+    q = OptimisticPSRL(num_samples=3).action_values(counts, gen())
+    per_sample = value_iteration(transitions, rewards, 2)  # [1, 3, H, S, A]
+    assert calls == [3]
+    assert torch.equal(q, per_sample.amax(dim=1))
+    assert q[0, 0, 0].tolist() == [6.0, 5.0] and q[0, 1, 1].tolist() == [5.0, 5.0]
+    assert not any(torch.equal(q, per_sample[:, k]) for k in range(3))
+
+
+@dataclass(frozen=True)
+class ClippedSamplePSRL(PlansGreedily):
+    """The *wrong* optimistic PSRL: one posterior MDP whose mean rewards are clipped from
+    below at their posterior means (the bandit rule of May et al. 2012 carried over)."""
+
+    prior: MDPPrior = MDPPrior()
+
+    def action_values(self, counts: MDPCounts, generator: torch.Generator) -> torch.Tensor:
+        transitions, rewards = _sample_mdps(counts, self.prior, 1, generator)
+        mean = counts.posterior_rewards(self.prior)[0]
+        return value_iteration(transitions[:, 0], torch.maximum(rewards[:, 0], mean),
+                               counts.horizon)
+
+
+def assert_untried_one_step_values_are_an_envelope_of_ten(agent: PlansGreedily) -> None:
+    """With one step left and no experience, ``Q(s, a)`` is a reward drawn from the prior
+    ``N(1, 1)``; the envelope of ten samples has mean ``1 + E max(Z_1..Z_10) = 2.5388``
+    (a single sample clipped at its mean: ``1 + E max(Z, 0) = 1.3989``)."""
+    counts = MDPCounts.empty(4000, 2, 5, horizon=1)
+    q = agent.action_values(counts, gen(11))
+    assert q.mean().item() == pytest.approx(1.0 + 1.538753, abs=0.02)
+
+
+def test_optimistic_psrl_values_have_the_known_mean_a_clipped_sample_does_not() -> None:
+    assert_untried_one_step_values_are_an_envelope_of_ten(OptimisticPSRL())  # K = 10
+    with pytest.raises(AssertionError):
+        assert_untried_one_step_values_are_an_envelope_of_ten(ClippedSamplePSRL())
+    clipped = ClippedSamplePSRL().action_values(MDPCounts.empty(4000, 2, 5, horizon=1), gen(11))
+    assert clipped.mean().item() == pytest.approx(1.0 + 0.398942, abs=0.02)
+
+
+def test_optimistic_psrl_is_batched_over_instances() -> None:
+    """Each instance's values depend on its own counts only: one batched call equals the
+    per-instance envelopes of the same draws."""
+    counts = MDPCounts.empty(3, 4, 2, horizon=3)
+    for step in range(12):
+        counts.update(torch.tensor([step % 4, 0, 1]), torch.tensor([step % 2, 1, 0]),
+                      torch.tensor([0.5 * step, -1.0, 2.0]), torch.tensor([(step + 1) % 4, 2, 3]))
+    transitions, rewards = _sample_mdps(counts, MDPPrior(), 4, gen(2))
+    q = OptimisticPSRL(num_samples=4).action_values(counts, gen(2))
+    for n in range(3):
+        single = value_iteration(transitions[n], rewards[n], 3).amax(dim=0)
+        assert torch.allclose(q[n], single)
 
 
 def test_myopic_greedy_is_greedy_when_one_step_is_all_there_is() -> None:
@@ -147,7 +221,7 @@ def test_every_method_beats_random_on_random_mdps() -> None:
     (lambda: EpsilonGreedyMDP(epsilon=-0.1), "epsilon"),
     (lambda: BEB(beta=-1.0), "beta"),
     (lambda: UCRL2(delta=0.0), "delta"),
-    (lambda: OptimisticPSRL(samples=0), "samples"),
+    (lambda: OptimisticPSRL(num_samples=0), "num_samples"),
     (lambda: MDPPrior(reward_precision=0.0), "reward_precision"),
     (lambda: run_mdp(RandomMDP(), torch.rand(2, 3, 2, 4), torch.rand(2, 3, 2), 1, gen()),
      "transitions"),

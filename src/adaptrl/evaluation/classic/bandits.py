@@ -168,9 +168,12 @@ class UCB1:
 
 @dataclass(frozen=True)
 class Thompson:
-    """Thompson sampling (Thompson 1933): pull ``argmax theta_i``, ``theta_i ~ Beta(a0 + s_i, b0 + f_i)``.
+    """Thompson sampling (Thompson 1933): pull ``argmax_i theta_i``, with ``theta_i ~
+    Beta(a0 + s_i, b0 + f_i)`` one posterior draw per arm.
 
     The default ``Beta(1, 1)`` prior is the task prior ``U[0, 1]``, so the posterior is exact.
+    Every Thompson variant below scores the arms by :meth:`index` and pulls the best
+    (ties at random); plain Thompson's index is the posterior draw itself.
     """
 
     prior: Prior = (1.0, 1.0)
@@ -186,22 +189,72 @@ class Thompson:
         alpha, beta = state.posterior(self.prior)
         return sample_beta(alpha, beta, generator)
 
+    def index(self, state: BanditState, generator: torch.Generator) -> torch.Tensor:
+        """The score ``[N, k]`` the arm is chosen by: here one posterior draw per arm."""
+        return self.sample(state, generator)
+
     def __call__(self, state: BanditState, generator: torch.Generator) -> torch.Tensor:
-        return random_argmax(self.sample(state, generator), generator)
+        return random_argmax(self.index(state, generator), generator)
 
 
 @dataclass(frozen=True)
 class OptimisticThompson(Thompson):
-    """Optimistic Thompson sampling (May et al. 2012, §3.3): ``max(theta_i, posterior mean_i)``.
+    """Optimistic Thompson sampling: the optimistic Bayesian sampling (OBS) index of May,
+    Korda, Lee & Leslie, "Optimistic Bayesian sampling in contextual-bandit problems"
+    (JMLR 13, 2012).
 
-    A draw below the posterior mean is replaced by the mean, so uncertainty can only raise
-    an arm's score: exploration is kept, pessimistic draws no longer waste pulls.
+    The index of arm ``i`` is ``q_i = max(theta_i, mu_i)`` with ``theta_i ~ Beta(alpha_i,
+    beta_i)`` one posterior draw and ``mu_i = alpha_i / (alpha_i + beta_i)`` the posterior
+    mean; pull ``argmax_i q_i``. A draw below the mean is replaced by the mean, so
+    uncertainty can only raise an arm's score: exploration is kept, pessimistic draws no
+    longer waste pulls. Chapelle & Li (2011) discuss it as *optimistic Thompson sampling*.
+    No hyperparameter; one draw per arm and pull, like :class:`Thompson`.
+
+    This is *not* what the RL² paper's "OTS" column measured: its authors' script ran
+    :class:`MostProbableThompson` (see there, and ``docs/classic-baselines.md``).
     """
 
-    def __call__(self, state: BanditState, generator: torch.Generator) -> torch.Tensor:
+    def index(self, state: BanditState, generator: torch.Generator) -> torch.Tensor:
         alpha, beta = state.posterior(self.prior)
-        optimistic = torch.maximum(self.sample(state, generator), alpha / (alpha + beta))
-        return random_argmax(optimistic, generator)
+        return torch.maximum(self.sample(state, generator), alpha / (alpha + beta))
+
+
+def beta_log_density(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """``log Beta(x; alpha, beta)`` elementwise, finite at ``x`` in {0, 1} where the density is
+    (``alpha = 1`` or ``beta = 1``: ``0 * log 0`` is taken as 0)."""
+    log_norm = torch.lgamma(alpha) + torch.lgamma(beta) - torch.lgamma(alpha + beta)
+    return torch.xlogy(alpha - 1, x) + torch.xlogy(beta - 1, 1 - x) - log_norm
+
+
+@dataclass(frozen=True)
+class MostProbableThompson(Thompson):
+    """The rule the RL² authors' baseline script ran as "optimistic Thompson sampling".
+
+    Each pull: draw ``num_samples`` posterior vectors ``theta^(j) ~ prod_i Beta(alpha_i,
+    beta_i)``, keep the one with the largest joint log-density ``sum_i log Beta(theta^(j)_i;
+    alpha_i, beta_i)`` and pull ``argmax_i theta^(j*)_i``. This is
+    ``evaluate_optimistic_thompson_once`` in the RL² authors' rllab sandbox
+    (``sandbox/rocky/neural_learner/scripts/bandits/evaluate_bandits.py``, public in the
+    ``florensacc/rllab-curriculum`` repository), whose CSV ``gen_bandits_table.py`` turns
+    into the paper's Table 1; there ``n_samples`` was tuned over 1..20 on the very 1000
+    seeds reported. Despite the name it is the opposite of optimism: the kept draw
+    lies near the posterior mode, so the rule is Thompson sampling pulled towards greedy,
+    which pays on the paper's short trials. ``num_samples = 1`` is :class:`Thompson`.
+    """
+
+    num_samples: int = 10
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int("num_samples", self.num_samples, 1)
+
+    def index(self, state: BanditState, generator: torch.Generator) -> torch.Tensor:
+        alpha, beta = state.posterior(self.prior)
+        shape = (alpha.shape[0], self.num_samples, alpha.shape[1])
+        alpha, beta = alpha.unsqueeze(1).expand(shape), beta.unsqueeze(1).expand(shape)
+        draws = sample_beta(alpha.contiguous(), beta.contiguous(), generator)  # [N, m, k]
+        best = beta_log_density(draws, alpha, beta).sum(dim=-1).argmax(dim=1)  # [N]
+        return draws[torch.arange(shape[0], device=draws.device), best]
 
 
 def run_bandit(policy: BanditPolicy, p: torch.Tensor, num_pulls: int,
