@@ -23,9 +23,10 @@ from adaptrl import runtime  # the CLI's runtime settings (adaptrl/runtime.py)
 runtime.configure()
 import torch  # noqa: E402
 
-from adaptrl.evaluation.classic import (
-    BANDIT_METHODS, MDP_METHODS, PAPER_BANDIT_SETTINGS, PAPER_MDP_SETTINGS, bandit_table,
-    finite_horizon_table, format_table, mdp_table)
+from adaptrl.agents.classic import (
+    BANDIT_METHODS, MDP_METHODS, PAPER_BANDIT_SETTINGS, PAPER_MDP_SETTINGS,
+    finite_horizon_table)
+from adaptrl.evaluation.classic_tables import bandit_table, format_table, mdp_table
 
 
 def tuned_params(table: dict[str, Any]) -> str:

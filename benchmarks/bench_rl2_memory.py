@@ -49,7 +49,7 @@ runtime.configure()
 import torch  # noqa: E402
 
 from adaptrl.algorithms.rl2 import RL2Agent
-from adaptrl.evaluation.classic.tabular import BEB, MDPTeacher
+from adaptrl.agents.classic.tabular import BEB, MDPTeacher
 from adaptrl.evaluation.statistics import mean_ci95
 from adaptrl.experiment.checkpoints import save_checkpoint
 from adaptrl.experiment.run_dir import RunDir

@@ -26,8 +26,8 @@ from adaptrl.algorithms.rl2 import (
     trial_advantages,
 )
 from adaptrl.cli.main import app
-from adaptrl.evaluation.classic.bandits import Greedy, RandomBandit, run_bandit
-from adaptrl.evaluation.classic.gittins import GittinsPolicy
+from adaptrl.agents.classic.bandits import Greedy, RandomBandit, run_bandit
+from adaptrl.agents.classic.gittins import GittinsPolicy
 from adaptrl.evaluation.protocol import trial_curve
 from adaptrl.experiment.checkpoints import save_checkpoint
 from adaptrl.experiment.config import ConfigError

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from adaptrl.algorithms.rl2 import RL2Config
-from adaptrl.evaluation.classic.tables import run_generator, setting_instances
+from adaptrl.evaluation.classic_tables import run_generator, setting_instances
 from adaptrl.experiment.learners import apply_init_from, build_learner
 from adaptrl.tasks.tabular_mdp import TabularMDP
 

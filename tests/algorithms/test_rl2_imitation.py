@@ -11,20 +11,20 @@ from typing import Any
 import pytest
 import torch
 from pydantic import ValidationError
+from test_rl2 import run  # the meta-iteration loop of the RL² tests
 
+from adaptrl.agents.classic.tabular import BEB, MDPCounts, MDPTeacher, RandomMDP, run_mdp
+from adaptrl.agents.classic.teachers import build_teacher
 from adaptrl.algorithms.rl2 import RL2, RL2Config
-from adaptrl.evaluation.classic.tabular import (BEB, MDPCounts, MDPTeacher, RandomMDP,
-                                                run_mdp)
+from adaptrl.errors import UserError
 from adaptrl.evaluation.statistics import mean_ci95
-from adaptrl.experiment.config import ConfigError
-from adaptrl.experiment.learners import build_learner, build_teacher
+from adaptrl.experiment.learners import build_learner
 from adaptrl.models.recurrent import RecurrentPolicy
 from adaptrl.rollouts.imitation import LabellingPolicy, TeacherEnv, imitation_loss
-from adaptrl.rollouts.trial_sampler import Trials, flatten_trials, sample_trials
 from adaptrl.rollouts.trajectories import Trajectories
+from adaptrl.rollouts.trial_sampler import Trials, flatten_trials, sample_trials
 from adaptrl.tasks.bandits import BanditBernoulli
 from adaptrl.tasks.tabular_mdp import TabularMDP
-from test_rl2 import run  # the meta-iteration loop of the RL² tests
 
 CPU = torch.device("cpu")
 SMALL = TabularMDP(num_states=3, num_actions=2, horizon=3, trial_length=2)
@@ -262,18 +262,22 @@ def test_config_errors_name_the_field() -> None:
         RL2Config(imitation={"teacher": "beb", "iterations": 0})
     with pytest.raises(ValidationError, match="beta"):
         RL2Config(imitation={"teacher": "beb", "iterations": 1, "beta": 1.5})
-    with pytest.raises(ConfigError, match=r"algorithm\.imitation\.teacher: must be one of .*'beb'"):
+    with pytest.raises(UserError, match=r"algorithm\.imitation\.teacher: must be one of .*'beb'"):
         build_teacher(SMALL, "bebb", {})
-    with pytest.raises(ConfigError, match=r"algorithm\.imitation\.params: beb"):
+    with pytest.raises(UserError, match=r"algorithm\.imitation\.params: beb"):
         build_teacher(SMALL, "beb", {"betta": 1.0})
-    with pytest.raises(ConfigError, match=r"algorithm\.imitation\.params: beb"):
+    with pytest.raises(UserError, match=r"algorithm\.imitation\.params: beb"):
         build_teacher(SMALL, "beb", {"beta": -1.0})
-    with pytest.raises(ConfigError, match="tabular-mdp"):
+    with pytest.raises(UserError, match="tabular-mdp"):
         build_teacher(BanditBernoulli(num_arms=3, trial_length=4), "beb", {})
 
 
-def test_imitating_without_a_teacher_is_refused() -> None:
-    cfg = RL2Config(**IMITATE)
-    alg = RL2(SMALL, cfg, torch.Generator().manual_seed(0), CPU)
-    with pytest.raises(RuntimeError, match="no teacher is attached"):
-        run(alg, 1)
+def test_rl2_builds_its_own_teacher() -> None:
+    """The learner takes its teacher from its config (no attachment from outside), and a
+    family without teachers is refused when the learner is built."""
+    alg = RL2(SMALL, RL2Config(**IMITATE), torch.Generator().manual_seed(0), CPU)
+    assert isinstance(alg.teacher, MDPTeacher) and isinstance(alg.teacher.agent, BEB)
+    assert RL2(SMALL, RL2Config(), torch.Generator().manual_seed(0), CPU).teacher is None
+    with pytest.raises(UserError, match="tabular-mdp"):
+        RL2(BanditBernoulli(num_arms=3, trial_length=4), RL2Config(**IMITATE),
+            torch.Generator().manual_seed(0), CPU)

@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 
 from adaptrl.algorithms.rl2 import RL2, RL2Config
 from adaptrl.cli.main import app
-from adaptrl.evaluation.classic.bandits import UCB1, Thompson, run_bandit
-from adaptrl.evaluation.classic.gittins import GittinsPolicy
-from adaptrl.evaluation.classic.tabular import BEB, PSRL, run_mdp
+from adaptrl.agents.classic.bandits import UCB1, Thompson, run_bandit
+from adaptrl.agents.classic.gittins import GittinsPolicy
+from adaptrl.agents.classic.tabular import BEB, PSRL, run_mdp
 from adaptrl.experiment.learners import build_learner
 from adaptrl.tasks import check_task_family, registered
 from adaptrl.tasks.bandits import BanditBernoulli

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import yaml
 
-from adaptrl.evaluation.classic import bandit_table, mdp_table
+from adaptrl.evaluation.classic_tables import bandit_table, mdp_table
 from adaptrl.experiment.config import load_config
 from adaptrl.experiment.evaluate import evaluate_run
 from adaptrl.experiment.trainer import train

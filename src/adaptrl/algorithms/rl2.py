@@ -38,8 +38,9 @@ Choices (see also :class:`RL2Config`):
 * ``imitation`` starts the agent by DAgger (Ross et al. 2011; not in the paper): for its
   first ``imitation.iterations`` meta-iterations the policy plays the trials and learns,
   by cross-entropy, the action probabilities that a *teacher* (a classic algorithm of
-  ``adaptrl.evaluation.classic``, e.g. BEB on tabular MDPs, attached by the experiment
-  layer) gives in the state and history the policy is in; PPO on the paper's objective
+  ``adaptrl.agents.classic``, e.g. BEB on tabular MDPs, built from the config by
+  :func:`~adaptrl.agents.classic.teachers.build_teacher`) gives in the state and history
+  the policy is in; PPO on the paper's objective
   follows (after the critic warm-up). It is a start beyond the local optimum of
   exploiting too soon, from which PPO alone did not move the n = 25 MDP agent.
 * ``lr_anneal`` decays PPO's step size linearly (as Schulman et al. 2017 do on Atari), a
@@ -56,20 +57,29 @@ from typing import Any
 
 import torch
 
+from adaptrl.agents.classic.teachers import build_teacher
 from adaptrl.agents.contract import AdaptationUnit
 from adaptrl.algorithms.registry import register_algorithm
-from adaptrl.algorithms.rl2_config import (DEFAULT_EPISODES_PER_TRIAL, ImitationConfig,
-                                           RecurrentPolicyConfig, RL2Config, task_feature_dim)
-from adaptrl.models.recurrent import RecurrentPolicy
+from adaptrl.algorithms.rl2_config import (
+    DEFAULT_EPISODES_PER_TRIAL,
+    ImitationConfig,
+    RecurrentPolicyConfig,
+    RL2Config,
+    task_feature_dim,
+)
 from adaptrl.models.widening import gru_width, widen_recurrent_state
 from adaptrl.optim.imitation import imitation_update
-from adaptrl.optim.ppo import (hand_over_state, load_optimizer_state, make_optimizer,
-                               optimizer_state, ppo_update)
+from adaptrl.optim.ppo import (
+    hand_over_state,
+    load_optimizer_state,
+    make_optimizer,
+    optimizer_state,
+    ppo_update,
+)
 from adaptrl.optim.schedule import set_learning_rate
 from adaptrl.rollouts.imitation import LabellingPolicy, Teacher, TeacherEnv
 from adaptrl.rollouts.returns import gae
-from adaptrl.rollouts.trial_sampler import (RecurrentActor, Trials, flatten_trials,
-                                            sample_trials)
+from adaptrl.rollouts.trial_sampler import RecurrentActor, Trials, flatten_trials, sample_trials
 from adaptrl.tasks.base import TaskFamily, Tasks
 
 __all__ = ["DEFAULT_EPISODES_PER_TRIAL", "RL2", "RL2Agent", "RL2Config", "ImitationConfig",
@@ -141,7 +151,9 @@ class RL2:
         self.imitation_optimizer = torch.optim.Adam(
             self.policy.actor_parameters(),
             lr=config.imitation.lr if config.imitation else config.ppo.lr)
-        self.teacher: Teacher | None = None  # imitation's teacher, attached by the experiment
+        self.teacher: Teacher | None = (  # imitation's teacher: a classic algorithm
+            None if config.imitation is None else
+            build_teacher(family, config.imitation.teacher, config.imitation.params))
         self.env_steps = 0
         self.iterations = 0
 
@@ -231,10 +243,7 @@ class RL2:
                                                   cfg.trials_per_task, self.generator,
                                                   self.device)
             return trials, None
-        assert cfg.imitation is not None
-        if self.teacher is None:
-            raise RuntimeError("algorithm.imitation is set but no teacher is attached: build "
-                               "the learner with adaptrl.experiment.learners.build_learner")
+        assert cfg.imitation is not None and self.teacher is not None
         env = TeacherEnv(self.family.make_env(tasks, cfg.trials_per_task, self.device),
                          self.teacher)
         labeller = LabellingPolicy(self.policy, env, cfg.imitation.mixture(self.iterations))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from adaptrl.algorithms.base import AlgorithmConfig
 from adaptrl.models.policies import LayerSizes
@@ -14,16 +14,16 @@ from adaptrl.models.recurrent import RecurrentPolicy, ValueTrunk
 from adaptrl.optim.imitation import ImitationUpdate
 from adaptrl.optim.ppo import PPOConfig
 from adaptrl.optim.schedule import LinearAnneal
+from adaptrl.schema import ConfigModel
 from adaptrl.tasks.base import TaskFamily
 
 DEFAULT_EPISODES_PER_TRIAL = 2
 """Episodes per trial for a family that does not say (no ``trial_length`` attribute)."""
 
 
-class RecurrentPolicyConfig(BaseModel):
+class RecurrentPolicyConfig(ConfigModel):
     """The GRU policy of RL² (:class:`~adaptrl.models.recurrent.RecurrentPolicy`)."""
 
-    model_config = ConfigDict(extra="forbid")
     hidden_size: int = Field(128, ge=1, description="GRU hidden units (the paper: 256)")
     head_hidden: LayerSizes = Field(default_factory=list,
                                    description="hidden layers of the action and value heads "
@@ -147,3 +147,15 @@ class RL2Config(AlgorithmConfig):
     imitation: ImitationConfig | None = Field(
         None, description="DAgger from a classic algorithm for the first iterations "
                           "(ImitationConfig); none: PPO from the start, the paper's RL²")
+
+    @model_validator(mode="after")
+    def _minibatches_fit_the_batch(self) -> RL2Config:
+        # one row per trial: an empty minibatch would be a NaN loss, caught here, not mid-run
+        rows = self.meta_batch_size * self.trials_per_task
+        for section in ("ppo", "imitation"):
+            update = getattr(self, section)
+            if update is not None and update.minibatches > rows:
+                raise ValueError(f"{section}.minibatches must be <= the trials per batch "
+                                 f"(meta_batch_size x trials_per_task = {rows}), got "
+                                 f"{update.minibatches}")
+        return self

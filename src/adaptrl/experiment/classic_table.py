@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from adaptrl.evaluation.classic.tables import (PAPER_BANDIT_METHODS, PAPER_BANDIT_SETTINGS,
+from adaptrl.evaluation.classic_tables import (PAPER_BANDIT_METHODS, PAPER_BANDIT_SETTINGS,
                                                PAPER_MDP_METHODS, PAPER_MDP_SETTINGS,
                                                bandit_table, mdp_table, run_generator,
                                                setting_instances, setting_key,

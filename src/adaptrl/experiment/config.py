@@ -1,28 +1,41 @@
 """The experiment config: schema, validation with readable errors, overrides, YAML I/O.
 
-A config is YAML (read with ``yaml.safe_load`` only) validated by pydantic. The
+A config is YAML (read with a safe loader only, which also refuses a key given twice in a
+section) validated by pydantic. The
 ``algorithm`` section is validated by the schema its ``name`` registers, so every
 meta-learner brings its own fields while sharing one file format. A user mistake
 (unknown key, wrong type, out-of-range value, unknown name) raises :class:`ConfigError`
-whose message names each offending field and what is allowed: no traceback.
+whose message names each offending field, the value and what is allowed: no traceback.
+Numbers must be finite (:mod:`adaptrl.schema`), a run name is one path component, and a
+task family's parameters are checked against the types its constructor declares.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import typing
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from adaptrl.algorithms.registry import algorithm_spec, algorithms
 from adaptrl.errors import UserError
 from adaptrl.experiment.iterate_averaging import AveragingConfig
 from adaptrl.experiment.selection import SelectionConfig
 from adaptrl.rollouts.sampler import BatchUnit
+from adaptrl.schema import STRICT, ConfigModel, Seed
 from adaptrl.tasks.registry import registered
-
 
 CheckpointName = Literal["best", "latest", "average"]
 CHECKPOINT_NAMES: tuple[str, ...] = get_args(CheckpointName)
@@ -32,10 +45,17 @@ class ConfigError(UserError):
     """A config that cannot be used; ``str(err)`` lists every problem, one per line."""
 
 
-class FamilyConfig(BaseModel):
+def unknown_name(kind: str, value: Any, allowed: Iterable[str]) -> str:
+    """``unknown <kind> 'x'; did you mean 'y'? allowed: [...]`` (the hint when one is close)."""
+    allowed = sorted(allowed)
+    close = difflib.get_close_matches(str(value), allowed, n=1) if isinstance(value, str) else []
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {kind} {value!r}{hint}; allowed: {allowed}"
+
+
+class FamilyConfig(ConfigModel):
     """Which task family to train and test on, and its parameters."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = Field(description="a registered task family (see `adaptrl list`)")
     params: dict[str, Any] = Field(default_factory=dict, description="family parameters")
     rescale_actions: bool = Field(
@@ -46,14 +66,13 @@ class FamilyConfig(BaseModel):
     @classmethod
     def _known(cls, v: str) -> str:
         if v not in registered():
-            raise ValueError(f"unknown task family {v!r}; allowed: {sorted(registered())}")
+            raise ValueError(unknown_name("task family", v, registered()))
         return v
 
 
-class EvaluationConfig(BaseModel):
+class EvaluationConfig(ConfigModel):
     """The meta-test protocol: held-out tasks, K adaptation units, scores with 95% CIs."""
 
-    model_config = ConfigDict(extra="forbid")
     num_tasks: int = Field(40, ge=2, description="held-out test tasks")
     steps: int = Field(3, ge=0, description="adaptation units K (gradient steps or episodes)")
     episodes: int = Field(40, ge=1, description="episodes per task per adaptation step")
@@ -65,7 +84,7 @@ class EvaluationConfig(BaseModel):
     step_sizes: list[float] = Field(
         default_factory=lambda: [0.1, 0.05],
         description="inner step size per adaptation step; the last one repeats")
-    seed: int = Field(12345, description="evaluation seed (test tasks and sampling)")
+    seed: Seed = Field(12345, description="evaluation seed (test tasks and sampling)")
     tasks_file: str | None = Field(
         None, description="a JSON file of fixed tasks scored instead of sampling the test "
         "split (a paper's own test tasks, e.g. configs/tasks/; adaptrl.tasks.files), "
@@ -82,17 +101,16 @@ class EvaluationConfig(BaseModel):
     @classmethod
     def _positive(cls, v: list[float]) -> list[float]:
         if not v or any(s <= 0 for s in v):
-            raise ValueError(f"step_sizes must be a non-empty list of values > 0, got {v}")
+            raise ValueError("step_sizes must be a non-empty list of values > 0")
         return v
 
 
-class BaselinesConfig(BaseModel):
+class BaselinesConfig(ConfigModel):
     """How the trained baselines are trained: *pretrained* (multi-task TRPO, no
     meta-learning), *pretrained_adam* (multi-task VPG with one Adam step per iteration: the
     MAML reference code's pretrained baseline, opt-in) and *aggregation* (averaged per-task
     policies, opt-in)."""
 
-    model_config = ConfigDict(extra="forbid")
     pretrained_iterations: int | None = Field(
         None, ge=1, description="training iterations (default: the same as the meta-learner)")
     pretrained_adam_iterations: int | None = Field(
@@ -101,18 +119,17 @@ class BaselinesConfig(BaseModel):
         None, ge=1, description="training iterations (default: the same as the meta-learner)")
 
 
-class LoggingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LoggingConfig(ConfigModel):
     tensorboard: bool = Field(True, description="write TensorBoard scalars when installed")
     progress: bool = Field(True, description="show a progress bar")
 
 
-class ExperimentConfig(BaseModel):
+class ExperimentConfig(ConfigModel):
     """A whole experiment: what to train, on what, for how long, and how to score it."""
 
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field("run", description="run name (default run directory: runs/<name>)")
-    seed: int = Field(0, description="seed of the run's torch.Generator")
+    name: str = Field("run", description="run name (default run directory: runs/<name>): one "
+                      "path component, no '/' or '\\', not '.' or '..'")
+    seed: Seed = Field(0, description="seed of the run's torch.Generator, in [0, 2**64)")
     device: str = Field("cpu", description="torch device, e.g. cpu or cuda")
     iterations: int = Field(500, ge=1, description="meta-iterations")
     checkpoint_every: int = Field(10, ge=1, description="iterations between checkpoints")
@@ -136,6 +153,16 @@ class ExperimentConfig(BaseModel):
             raise ValueError(f"averaging.start must be <= iterations ({self.iterations}), "
                              f"got {self.averaging.start}")
         return self
+
+    @field_validator("name")
+    @classmethod
+    def _one_path_component(cls, v: str) -> str:
+        # runs/<name> must stay inside runs/: no separators, no '..', no absolute path
+        if v in ("", ".", "..") or any(c in v for c in "/\\\0") or len(v) > 255:
+            raise ValueError("name must be a single path component (the run directory is "
+                             "runs/<name>): not empty, '.' or '..', without '/', '\\' or NUL, "
+                             "at most 255 characters")
+        return v
 
     @field_validator("device")
     @classmethod
@@ -188,6 +215,8 @@ def _model_in(annotation: Any) -> Any:
 
 
 def _format(err: ValidationError, model: type[BaseModel], prefix: str = "") -> list[str]:
+    """One line per problem of ``err``: the field's dotted path (after ``prefix``), what is
+    wrong and allowed, and the value given."""
     lines = []
     for e in err.errors():
         loc = tuple(e["loc"])
@@ -201,37 +230,84 @@ def _format(err: ValidationError, model: type[BaseModel], prefix: str = "") -> l
         else:
             msg = e["msg"].removeprefix("Value error, ")
             got = e.get("input")
-            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            across = e["type"] == "value_error" and isinstance(got, dict)  # a model validator
+            shown = "" if across else f" (got {got!r})"
             # a check across fields (a model validator) names its fields in its message
-            lines.append(f"{path}: {msg}{shown}" if path else f"{msg}{shown}")
+            lines.append(f"{prefix}{msg}" if across and not loc else f"{path}: {msg}{shown}")
     return lines
+
+
+def _family_signature(factory: Callable[..., Any]) -> tuple[set[str] | None, dict[str, Any]]:
+    """The parameter names a family factory takes (``None``: any, it has ``**kwargs``) and
+    the types it declares for them (empty where its annotations cannot be resolved)."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    params = dict(inspect.signature(factory).parameters)
+    names = None if any(p.kind is p.VAR_KEYWORD for p in params.values()) else set(params)
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - names only importable for type checkers: no types
+        hints = {}
+    return names, {n: hints[n] for n in params if n in hints}
+
+
+def check_family_params(family: FamilyConfig) -> tuple[dict[str, Any], list[str]]:
+    """``family.params`` checked against its factory's signature: unknown names (with a
+    did-you-mean) and values of the wrong type or not finite are problems, one line each.
+    Returns the params with scalars converted to the declared type (``'5'`` -> ``5``)."""
+    names, hints = _family_signature(registered()[family.name].factory)
+    params, problems = dict(family.params), []
+    for key, value in family.params.items():
+        where = f"family.params.{key}"
+        if names is not None and key not in names:
+            problems.append(f"{where}: " + unknown_name(f"parameter of {family.name}", key,
+                                                        names))
+            continue
+        if key not in hints:
+            continue
+        try:
+            adapter = TypeAdapter(hints[key], config=STRICT)
+        except Exception:  # noqa: BLE001 - a type pydantic cannot check (a tensor): skip
+            continue
+        try:
+            checked = adapter.validate_python(value)
+        except ValidationError as err:
+            problems += _format(err, FamilyConfig, prefix=where + ".")
+            continue
+        if type(checked) in (int, float, bool, str):  # lists stay lists (YAML-dumpable)
+            params[key] = checked
+    return params, problems
 
 
 def validate_config(data: Any) -> tuple[ExperimentConfig, BaseModel]:
     """Validate a raw config dict; returns the experiment and the algorithm config."""
     if not isinstance(data, dict):
-        raise ConfigError(f"config must be a mapping of keys to values, got {type(data).__name__}")
+        raise ConfigError("config must be a mapping of keys to values, got "
+                          f"{type(data).__name__}")
     problems: list[str] = []
     exp: ExperimentConfig | None = None
     try:
         exp = ExperimentConfig.model_validate(data)
     except ValidationError as err:
         problems += _format(err, ExperimentConfig)
+    if exp is not None:
+        params, family_problems = check_family_params(exp.family)
+        problems += family_problems
+        exp.family.params = params
     algo = data.get("algorithm")
     algo_cfg: BaseModel | None = None
-    if isinstance(algo, dict):
+    if isinstance(algo, dict):  # otherwise ExperimentConfig has said what is wrong
         name = algo.get("name")
-        if name not in algorithms():
-            problems.append(f"algorithm.name: unknown algorithm {name!r}; "
-                            f"allowed: {sorted(algorithms())}")
+        if name is None:
+            problems.append("algorithm.name: required field is missing; allowed: "
+                            f"{sorted(algorithms())}")
+        elif name not in algorithms():
+            problems.append("algorithm.name: " + unknown_name("algorithm", name, algorithms()))
         else:
             cls = algorithm_spec(name).config_cls
             try:
                 algo_cfg = cls.model_validate(algo)
             except ValidationError as err:
                 problems += _format(err, cls, prefix="algorithm.")
-    elif algo is not None:
-        problems.append("algorithm: must be a mapping with at least a `name`")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     assert exp is not None and algo_cfg is not None
@@ -240,15 +316,60 @@ def validate_config(data: Any) -> tuple[ExperimentConfig, BaseModel]:
 
 
 # -- files and overrides --------------------------------------------------------------
-def read_yaml(path: Path) -> Any:
+class DuplicateKeyError(yaml.YAMLError):
+    """A key given twice in one mapping (YAML would silently keep the last one)."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (plain data only, no Python objects), refusing a key that a
+    mapping holds twice: a duplicated key is a mistake that the last value would hide."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)):  # unhashable: pydantic refuses it
+                continue
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise DuplicateKeyError(f"line {line}: duplicate key {key!r} (first on line "
+                                        f"{seen[key]}); a key may appear once per section")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse one YAML document safely, refusing duplicate keys (:class:`UniqueKeyLoader`)."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a config file: a non-empty YAML mapping, else a :class:`ConfigError` naming the
+    file and what is wrong (unreadable, not UTF-8 text, not YAML, a duplicate key, empty, or
+    not a mapping)."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read config {path}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        byte = err.object[err.start:err.start + 1].hex()
+        raise ConfigError(f"{path} is not a text file (not UTF-8: byte 0x{byte} at offset "
+                          f"{err.start}); a config is YAML text") from err
     try:
-        return yaml.safe_load(text) or {}
+        data = parse_yaml(text)
+    except DuplicateKeyError as err:
+        raise ConfigError(f"{path}, {err}") from err
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from err
+    if data is None:
+        raise ConfigError(f"{path} is empty; a config is a mapping with at least `family` and "
+                          "`algorithm` (see configs/)")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values, got "
+                          f"a {type(data).__name__}")
+    return data
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -261,7 +382,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if not all(parts):
             raise ConfigError(f"--set: malformed key {key!r}")
         try:
-            value = yaml.safe_load(raw)
+            value = parse_yaml(raw)
+        except DuplicateKeyError as err:
+            raise ConfigError(f"--set {key}: value {raw!r}, {err}") from err
         except yaml.YAMLError as err:
             raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML") from err
         node = data
@@ -278,11 +401,12 @@ def load_config(path: Path, overrides: list[str] | None = None
                 ) -> tuple[ExperimentConfig, BaseModel]:
     """Read, override and validate a config file."""
     data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
     return validate_config(apply_overrides(data, overrides or []))
 
 
 def dump_config(config: ExperimentConfig, path: Path) -> None:
-    """Write the resolved config (every default filled in) as YAML."""
-    Path(path).write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
+    """Write the resolved config (every default filled in) as YAML, atomically: a crash
+    mid-write leaves the previous config.yaml, never half of one."""
+    from adaptrl.experiment.atomic import atomic_write_text  # the run's one write path
+
+    atomic_write_text(Path(path), yaml.safe_dump(config.model_dump(), sort_keys=False))

@@ -1,8 +1,12 @@
-"""Evaluate a run directory under the protocol, with its baselines, into ``eval.json``."""
+"""Evaluate a run directory under the protocol, with its baselines, into ``eval.json``.
+
+Checkpoints are read whole and finite (:mod:`adaptrl.experiment.checkpoints`): weights with a
+NaN or Inf are refused rather than scored as ``nan ± nan``. eval.json is checked writable
+before the (long) evaluation starts and is written atomically as strict JSON.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +14,22 @@ import torch
 
 from adaptrl.agents.contract import AdaptationUnit, Agent
 from adaptrl.algorithms.base import AlgorithmConfig
+from adaptrl.algorithms.baselines import BASELINES, baseline_config
+from adaptrl.algorithms.registry import algorithm_spec
+from adaptrl.errors import FaultError
 from adaptrl.evaluation.protocol import adaptation_curves, oracle_curve
 from adaptrl.evaluation.statistics import curve_summary, paired_difference
-from adaptrl.experiment.checkpoints import load_checkpoint
+from adaptrl.experiment.atomic import atomic_write_json, check_writable, undefined_as_null
+from adaptrl.experiment.checkpoints import (
+    CheckpointError,
+    newest_good_checkpoint,
+    non_finite,
+    read_run_checkpoint,
+    restore,
+)
 from adaptrl.experiment.classic_table import classic_table
 from adaptrl.experiment.config import ConfigError, ExperimentConfig, read_yaml, validate_config
 from adaptrl.experiment.iterate_averaging import averaged_policy_state, describe
-from adaptrl.algorithms.baselines import BASELINES, baseline_config
-from adaptrl.algorithms.registry import algorithm_spec
 from adaptrl.experiment.learners import build_family, build_learner
 from adaptrl.experiment.run_dir import RunDir
 from adaptrl.experiment.seeding import make_generator
@@ -38,22 +50,29 @@ def load_learner(run: RunDir, config: ExperimentConfig, algo_cfg: Any,
     """The run's learner restored from its ``best`` or ``latest`` checkpoint, or (``average``)
     the latest checkpoint with the policy's weight average in place of its weights."""
     path = run.checkpoint_file(checkpoint)
-    if not path.exists():
+    if not path.exists() and not (path == run.latest and run.previous.exists()):
         raise ConfigError(f"{run.path}: no {checkpoint} checkpoint; train the run first")
     family = build_family(config)
     learner = build_learner(family, algo_cfg, make_generator(config.seed),
                             torch.device(config.device), init_seed=config.seed)
-    state = load_checkpoint(path)
-    learner.load_state_dict(state["learner"])
+    if path == run.latest:  # a damaged latest falls back to the one before it
+        path, state = newest_good_checkpoint((run.latest, run.previous))
+    else:  # the best checkpoint is a choice: no other stands in for it
+        state = read_run_checkpoint(path)
+    restore(learner, state["learner"], path, run.config)
     learner.checkpoint_iteration = int(state["iteration"]) - 1
     if checkpoint == "average":
         average = state.get("average")
-        if average is None or average["last"] is None:
+        if average is None or average.get("last") is None:
             raise ConfigError(f"{run.path}: the latest checkpoint holds no averaged policy; "
                               "train with an `averaging` section (averaging.start <= the "
                               "iterations trained), or evaluate --checkpoint best / latest")
-        learner.policy.load_state_dict(averaged_policy_state(average))
-        learner.average = describe(average)
+        try:
+            averaged, described = averaged_policy_state(average), describe(average)
+        except (KeyError, TypeError) as err:
+            raise CheckpointError(f"{path}: damaged checkpoint (average: no {err})") from None
+        restore(learner.policy, averaged, path, run.config)
+        learner.average = described
     return learner
 
 
@@ -76,7 +95,8 @@ def baseline_agents(run: RunDir, config: ExperimentConfig, algo_cfg: AlgorithmCo
         elif run.baseline(name).best.exists():
             learner = build_learner(family, baseline_config(name, algo_cfg),
                                     make_generator(seed), device, config.seed)
-            learner.load_state_dict(load_checkpoint(run.baseline(name).best)["learner"])
+            best = run.baseline(name).best
+            restore(learner, read_run_checkpoint(best)["learner"], best, run.config)
         else:
             continue
         agents[name] = learner.agent(step_sizes)
@@ -110,6 +130,8 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
     from one run only). ``tasks_file`` overrides ``evaluation.tasks_file``.
     """
     run, config, algo_cfg = load_run(run_path)
+    if write:  # fail now, not after the evaluation
+        check_writable(run.eval_json)
     ev = config.evaluation
     n = num_tasks or ev.num_tasks
     k = ev.steps if steps is None else steps
@@ -145,7 +167,7 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
     # "agent beats baseline" is a paired question: the same tasks, per-task differences
     paired = {name: paired_difference(scores["agent"], sc) for name, sc in scores.items()
               if name != "agent"}
-    result = {"family": config.family.name, "split": split, "num_tasks": n, "unit": unit,
+    result = {"family": config.family.name, "split": split, "num_tasks": n, "unit": unit.value,
               "seed": s, "episodes_per_step": ev.episodes, "batch_unit": ev.batch_unit,
               "step_sizes": ev.step_sizes,
               "algorithm": algo_cfg.name, "checkpoint": ckpt,
@@ -161,6 +183,11 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
         table = classic_table(config.family.name, family, agent, n, s, device, all_settings)
         if table is not None:
             result["table"] = table
+    bad = non_finite(result["methods"], "methods")
+    if bad:
+        raise FaultError(f"evaluating {run.path} gave non-finite scores in {', '.join(bad)}; "
+                         f"nothing was written to {run.eval_json}")
+    result = undefined_as_null(result)  # e.g. a CI over one value: null, never NaN
     if write:
-        run.eval_json.write_text(json.dumps(result, indent=2))
+        atomic_write_json(run.eval_json, result)
     return result

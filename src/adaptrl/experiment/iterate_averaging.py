@@ -29,17 +29,18 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from adaptrl.schema import ConfigModel
 
 _PREFIX = "module."
 
 
-class AveragingConfig(BaseModel):
+class AveragingConfig(ConfigModel):
     """Which iterations the averaged policy includes (module docstring above)."""
 
-    model_config = ConfigDict(extra="forbid")
     start: int = Field(ge=0, description="first finished-iteration count included "
                        "(0 = the initial policy)")
     every: int = Field(10, ge=1, description="iterations between included policies")

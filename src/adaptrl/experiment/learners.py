@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
-from pydantic import BaseModel
 
 from adaptrl.algorithms.base import AlgorithmConfig, MetaLearner
 from adaptrl.algorithms.registry import algorithm_spec
-from adaptrl.algorithms.rl2_config import RL2Config
-from adaptrl.evaluation.classic.tables import MDP_METHODS
-from adaptrl.evaluation.classic.tabular import MDPTeacher
 from adaptrl.experiment.checkpoints import load_checkpoint
 from adaptrl.experiment.config import ConfigError, ExperimentConfig
 from adaptrl.experiment.run_dir import RunDir
 from adaptrl.experiment.seeding import seeded_init
 from adaptrl.tasks import make
 from adaptrl.tasks.base import TaskFamily
-from adaptrl.tasks.tabular_mdp import TabularMDP
 from adaptrl.tasks.wrappers import RescaledActions
 
 
@@ -40,31 +34,11 @@ def build_family(config: ExperimentConfig) -> TaskFamily:
 def build_learner(family: TaskFamily, algo_cfg: AlgorithmConfig, generator: torch.Generator,
                   device: torch.device, init_seed: int) -> MetaLearner:
     """Instantiate the registered meta-learner; its weights depend only on ``init_seed``.
-    A learner configured to imitate (RL²'s ``imitation``) gets its teacher attached."""
+    """
     spec = algorithm_spec(algo_cfg.name)
     with seeded_init(init_seed):
         learner = spec.build(family, algo_cfg, generator, device)
-    if isinstance(algo_cfg, RL2Config) and algo_cfg.imitation is not None:
-        imitation = algo_cfg.imitation
-        learner.teacher = build_teacher(  # type: ignore[attr-defined]
-            family, imitation.teacher, imitation.params)
     return learner
-
-
-def build_teacher(family: TaskFamily, name: str, params: dict[str, Any]) -> MDPTeacher:
-    """A classic algorithm of ``family`` (its comparison table's, by name) as a teacher for
-    imitation (:mod:`adaptrl.rollouts.imitation`). Teachers exist for ``tabular-mdp``."""
-    if not isinstance(family, TabularMDP):
-        raise ConfigError("algorithm.imitation: teachers exist for the tabular-mdp family "
-                          f"(its classic algorithms), got family {getattr(family, 'name', family)!r}")
-    if name not in MDP_METHODS:
-        raise ConfigError(f"algorithm.imitation.teacher: must be one of {sorted(MDP_METHODS)}, "
-                          f"got {name!r}")
-    try:
-        agent = MDP_METHODS[name].make(**params)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"algorithm.imitation.params: {name}: {err}") from err
-    return MDPTeacher(agent, family.num_states, family.num_actions, family.horizon)
 
 
 def apply_init_from(learner: MetaLearner, algo_cfg: AlgorithmConfig) -> None:

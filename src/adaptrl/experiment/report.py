@@ -48,7 +48,7 @@ import yaml
 
 from adaptrl import __version__
 from adaptrl.agents.contract import AdaptationUnit
-from adaptrl.evaluation.classic.tables import setting_label
+from adaptrl.evaluation.classic_tables import setting_label
 from adaptrl.experiment.atomic import atomic_write_text
 from adaptrl.experiment.checkpoints import CheckpointError, load_checkpoint
 from adaptrl.experiment.classic_table import paired_lines

@@ -22,9 +22,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from adaptrl.evaluation.protocol import adaptation_curve
+from adaptrl.schema import ConfigModel, Seed
 from adaptrl.tasks.base import TaskFamily
 
 if TYPE_CHECKING:  # config.py imports this module for SelectionConfig
@@ -33,17 +34,16 @@ if TYPE_CHECKING:  # config.py imports this module for SelectionConfig
 SCORE_KEYS = ("return_post", "return_trial", "return")
 
 
-class SelectionConfig(BaseModel):
+class SelectionConfig(ConfigModel):
     """How the best checkpoint of a run is chosen (see :mod:`adaptrl.experiment.selection`)."""
 
-    model_config = ConfigDict(extra="forbid")
     by: Literal["training_return", "validation"] = Field(
         "training_return", description="training_return: the best post-adaptation return of "
         "a training batch (the paper's practice); validation: the evaluation protocol's mean "
         "return over units 1..K on fixed train-split tasks, every `every` iterations")
     every: int = Field(10, ge=1, description="iterations between validations")
     num_tasks: int = Field(20, ge=1, description="train-split tasks of the validation")
-    seed: int = Field(54321, description="seed of the validation tasks and sampling")
+    seed: Seed = Field(54321, description="seed of the validation tasks and sampling")
 
 
 def training_score(metrics: dict[str, Any]) -> float | None:

@@ -3,37 +3,67 @@
 Resuming is exact: the checkpoint holds the learner (weights and optimiser state), the
 run generator's state and the counters, and the metrics log is cut back to the
 checkpoint's iteration, so a resumed run writes the same metrics as an unbroken one
-(apart from ``wall_time_s``). Ctrl-C saves a checkpoint of the last finished iteration.
-With an ``averaging`` section the checkpoints also hold the running average of the
-policy's weights (:mod:`adaptrl.experiment.iterate_averaging`).
+(apart from ``wall_time_s``). With an ``averaging`` section the checkpoints also hold the
+running average of the policy's weights (:mod:`adaptrl.experiment.iterate_averaging`).
+
+Nothing lost, nothing silent:
+
+* Everything a checkpoint holds is one :class:`Snapshot`, built whole after an iteration
+  and then put in place by one assignment. Ctrl-C or SIGTERM (:mod:`.interrupts`) at any
+  moment saves the last snapshot put in place, so a checkpoint never mixes two iterations.
+  A kill at any moment leaves the previous checkpoint (writes are atomic: :mod:`.atomic`).
+* One process trains in a run directory at a time (:mod:`.lock`).
+* A run directory that holds anything is never started over; ``--resume`` checks that the
+  checkpoint loads into the learner the config builds before anything is rewritten.
+* A damaged latest checkpoint falls back to the newest good one (:mod:`.checkpoints`).
+* A NaN / Inf in a metric or in the learner's state stops training (:class:`DivergenceError`)
+  and is never saved: the last finite snapshot is kept.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel
 
-from adaptrl.experiment.checkpoints import load_checkpoint, save_checkpoint
-from adaptrl.experiment.config import ConfigError, ExperimentConfig, dump_config
-from adaptrl.experiment.interrupts import terminate_as_interrupt
-from adaptrl.experiment.iterate_averaging import (AveragingConfig, PolicyAverage,
-                                                   check_resumable)
+from adaptrl.algorithms.base import AlgorithmConfig
 from adaptrl.algorithms.baselines import TRAINED_BASELINES, baseline_config
 from adaptrl.algorithms.registry import algorithm_spec
-from adaptrl.experiment.learners import (apply_init_from, build_family, build_learner,
-                                         meta_batch_size)
+from adaptrl.errors import FaultError, UserError
+from adaptrl.experiment.atomic import remove_stale_temps
+from adaptrl.experiment.checkpoints import (
+    CheckpointError,
+    newest_good_checkpoint,
+    non_finite,
+    restore,
+    save_checkpoint,
+)
+from adaptrl.experiment.config import ConfigError, ExperimentConfig, dump_config
+from adaptrl.experiment.fault_points import reach
+from adaptrl.experiment.interrupts import deferred_interrupts, terminate_as_interrupt
+from adaptrl.experiment.iterate_averaging import AveragingConfig, PolicyAverage, check_resumable
+from adaptrl.experiment.learners import (
+    apply_init_from,
+    build_family,
+    build_learner,
+    meta_batch_size,
+)
+from adaptrl.experiment.lock import run_lock
 from adaptrl.experiment.progress import TrainingProgress
-from adaptrl.experiment.run_dir import MetricsLog, RunDir
+from adaptrl.experiment.run_dir import TRAINER_FILES, MetricsLog, RunDir
 from adaptrl.experiment.scalars import Scalars
 from adaptrl.experiment.seeding import make_generator
 from adaptrl.experiment.selection import CheckpointScore
 from adaptrl.tasks.base import TaskFamily
+
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class TrainResult:
@@ -44,110 +74,261 @@ class TrainResult:
     wall_time_s: float
 
 
-def train_learner(run: RunDir, family: TaskFamily, algo_cfg: BaseModel, *, iterations: int,
+class DivergenceError(FaultError):
+    """Training produced a NaN or Inf (in a metric or in the learner's state)."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a checkpoint holds, after ``iteration`` finished meta-iterations. Built
+    whole, then put in place by one assignment, so an interrupt never saves a mix."""
+
+    iteration: int
+    learner: dict[str, Any]
+    generator: torch.Tensor
+    wall_time_s: float
+    best_score: float | None
+    best_iteration: int | None
+    average: dict[str, Any] | None
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {"iteration": self.iteration, "learner": self.learner,
+                "generator": self.generator, "wall_time_s": self.wall_time_s,
+                "best_score": self.best_score, "best_iteration": self.best_iteration,
+                "average": self.average}
+
+
+_STEP_SETTING = re.compile(r"(^|_)(lr|learning_rate|step_size|step_sizes|init_std|scale)$")
+
+
+def suspect_settings(algo_cfg: AlgorithmConfig) -> str:
+    """The algorithm's step sizes and scales (``algorithm.inner.lr = 0.1, ...``): what makes
+    a run diverge, for the divergence message."""
+    found: list[str] = []
+
+    def walk(value: Any, name: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{name}.{k}")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                _STEP_SETTING.search(name.rsplit(".", 1)[-1]):
+            found.append(f"{name} = {value:g}")
+
+    walk(algo_cfg.model_dump(), "algorithm")
+    return ", ".join(found) or "the algorithm's step sizes"
+
+
+def check_finite(what: str, value: Any, iteration: int, algo_cfg: AlgorithmConfig,
+                 kept: str) -> None:
+    """Raise :class:`DivergenceError` if ``value`` (metrics or a state dict) holds a NaN or
+    Inf, naming the iteration, the entries, the likely settings and what was kept."""
+    bad = non_finite(value)
+    if bad:
+        raise DivergenceError(f"training diverged at iteration {iteration}: {what} "
+                              f"{', '.join(bad)} {'is' if len(bad) == 1 else 'are'} NaN or "
+                              f"Inf; check the step sizes and scales: "
+                              f"{suspect_settings(algo_cfg)}; {kept}")
+
+
+def _resume_state(run: RunDir, learner: Any, generator: torch.Generator,
+                  config_file: Path | None) -> dict[str, Any] | None:
+    """Load the newest good checkpoint of ``run`` into ``learner`` and ``generator``; its
+    state, or ``None`` if the run has no checkpoint at all."""
+    if not any(p.exists() for p in run.resume_candidates):
+        return None
+    path, state = newest_good_checkpoint(run.resume_candidates)
+    restore(learner, state["learner"], path, config_file)
+    try:
+        generator.set_state(state["generator"])
+    except (RuntimeError, TypeError) as err:
+        raise CheckpointError(f"{path}: damaged checkpoint (generator state: {err})") from None
+    return state
+
+
+def train_learner(run: RunDir, family: TaskFamily, algo_cfg: AlgorithmConfig, *, iterations: int,
                   seed: int, device: torch.device, checkpoint_every: int, resume: bool,
                   progress: bool, tensorboard: bool, label: str,
                   score: CheckpointScore,
                   averaging: AveragingConfig | None = None) -> TrainResult:
     """Train one learner in ``run`` (a run directory or a baseline's sub-run); ``score``
     judges which checkpoint is the best (:mod:`adaptrl.experiment.selection`); with
-    ``averaging`` the checkpoints also hold the policy's weight average."""
+    ``averaging`` the checkpoints also hold the policy's weight average. The caller holds
+    the run's lock (:func:`train` does)."""
     generator = make_generator(seed)
     learner = build_learner(family, algo_cfg, generator, device, init_seed=seed)
-    start, best_score, best_iter, wall = 0, None, None, 0.0
-    state: dict[str, Any] = {}
-    if resume and run.latest.exists():
-        state = load_checkpoint(run.latest)
-        learner.load_state_dict(state["learner"])
-        generator.set_state(state["generator"])
-        start, wall = int(state["iteration"]), float(state["wall_time_s"])
-        best_score, best_iter = state.get("best_score"), state.get("best_iteration")
-    else:
+    state = _resume_state(run, learner, generator, None) if resume else None
+    if state is None:
+        state = {}
         apply_init_from(learner, algo_cfg)
+    start = int(state.get("iteration", 0))
+    check_finite("the starting weights:", learner.state_dict(), start, algo_cfg,
+                 "nothing was saved")
     average = None if averaging is None else PolicyAverage(averaging, learner.policy)
     if average is not None:
         if state.get("average") is not None:  # prepare_run checked its window
             average.load_state_dict(state["average"])
         average.update(learner.policy, start)  # the starting policy, if it is due
     run.path.mkdir(parents=True, exist_ok=True)
-    log = MetricsLog(run.metrics, keep_iterations_below=start)
+    fresh = not state
     scalars = Scalars(run.path / "tensorboard", tensorboard)
     batch = meta_batch_size(algo_cfg)
+    # the state at the end of the last finished iteration: an interrupt mid-way through an
+    # iteration must not record the draws or updates that iteration had already made
+    snap = Snapshot(start, copy.deepcopy(learner.state_dict()), generator.get_state(),
+                    float(state.get("wall_time_s", 0.0)), state.get("best_score"),
+                    state.get("best_iteration"),
+                    None if average is None else copy.deepcopy(average.state_dict()))
+    if fresh:  # from now on the run can be resumed, whenever it is stopped
+        save_checkpoint(snap.checkpoint(), run.latest)
+    log_file = MetricsLog(run.metrics, keep_iterations_below=start)
 
-    # the generator state at the end of the last finished iteration: an interrupt mid-way
-    # through an iteration must not record the draws that iteration had already made
-    gen_state = generator.get_state()
-    learner_state = copy.deepcopy(learner.state_dict())
-    average_state = None if average is None else copy.deepcopy(average.state_dict())
+    def kept() -> str:
+        return (f"{run.latest} holds the last finite state (iteration {snap.iteration}); "
+                "nothing non-finite was saved")
 
-    def checkpoint(path: Path, iteration: int) -> None:
-        save_checkpoint({"iteration": iteration, "learner": learner_state,
-                         "generator": gen_state, "wall_time_s": wall,
-                         "best_score": best_score, "best_iteration": best_iter,
-                         "average": average_state}, path)
-
-    done = start
     try:
         with terminate_as_interrupt(), TrainingProgress(iterations, start, label, progress) as bar:
             for it in range(start, iterations):
                 t0 = time.perf_counter()
                 tasks = family.sample(batch, "train", generator)
                 metrics = learner.meta_update(tasks)
+                reach("train.updated")
                 done = it + 1
                 moved = average.update(learner.policy, done) if average is not None else False
                 value = score(learner, done, metrics)  # validation time counts as training
-                wall += time.perf_counter() - t0
+                wall = snap.wall_time_s + time.perf_counter() - t0
                 if value is not None and score.validates:
                     metrics = {**metrics, "validation_return": value}
-                record = {"iteration": it, "wall_time_s": round(wall, 4),
-                          "env_steps": int(learner.env_steps), **metrics}
-                log.write(record)
-                scalars.write(it, metrics)
-                gen_state = generator.get_state()
                 learner_state = copy.deepcopy(learner.state_dict())
-                if average is not None and moved:  # copy the weights only when they moved
-                    average_state = copy.deepcopy(average.state_dict())
-                if value is not None and (best_score is None or value > best_score):
-                    best_score, best_iter = value, it
-                    checkpoint(run.best, done)
+                check_finite("metrics", metrics, it, algo_cfg, kept())
+                check_finite("learner state", learner_state, it, algo_cfg, kept())
+                log_file.write({"iteration": it, "wall_time_s": round(wall, 4),
+                                "env_steps": int(learner.env_steps), **metrics})
+                scalars.write(it, metrics)
+                reach("train.logged")
+                improved = value is not None and (snap.best_score is None or
+                                                  value > snap.best_score)
+                new = Snapshot(done, learner_state, generator.get_state(), wall,
+                               value if improved else snap.best_score,
+                               it if improved else snap.best_iteration,
+                               copy.deepcopy(average.state_dict()) if moved  # type: ignore[union-attr]
+                               else snap.average)
+                if improved:  # before the snapshot is in place: rewriting it is harmless
+                    save_checkpoint(new.checkpoint(), run.best)
+                reach("train.snapshot")
+                snap = new  # one assignment: an interrupt sees the old or the new, whole
+                reach("train.committed")
                 if done % checkpoint_every == 0 or done == iterations:
-                    checkpoint(run.latest, done)
+                    log_file.sync()
+                    save_checkpoint(snap.checkpoint(), run.latest, keep_previous=run.previous)
                 bar.update(metrics)
-    except KeyboardInterrupt:
-        checkpoint(run.latest, done)
+    except (KeyboardInterrupt, DivergenceError):
+        with deferred_interrupts():  # a second Ctrl-C must not cut this save short
+            log_file.sync()
+            save_checkpoint(snap.checkpoint(), run.latest, keep_previous=run.previous)
         raise
     finally:
-        log.close()
+        log_file.close()
         scalars.close()
     if not run.best.exists():
-        checkpoint(run.best, done)
-    return TrainResult(run, done, best_iter, best_score, wall)
+        save_checkpoint(snap.checkpoint(), run.best)
+    return TrainResult(run, snap.iteration, snap.best_iteration, snap.best_score,
+                       snap.wall_time_s)
 
 
-def prepare_run(config: ExperimentConfig, run_path: Path, resume: bool) -> RunDir:
-    """Create (or reopen, when resuming) the run directory and write the resolved config."""
+def _has_results(run: RunDir) -> bool:
+    """Whether ``run`` holds anything a new run would overwrite. A config.yaml alone is a
+    run that stopped (or failed on its config) before its first checkpoint: nothing of it
+    is lost when it starts again."""
+    return run.contents() not in ([], ["config.yaml"])
+
+
+def _no_checkpoint_error(run: RunDir) -> UserError:
+    """``--resume`` with nothing to resume from: advice that cannot lose data."""
+    held = run.contents()
+    if not held:
+        return ConfigError(f"--resume: no checkpoint in {run.checkpoints} (no run to resume "
+                           "there); start the run without --resume")
+    return ConfigError(f"--resume: no checkpoint in {run.checkpoints}, but {run.path} holds "
+                       f"{', '.join(held[:6])}; start the run in another --run-dir (or move "
+                       "these files away first)")
+
+
+def _check_resumable(config: ExperimentConfig, algo_cfg: AlgorithmConfig | None,
+                     run: RunDir) -> None:
+    """Refuse a resume that would fail after the run's files were rewritten: the newest
+    good checkpoint must load into the learner this config builds (when ``algo_cfg`` is
+    given), and its weight average must have been kept over the config's window."""
+    if not any(p.exists() for p in run.resume_candidates):
+        if not _has_results(run):  # stopped before its first checkpoint: start it again
+            return
+        raise _no_checkpoint_error(run)
+    if algo_cfg is None:
+        _, state = newest_good_checkpoint(run.resume_candidates)
+    else:
+        family = build_family(config)
+        learner = build_learner(family, algo_cfg, make_generator(config.seed),
+                                torch.device(config.device), init_seed=config.seed)
+        restored = _resume_state(run, learner, make_generator(config.seed), run.config)
+        assert restored is not None  # a candidate exists: a state or an error
+        state = restored
+    try:
+        check_resumable(state.get("average"), config.averaging)
+    except ValueError as err:
+        raise ConfigError(f"--resume: {err}") from err
+
+
+def _remove_stray_temps(run: RunDir) -> None:
+    """Clear the temporaries a killed writer left in the run (and its sub-runs)."""
+    folders = [run.path, run.checkpoints]
+    baselines = run.path / "baselines"
+    if baselines.is_dir():
+        for sub in baselines.iterdir():
+            folders += [sub, RunDir(sub).checkpoints]
+    for folder in folders:
+        for path in remove_stale_temps(folder, TRAINER_FILES):
+            log.info("removed %s, left by an interrupted write", path)
+
+
+def prepare_run(config: ExperimentConfig, run_path: Path, resume: bool,
+                algo_cfg: AlgorithmConfig | None = None) -> RunDir:
+    """Check the run directory and write the resolved config; call it holding the run's
+    lock (:func:`train` does). A new run needs a directory that holds nothing; a resumed one
+    a checkpoint that loads into the learner ``algo_cfg`` builds (checked before
+    config.yaml is rewritten: a failed ``--resume --set`` leaves the run as it was)."""
     run = RunDir(Path(run_path))
+    _remove_stray_temps(run)
     if resume:
-        if not run.latest.exists():
-            raise ConfigError(f"--resume: no checkpoint in {run.checkpoints}; "
-                              "start the run without --resume")
-        try:  # refuse before the run's config.yaml is rewritten
-            check_resumable(load_checkpoint(run.latest).get("average"), config.averaging)
-        except ValueError as err:
-            raise ConfigError(f"--resume: {err}") from err
-    elif run.latest.exists():
-        raise ConfigError(f"{run.path} already holds a run; pass --resume to continue it "
-                          "or --run-dir to start a new one")
+        _check_resumable(config, algo_cfg, run)
+    elif _has_results(run):
+        raise ConfigError(f"{run.path} already holds a run ({', '.join(run.contents()[:6])}); "
+                          "pass --resume to continue it or --run-dir to start a new one; "
+                          "nothing was changed")
     run.path.mkdir(parents=True, exist_ok=True)
     dump_config(config, run.config)
     return run
 
 
-def train(config: ExperimentConfig, algo_cfg: BaseModel, run_path: Path, *,
+def train(config: ExperimentConfig, algo_cfg: AlgorithmConfig, run_path: Path, *,
           resume: bool = False, baselines: bool = True) -> TrainResult:
-    """Meta-train per ``config`` in ``run_path``; then train the baselines that need training
-    (*pretrained*, *aggregation*) if the evaluation uses them."""
-    run = prepare_run(config, run_path, resume)
+    """Meta-train per ``config`` in ``run_path``, holding its lock; then train the baselines
+    that need training (*pretrained*, *aggregation*) if the evaluation uses them."""
+    run_path = Path(run_path)
+    if resume and not run_path.is_dir():
+        raise _no_checkpoint_error(RunDir(run_path))
+    try:
+        run_path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FaultError(f"cannot create the run directory {run_path}: "
+                         f"{err.strerror or err}") from err
+    with run_lock(run_path):
+        reach("train.locked")
+        return _train_locked(config, algo_cfg, prepare_run(config, run_path, resume, algo_cfg),
+                             resume, baselines)
+
+
+def _train_locked(config: ExperimentConfig, algo_cfg: AlgorithmConfig, run: RunDir, resume: bool,
+                  baselines: bool) -> TrainResult:
     family = build_family(config)
     device = torch.device(config.device)
     score = CheckpointScore(config.selection, family, config.evaluation, device)
@@ -155,7 +336,7 @@ def train(config: ExperimentConfig, algo_cfg: BaseModel, run_path: Path, *,
                   progress=config.logging.progress, tensorboard=config.logging.tensorboard,
                   score=score)
     result = train_learner(run, family, algo_cfg, iterations=config.iterations, resume=resume,
-                           label=f"{algo_cfg.name} meta-train",  # type: ignore[attr-defined]
+                           label=f"{algo_cfg.name} meta-train",
                            averaging=config.averaging, **common)  # type: ignore[arg-type]
     admitted = algorithm_spec(algo_cfg.name).baselines
     for name in TRAINED_BASELINES:
@@ -164,6 +345,6 @@ def train(config: ExperimentConfig, algo_cfg: BaseModel, run_path: Path, *,
         sub = run.baseline(name)
         iters = getattr(config.baselines, f"{name}_iterations") or config.iterations
         train_learner(sub, family, baseline_config(name, algo_cfg), iterations=iters,
-                      resume=sub.latest.exists(), label=f"{name} baseline",
+                      resume=True, label=f"{name} baseline",  # from its checkpoint, if any
                       **common)  # type: ignore[arg-type]
     return result

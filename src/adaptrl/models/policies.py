@@ -13,12 +13,13 @@ from typing import Annotated, Literal
 
 import gymnasium as gym
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from adaptrl.models.functional import MLP, Params, named_params
 from adaptrl.randomness import categorical, randn
+from adaptrl.schema import ConfigModel
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -137,10 +138,9 @@ LayerSizes = list[Annotated[int, Field(ge=1)]]
 """Hidden-layer sizes in a config: each at least 1 (an error names the offending index)."""
 
 
-class PolicyConfig(BaseModel):
+class PolicyConfig(ConfigModel):
     """Feed-forward policy settings (default: the MAML paper's 2 x 100 ReLU)."""
 
-    model_config = ConfigDict(extra="forbid")
     hidden: LayerSizes = Field(default_factory=lambda: [100, 100],
                                description="hidden layer sizes")
     activation: Literal["relu", "tanh", "elu", "gelu", "silu"] = "relu"

@@ -14,18 +14,18 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 from torch.distributions import Categorical
 
 from adaptrl.optim.minibatches import minibatch_epochs
 from adaptrl.rollouts.imitation import imitation_loss
+from adaptrl.schema import ConfigModel
 
 
-class ImitationUpdate(BaseModel):
+class ImitationUpdate(ConfigModel):
     """The settings of :func:`imitation_update`."""
 
-    model_config = ConfigDict(extra="forbid")
     lr: float = Field(1e-3, gt=0, description="Adam step size of the imitation updates")
     epochs: int = Field(4, ge=1, description="passes over each batch of labelled trials")
     minibatches: int = Field(4, ge=1, description="minibatches of trials per pass")

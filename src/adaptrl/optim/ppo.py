@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 from torch.distributions import Distribution
 
@@ -28,15 +28,15 @@ from adaptrl.optim.minibatches import minibatch_epochs
 from adaptrl.rollouts.losses import clipped_loss, entropy
 from adaptrl.rollouts.returns import masked_mean, normalize
 from adaptrl.rollouts.trajectories import Trajectories
+from adaptrl.schema import ConfigModel
 
 Evaluate = Callable[[torch.Tensor], tuple[Distribution, torch.Tensor]]
 """``evaluate(rows)``: action distributions and values ``[T, len(rows), e]`` for those rows."""
 
 
-class PPOConfig(BaseModel):
+class PPOConfig(ConfigModel):
     """PPO settings (defaults: Schulman et al. 2017's Atari/MuJoCo values where they agree)."""
 
-    model_config = ConfigDict(extra="forbid")
     clip: float = Field(0.2, gt=0, lt=1, description="clip range epsilon of the ratio")
     epochs: int = Field(4, ge=1, description="passes over each batch of experience")
     minibatches: int = Field(4, ge=1, description="minibatches per epoch (split over rows)")

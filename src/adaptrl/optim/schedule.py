@@ -11,14 +11,15 @@ scheduler state to save (torch's ``lr_scheduler`` classes keep their own step co
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch.optim import Optimizer
 
+from adaptrl.schema import ConfigModel
 
-class LinearAnneal(BaseModel):
+
+class LinearAnneal(ConfigModel):
     """``lr`` until iteration ``start``, then linear to ``final * lr`` at ``end``, then flat."""
 
-    model_config = ConfigDict(extra="forbid")
     start: int = Field(0, ge=0, description="iteration at which the decay begins (the rate "
                                             "is the configured lr before it)")
     end: int = Field(..., ge=1, description="iteration at which the rate reaches final * lr")

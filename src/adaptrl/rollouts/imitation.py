@@ -1,7 +1,7 @@
 """Imitation of a teacher by a recurrent policy: DAgger over whole trials (Ross et al. 2011).
 
 A *teacher* is any agent that acts from the history of the trial it is in, typically a
-classic exploration algorithm (``adaptrl.evaluation.classic``: BEB, PSRL, UCRL2, ...).
+classic exploration algorithm (``adaptrl.agents.classic``: BEB, PSRL, UCRL2, ...).
 :class:`TeacherEnv` lets it follow a trial as the trial is played, step by step, whoever
 acts; :class:`LabellingPolicy` plays the trial with the learner's policy (DAgger: the
 learner's own state distribution) and records, at every step, the teacher's action

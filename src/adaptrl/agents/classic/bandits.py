@@ -25,8 +25,12 @@ from typing import Protocol
 
 import torch
 
-from adaptrl.evaluation.classic._common import (
-    check_nonnegative, check_probability, random_argmax, sample_beta)
+from adaptrl.agents.classic._common import (
+    check_nonnegative,
+    check_probability,
+    random_argmax,
+    sample_beta,
+)
 from adaptrl.tasks.common import check_int
 
 Prior = tuple[float, float]

@@ -40,8 +40,8 @@ from typing import Any, Callable
 
 import torch
 
-from adaptrl.evaluation.classic._common import random_argmax
-from adaptrl.evaluation.classic.bandits import BanditState, Prior, check_prior
+from adaptrl.agents.classic._common import random_argmax
+from adaptrl.agents.classic.bandits import BanditState, Prior, check_prior
 from adaptrl.tasks.common import check_int
 
 DEFAULT_GRID = 128  # index error ~1e-3 (see _index_then_retire); no effect on trial scores

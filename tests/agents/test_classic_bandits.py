@@ -8,12 +8,13 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from adaptrl.evaluation.classic import (
+from adaptrl.agents.classic import (
     BANDIT_METHODS, UCB1, BanditState, EpsilonGreedy, GittinsPolicy, Greedy, MostProbableThompson,
-    OptimisticThompson, RandomBandit, Thompson, bandit_table, bandits, discounted_table,
-    finite_horizon_table, format_table, gittins_index, grid, grid_search, run_bandit)
-from adaptrl.evaluation.classic.bandits import beta_log_density
-from adaptrl.evaluation.classic.tables import derived_generator, setting_instances
+    OptimisticThompson, RandomBandit, Thompson, bandits, discounted_table,
+    finite_horizon_table, gittins_index, grid, grid_search, run_bandit)
+from adaptrl.agents.classic.bandits import beta_log_density
+from adaptrl.evaluation.classic_tables import (bandit_table, derived_generator, format_table,
+                                               setting_instances)
 from adaptrl.tasks.bandits import BanditBernoulli
 
 

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from adaptrl.evaluation.classic import (
+from adaptrl.agents.classic import (
     BEB, PSRL, UCRL2, EpsilonGreedyMDP, GreedyMDP, MDPCounts, MDPPrior, MyopicGreedyMDP,
-    OptimisticPSRL, RandomMDP, format_table, mdp_table, optimistic_expectation, policy_value,
-    run_mdp, tabular, value_iteration)
-from adaptrl.evaluation.classic.tabular import PlansGreedily, _sample_mdps, greedy_policy
+    OptimisticPSRL, RandomMDP, optimistic_expectation, run_mdp, tabular)
+from adaptrl.evaluation.classic_tables import format_table, mdp_table
+from adaptrl.planning import policy_value, value_iteration
+from adaptrl.agents.classic.tabular import PlansGreedily, _sample_mdps, greedy_policy
 from adaptrl.tasks.tabular_mdp import TabularMDP
 
 

@@ -31,18 +31,24 @@ here.)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
 
-from adaptrl.evaluation.classic._common import (
-    check_nonnegative, check_probability, random_argmax, sample_categorical, sample_dirichlet)
+from adaptrl.agents.classic._common import (
+    check_nonnegative,
+    check_probability,
+    random_argmax,
+    sample_categorical,
+    sample_dirichlet,
+)
+from adaptrl.planning.value_iteration import (
+    plan,
+    value_iteration,
+)
 from adaptrl.tasks.base import StepResult
 from adaptrl.tasks.common import check_int, check_positive
-
-Backup = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -127,37 +133,6 @@ class MDPAgent(Protocol):
 
 # ----------------------------------------------------------------------------- planning
 
-def expected_backup(transitions: torch.Tensor, rewards: torch.Tensor) -> Backup:
-    """Bellman backup ``Q(s, a) = r(s, a) + sum_s' P(s' | s, a) V(s')`` of one MDP.
-
-    ``transitions`` is ``[..., S, A, S]`` and ``rewards`` ``[..., S, A]`` with any batch dims.
-    """
-    return lambda value: rewards + torch.einsum("...sat,...t->...sa", transitions, value)
-
-
-def plan(backup: Backup, value_shape: tuple[int, ...], horizon: int,
-         device: torch.device | str = "cpu") -> torch.Tensor:
-    """Finite-horizon value iteration: ``Q [..., H, S, A]`` with ``Q[..., h]`` for step ``h``.
-
-    ``V_H = 0`` and ``Q_h = backup(V_{h+1})``, ``V_h = max_a Q_h`` (Puterman 1994, §4.5).
-    ``value_shape`` is the shape ``[..., S]`` of a value function.
-    """
-    value = torch.zeros(value_shape, device=device)
-    qs = []
-    for _ in range(horizon):
-        q = backup(value)
-        qs.append(q)
-        value = q.amax(dim=-1)
-    return torch.stack(qs[::-1], dim=-3)
-
-
-def value_iteration(transitions: torch.Tensor, rewards: torch.Tensor,
-                    horizon: int) -> torch.Tensor:
-    """Optimal ``Q [..., H, S, A]`` of the MDP ``(transitions, rewards)`` over ``horizon`` steps."""
-    return plan(expected_backup(transitions, rewards), rewards.shape[:-1], horizon,
-                rewards.device)
-
-
 def greedy_policy(q: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One-hot action probabilities ``[..., A]`` of ``argmax_a q`` (ties at random)."""
     best = random_argmax(q, generator)
@@ -167,16 +142,6 @@ def greedy_policy(q: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 def mix_uniform(probs: torch.Tensor, epsilon: float) -> torch.Tensor:
     """``(1 - epsilon) probs + epsilon * uniform``: the epsilon-greedy version of a policy."""
     return (1.0 - epsilon) * probs + epsilon / probs.shape[-1]
-
-
-def policy_value(transitions: torch.Tensor, reward_mean: torch.Tensor,
-                 policy: torch.Tensor, start: int = 0) -> torch.Tensor:
-    """Expected return ``[N]`` from state ``start`` of the Markov policy ``[N, H, S, A]``."""
-    value = torch.zeros(reward_mean.shape[:-1], device=reward_mean.device)
-    for h in range(policy.shape[-3] - 1, -1, -1):
-        q = expected_backup(transitions, reward_mean)(value)
-        value = (policy[..., h, :, :] * q).sum(dim=-1)
-    return value[..., start]
 
 
 # ----------------------------------------------------------------------------- agents
@@ -309,7 +274,7 @@ class OptimisticPSRL(PlansGreedily):
     (the max is taken after each sample is solved on its own, not inside the backups).
     ``K = 10`` is TabulaRL's default; ``K = 1`` is :class:`PSRL`. This is not "one sample
     with each reward clipped at its posterior mean" (the bandit rule of
-    :class:`~adaptrl.evaluation.classic.bandits.OptimisticThompson` carried to MDPs): that
+    :class:`~adaptrl.agents.classic.bandits.OptimisticThompson` carried to MDPs): that
     is a different, much less optimistic agent: with one step left, an untried pair's value
     exceeds its posterior mean by ``E max(Z, 0) = 0.40`` posterior sds there and by
     ``E max_k Z_k = 1.54`` here (``K = 10``; tests/evaluation/test_classic_tabular.py).

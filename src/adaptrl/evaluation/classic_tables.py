@@ -25,88 +25,29 @@ import io
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
-from adaptrl.evaluation.classic._common import Params, grid, grid_search
-from adaptrl.evaluation.classic.bandits import (
-    UCB1, EpsilonGreedy, Greedy, MostProbableThompson, OptimisticThompson, RandomBandit, Thompson,
-    run_bandit)
-from adaptrl.evaluation.classic.gittins import GittinsPolicy
-from adaptrl.evaluation.classic.tabular import (
-    BEB, PSRL, UCRL2, EpsilonGreedyMDP, GreedyMDP, MDPPrior, MyopicGreedyMDP, OptimisticPSRL,
-    RandomMDP, run_mdp)
+from adaptrl.agents.classic._common import grid_search
+from adaptrl.agents.classic.bandits import run_bandit
+from adaptrl.agents.classic.methods import (
+    BANDIT_METHODS,
+    MDP_METHODS,
+    PAPER_BANDIT_METHODS,
+    PAPER_BANDIT_SETTINGS,
+    PAPER_MDP_METHODS,
+    PAPER_MDP_SETTINGS,
+    Method,
+)
+from adaptrl.agents.classic.tabular import run_mdp
 from adaptrl.evaluation.statistics import mean_ci95
 from adaptrl.tasks.bandits import BanditBernoulli
 from adaptrl.tasks.base import Tasks
 from adaptrl.tasks.common import check_int
 from adaptrl.tasks.tabular_mdp import TabularMDP
-
-PAPER_BANDIT_SETTINGS: tuple[tuple[int, int], ...] = tuple(
-    (n, k) for n in (10, 100, 500) for k in (5, 10, 50))
-PAPER_MDP_SETTINGS: tuple[int, ...] = (10, 25, 50, 75, 100)
-
-
-@dataclass(frozen=True)
-class Method:
-    """How to build a baseline from hyperparameters, and the grid it is tuned over."""
-
-    make: Callable[..., Any]
-    grid: tuple[Params, ...] = ()
-
-
-BANDIT_METHODS: dict[str, Method] = {
-    "random": Method(RandomBandit),
-    "gittins": Method(GittinsPolicy),
-    "thompson": Method(Thompson),
-    "optimistic_thompson": Method(OptimisticThompson),
-    "ucb1": Method(UCB1, tuple(grid(c=[0.05, 0.1, 0.2, 0.5, 1.0],
-                                    prior=[(0.0, 0.0), (1.0, 1.0)]))),
-    "epsilon_greedy": Method(EpsilonGreedy, tuple(grid(epsilon=[0.01, 0.02, 0.05, 0.1, 0.2]))),
-    "greedy": Method(Greedy),
-    # Not in the paper's table: the infinite-horizon discounted index, discount tuned.
-    "gittins_discounted": Method(GittinsPolicy, tuple(grid(discount=[0.9, 0.99, 0.998]))),
-    # Not in the paper's table under this name, but what its "OTS" column measured: the
-    # RL² authors' script kept the most probable of n posterior draws (n tuned over 1..20).
-    "thompson_most_probable": Method(MostProbableThompson,
-                                     tuple(grid(num_samples=[1, 2, 5, 10, 20]))),
-}
-PAPER_BANDIT_METHODS: tuple[str, ...] = (
-    "random", "gittins", "thompson", "optimistic_thompson", "ucb1", "epsilon_greedy", "greedy")
-
-
-def optimistic_psrl(num_samples: int = 10, reward_prior_mean: float = 1.0) -> OptimisticPSRL:
-    """:class:`OptimisticPSRL` whose prior has mean reward ``reward_prior_mean`` (1: the
-    task's; 0: TabulaRL's default, with which the RL² authors ran it), else the task's."""
-    return OptimisticPSRL(num_samples, MDPPrior(reward_mean=reward_prior_mean))
-
-
-MDP_METHODS: dict[str, Method] = {
-    "random": Method(RandomMDP),
-    "psrl": Method(PSRL),
-    # TabulaRL's optimistic envelope of num_samples posterior MDPs (default 10; the RL²
-    # authors tuned 1..20), under the task's prior or TabulaRL's (mean reward 0).
-    "optimistic_psrl": Method(optimistic_psrl, tuple(grid(
-        num_samples=[1, 2, 5, 10, 20], reward_prior_mean=[1.0, 0.0]))),
-    "ucrl2": Method(UCRL2, tuple(grid(scale=[0.01, 0.03, 0.1, 0.3, 1.0]))),
-    "beb": Method(BEB, tuple(grid(beta=[0.1, 0.3, 1.0, 3.0, 10.0]))),
-    "epsilon_greedy": Method(EpsilonGreedyMDP, tuple(grid(epsilon=[0.01, 0.02, 0.05, 0.1, 0.2]))),
-    "greedy": Method(GreedyMDP),
-    # Not in the paper's table: greedy without planning, how much of greedy needs a model.
-    "myopic_greedy": Method(MyopicGreedyMDP),
-    # Not in the paper's table: BEB re-planned before every step (the paper's episodic
-    # agents re-plan per episode), with and without planning.
-    "beb_per_step": Method(partial(BEB, every_step=True), tuple(grid(beta=[0.3, 0.5, 1.0, 2.0]))),
-    "myopic_beb_per_step": Method(partial(BEB, every_step=True, myopic=True),
-                                  tuple(grid(beta=[0.3, 0.5, 1.0, 2.0]))),
-}
-PAPER_MDP_METHODS: tuple[str, ...] = (
-    "random", "psrl", "optimistic_psrl", "ucrl2", "beb", "epsilon_greedy", "greedy")
 
 Runner = Callable[[Any, Tasks, torch.Generator], torch.Tensor]  # -> scores [instances]
 
