@@ -16,9 +16,10 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from adaptrl.adaptation.clipped import ClippedPolicyGradientAdapter
-from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
-from adaptrl.adaptation.sgd import StepSize, sgd_step
+from adaptrl.adaptation.inner_optimizers import SGD, MetaSGD
+from adaptrl.adaptation.inner_update import InnerUpdate
+from adaptrl.adaptation.objectives import (ClippedPolicyGradientObjective,
+                                           PolicyGradientObjective)
 from adaptrl.algorithms.aggregation import Aggregation, AggregationConfig, aggregation_weights
 from adaptrl.algorithms.common import InnerLoop, averaging_step
 from adaptrl.algorithms.reptile import Reptile, ReptileConfig
@@ -45,25 +46,21 @@ def _generator(seed: int = 0) -> torch.Generator:
 
 
 # -- Reptile ----------------------------------------------------------------------------
-class QuadraticAdapter:
+class QuadraticObjective:
     """Inner loss ``L_i(p) = 1/2 sum_k ||p_k - c_ik||^2`` per task; ignores the episodes.
 
     ``k`` SGD steps of size ``a`` from ``theta`` give ``c_i + (1 - a)^k (theta - c_i)``.
     """
 
-    def __init__(self, centers: Params) -> None:
-        self.centers = centers
+    def __init__(self, policy: torch.nn.Module, centers: Params) -> None:
+        self.policy, self.centers = policy, centers
 
-    def advantages(self, traj: Trajectories) -> torch.Tensor:
+    def prepare(self, traj: Trajectories) -> torch.Tensor:
         return torch.zeros_like(traj.rewards)
 
-    def step(self, params: Params, traj: Trajectories, adv: torch.Tensor, lr: StepSize, *,
-             first_order: bool, create_graph: bool = True) -> Params:
-        def loss(p: Params) -> torch.Tensor:
-            return sum(0.5 * (p[k] - self.centers[k]).pow(2).flatten(1).sum(1) for k in p)
-        batched = next(iter(params.values())).dim() == next(iter(self.centers.values())).dim()
-        return sgd_step(params, loss, lr, traj.num_tasks, batched=batched,
-                        first_order=first_order, create_graph=create_graph)
+    def loss(self, params: Params, traj: Trajectories, data: torch.Tensor) -> torch.Tensor:
+        return sum(0.5 * (p - self.centers[k]).pow(2).flatten(1).sum(1)  # type: ignore[return-value]
+                   for k, p in params.items())
 
 
 @pytest.mark.parametrize("steps,eps", [(1, 1.0), (3, 0.5)])
@@ -75,7 +72,7 @@ def test_reptile_outer_update_is_its_formula_on_a_quadratic(steps: int, eps: flo
     theta = {k: v.detach().clone() for k, v in named_params(learner.policy).items()}
     g = _generator(1)
     centers = {k: torch.randn(n, *v.shape, generator=g) for k, v in theta.items()}
-    learner.inner.adapter = QuadraticAdapter(centers)
+    learner.inner.update = InnerUpdate(QuadraticObjective(learner.policy, centers), SGD(lr))
     learner.meta_update(FAMILY.sample(n, "train", _generator(2)))
     for k, t in theta.items():
         phi = centers[k] + (1 - lr) ** steps * (t - centers[k])
@@ -104,43 +101,45 @@ def _support(policy: torch.nn.Module, n: int = 3, seed: int = 0) -> Trajectories
 def test_first_order_maml_gradient_is_the_detached_inner_gradient() -> None:
     """FOMAML: d L(phi(theta)) / d theta = sum_i (d L_i / d phi_i) at the adapted phi_i."""
     policy = TINY_POLICY.build(FAMILY.observation_space, FAMILY.action_space)
-    adapter = PolicyGradientAdapter(policy)
-    loop = InnerLoop(FAMILY, policy, adapter, 4, _generator(), torch.device("cpu"))
+    objective = PolicyGradientObjective(policy)
+    loop = InnerLoop(FAMILY, InnerUpdate(objective, SGD(0.1)), 4, _generator(),
+                     torch.device("cpu"))
     support, query = _support(policy, seed=0), _support(policy, seed=5)
-    supports = [(support, adapter.advantages(support))]
-    q_adv = adapter.advantages(query)
+    supports = [(support, objective.prepare(support))]
+    q_adv = objective.prepare(query)
     theta = named_params(policy)
 
-    phi = loop.adapt(theta, supports, 0.1, first_order=True, differentiable=True)
-    grads = torch.autograd.grad(adapter.loss(phi, query, q_adv).sum(), list(theta.values()))
+    phi = loop.adapt(theta, supports, first_order=True, differentiable=True)
+    grads = torch.autograd.grad(objective.loss(phi, query, q_adv).sum(), list(theta.values()))
 
     phi_leaf = {k: v.detach().requires_grad_(True) for k, v in phi.items()}
-    per_task = torch.autograd.grad(adapter.loss(phi_leaf, query, q_adv).sum(),
+    per_task = torch.autograd.grad(objective.loss(phi_leaf, query, q_adv).sum(),
                                    list(phi_leaf.values()))
     for g, gp in zip(grads, per_task):
         torch.testing.assert_close(g, gp.sum(0), rtol=1e-5, atol=1e-7)
     # and the second-order gradient is a different one
-    phi2 = loop.adapt(theta, supports, 0.1, first_order=False, differentiable=True)
-    grads2 = torch.autograd.grad(adapter.loss(phi2, query, q_adv).sum(), list(theta.values()))
+    phi2 = loop.adapt(theta, supports, first_order=False, differentiable=True)
+    grads2 = torch.autograd.grad(objective.loss(phi2, query, q_adv).sum(), list(theta.values()))
     assert any(not torch.allclose(a, b) for a, b in zip(grads, grads2))
 
 
 def test_clipped_inner_step_with_one_epoch_is_the_vpg_step() -> None:
     policy = TINY_POLICY.build(FAMILY.observation_space, FAMILY.action_space)
     traj = _support(policy)
-    vpg = PolicyGradientAdapter(policy)
-    ppo = ClippedPolicyGradientAdapter(policy, clip=0.2, epochs=1)
-    adv = vpg.advantages(traj)
+    vpg = InnerUpdate(PolicyGradientObjective(policy), SGD(0.1))
+    clipped = ClippedPolicyGradientObjective(policy, clip=0.2)
+    ppo = InnerUpdate(clipped, SGD(0.1), epochs=1)
+    adv = vpg.prepare(traj)
     theta = detach_params(named_params(policy))
-    a = vpg.step(theta, traj, adv, 0.1, first_order=True, create_graph=False)
-    b = ppo.step(theta, traj, adv, 0.1, first_order=True, create_graph=False)
+    a, _ = vpg.step(theta, traj, adv, {}, first_order=True, create_graph=False)
+    b, _ = ppo.step(theta, traj, adv, {}, first_order=True, create_graph=False)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
-    c = ClippedPolicyGradientAdapter(policy, epochs=3).step(theta, traj, adv, 0.1,
-                                                            first_order=True, create_graph=False)
+    c, _ = InnerUpdate(clipped, SGD(0.1), epochs=3).step(theta, traj, adv, {},
+                                                         first_order=True, create_graph=False)
     assert is_batched(c, policy) and any(not torch.allclose(a[k], c[k]) for k in a)
     with pytest.raises(ValueError, match="epochs"):
-        ClippedPolicyGradientAdapter(policy, epochs=0)
+        InnerUpdate(clipped, SGD(0.1), epochs=0)
 
 
 # -- aggregation --------------------------------------------------------------------------
@@ -399,29 +398,32 @@ def _learner(algo: dict[str, Any], seed: int = 0) -> Any:
 
 def test_metasgd_step_sizes_get_gradients_and_change() -> None:
     learner = _learner({"name": "metasgd", "alpha_init": 0.05})
-    alpha = learner.inner_lr
+    assert isinstance(learner.update.optimizer, MetaSGD)
+    alpha = learner.update.optimizer.alpha()
     assert set(alpha) == set(named_params(learner.policy))
     assert all(bool((a == 0.05).all()) for a in alpha.values())
     # d L(phi(theta, alpha)) / d alpha = -grad L_inner (.) dL/dphi, nonzero
     support, query = _support(learner.policy, seed=0), _support(learner.policy, seed=5)
-    supports = [(support, learner.adapter.advantages(support))]
-    phi = learner.inner.adapt(named_params(learner.policy), supports, alpha, first_order=False,
-                              differentiable=True)
-    loss = learner.adapter.loss(phi, query, learner.adapter.advantages(query)).sum()
+    objective = learner.update.objective
+    supports = [(support, objective.prepare(support))]
+    phi = learner.replay(supports, differentiable=True)
+    loss = objective.loss(phi, query, objective.prepare(query)).sum()
     grads = torch.autograd.grad(loss, list(alpha.values()))
     assert all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
 
     before = [a.detach().clone() for a in alpha.values()]
     metrics = learner.meta_update(FAMILY.sample(3, "train", _generator(1)))
     assert metrics["trpo/accepted"] == 1.0
-    after = list(learner.inner_lr.values())
+    after = list(learner.update.optimizer.alpha().values())
     assert any(not torch.equal(b, a.detach()) for b, a in zip(before, after))
     assert {"alpha_mean", "alpha_std"} <= set(metrics)
     # evaluation adapts with the learned alpha, whatever the evaluation's schedule says
     agent = learner.agent([0.5, 0.25])
-    assert len(agent.step_sizes) == 1
-    for k, a in learner.inner_lr.items():
-        assert torch.equal(agent.step_sizes[0][k], a.detach())
+    assert len(agent.schedule) == 1
+    step = agent.schedule[0]
+    assert isinstance(step, SGD) and isinstance(step.lr, dict)
+    for k, a in learner.update.optimizer.alpha().items():
+        assert torch.equal(step.lr[k], a.detach()) and not step.lr[k].requires_grad
 
 
 def _record_episodes(monkeypatch: pytest.MonkeyPatch, learner: Any) -> dict[str, Any]:
@@ -449,11 +451,11 @@ def test_ppo_outer_maml_improves_its_surrogate(monkeypatch: pytest.MonkeyPatch) 
         """The clipped surrogate of the sampled query episodes at the current theta."""
         episodes = seen["episodes"]
         theta = detach_params(named_params(learner.policy))
-        phi = learner.inner.adapt(theta, episodes.supports, 0.1, first_order=True,
+        phi = learner.inner.adapt(theta, episodes.supports, first_order=True,
                                   differentiable=False)
         query = episodes.query
         dist = trajectory_distribution(learner.policy, query, phi)
-        return float(clipped_loss(dist, query, learner.adapter.advantages(query), 0.2).mean())
+        return float(clipped_loss(dist, query, learner.update.prepare(query), 0.2).mean())
 
     theta0 = copy.deepcopy(learner.policy.state_dict())
     metrics = learner.meta_update(FAMILY.sample(3, "train", _generator(1)))
@@ -480,10 +482,11 @@ def test_adam_outer_step_is_one_adam_step_on_the_policy_gradient(
     # the expected gradient, from scratch on the recorded episodes
     episodes = seen["episodes"]
     theta = {k: v.clone().requires_grad_(True) for k, v in theta0.items()}
-    phi = learner.inner.adapt(theta, episodes.supports, 0.1, first_order=False,
+    phi = learner.inner.adapt(theta, episodes.supports, first_order=False,
                               differentiable=True)
     query = episodes.query
-    loss = learner.adapter.loss(phi, query, learner.adapter.advantages(query)).mean()
+    objective = learner.update.objective
+    loss = objective.loss(phi, query, objective.prepare(query)).mean()
     grads = torch.autograd.grad(loss, list(theta.values()))
     for (k, t0), g in zip(theta0.items(), grads):
         step = named_params(learner.policy)[k].detach() - t0
@@ -510,3 +513,25 @@ def test_pretrained_adam_baseline_is_trained_and_evaluated(tmp_path: Path,
     ev = json.loads((run / "eval.json").read_text())
     assert set(ev["methods"]) == {"agent", "pretrained", "pretrained_adam"}
     assert set(ev["agent_minus"]) == {"pretrained", "pretrained_adam"}
+
+
+def test_adam_inner_optimizer_trains_with_the_autograd_trpo_metric(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``inner.optimizer: adam``: MAML adapts with per-task Adam moments; with no cheap step
+    Jacobian TRPO takes the KL Hessian through the inner loop by autograd; metasgd refuses
+    it (its inner optimizer is the learned one)."""
+    from adaptrl.adaptation.inner_optimizers import Adam
+
+    learner = _learner({"name": "maml", "inner": {"optimizer": "adam", "lr": 0.01,
+                                                   "adam_betas": [0.8, 0.9]}})
+    assert learner.update.optimizer == Adam(0.01, (0.8, 0.9))
+    seen = _record_episodes(monkeypatch, learner)
+    before = copy.deepcopy(learner.policy.state_dict())
+    metrics = learner.meta_update(FAMILY.sample(3, "train", _generator(1)))
+    assert metrics["trpo/accepted"] == 1.0
+    assert seen["episodes"].jacobians is None and learner._jacobians(seen["episodes"]) is None
+    assert any(not torch.equal(before[k], v) for k, v in learner.policy.state_dict().items())
+    with pytest.raises(ValueError, match="inner.optimizer must be sgd"):
+        _learner({"name": "metasgd", "inner": {"optimizer": "adam"}})
+    with pytest.raises(ValueError, match="adam_betas"):
+        _learner({"name": "maml", "inner": {"optimizer": "adam", "adam_betas": [0.9, 1.0]}})

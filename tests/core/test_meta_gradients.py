@@ -12,8 +12,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
-from adaptrl.adaptation.sgd import StepSize
+from adaptrl.adaptation.inner_optimizers import SGD, Scale
+from adaptrl.adaptation.inner_update import InnerUpdate
+from adaptrl.adaptation.objectives import PolicyGradientObjective
 from adaptrl.models.functional import Params, named_params
 from adaptrl.models.policies import GaussianMLPPolicy
 from adaptrl.optim.fisher import KLHessian, flat_to_params, params_to_flat, pullback_metric
@@ -51,17 +52,21 @@ QUERY, QUERY_ADV = make_traj(3)
 LR = 0.3
 
 
-def adapt(adapter: PolicyGradientAdapter, params: Params, steps: int, first_order: bool,
-          lr: StepSize = LR) -> Params:
+def vpg(policy: GaussianMLPPolicy, lr: Scale = LR) -> InnerUpdate:
+    """MAML's inner update: REINFORCE descended by SGD."""
+    return InnerUpdate(PolicyGradientObjective(policy), SGD(lr))
+
+
+def adapt(update: InnerUpdate, params: Params, steps: int, first_order: bool) -> Params:
+    state = update.init(params, N)
     for traj, adv in SUPPORTS[:steps]:
-        params = adapter.step(params, traj, adv, lr, first_order=first_order)
+        params, state = update.step(params, traj, adv, state, first_order=first_order)
     return params
 
 
 def outer_loss(policy: GaussianMLPPolicy, params: Params, steps: int,
                first_order: bool = False) -> torch.Tensor:
-    adapter = PolicyGradientAdapter(policy)
-    phi = adapt(adapter, params, steps, first_order)
+    phi = adapt(vpg(policy), params, steps, first_order)
     return importance_loss(trajectory_distribution(policy, QUERY, phi), QUERY, QUERY_ADV).mean()
 
 
@@ -98,8 +103,7 @@ def test_first_order_gradient_is_the_gradient_at_the_adapted_parameters(steps: i
     fo = torch.autograd.grad(outer_loss(policy, theta, steps, first_order=True),
                              list(theta.values()))
     # the same with the inner update computed separately and detached: phi = theta + const
-    adapter = PolicyGradientAdapter(policy)
-    phi = {k: v.detach() for k, v in adapt(adapter, theta, steps, first_order=False).items()}
+    phi = {k: v.detach() for k, v in adapt(vpg(policy), theta, steps, first_order=False).items()}
     leaf = {k: v.clone().requires_grad_(True) for k, v in phi.items()}
     loss = importance_loss(trajectory_distribution(policy, QUERY, leaf), QUERY, QUERY_ADV)
     at_phi = torch.autograd.grad(loss.mean(), list(leaf.values()))
@@ -108,9 +112,8 @@ def test_first_order_gradient_is_the_gradient_at_the_adapted_parameters(steps: i
 
 
 def kl_through_adaptation(policy: GaussianMLPPolicy, theta: Params, phi_old: Params,
-                          steps: int, lr: StepSize) -> torch.Tensor:
-    adapter = PolicyGradientAdapter(policy)
-    phi = adapt(adapter, theta, steps, first_order=False, lr=lr)
+                          steps: int, lr: Scale) -> torch.Tensor:
+    phi = adapt(vpg(policy, lr), theta, steps, first_order=False)
     with torch.no_grad():
         old = trajectory_distribution(policy, QUERY, phi_old)
     return mean_kl(old, trajectory_distribution(policy, QUERY, phi), QUERY.masks).mean()
@@ -121,16 +124,17 @@ def test_pullback_fisher_equals_the_kl_hessian_through_adaptation(steps: int,
                                                                    learned_lr: bool) -> None:
     policy = make_policy(2)
     theta = named_params(policy)
-    lr: StepSize = LR
+    lr: Scale = LR
     if learned_lr:  # Meta-SGD: per-parameter step sizes
         g = torch.Generator().manual_seed(9)
         lr = {k: 0.1 + 0.4 * torch.rand(v.shape, generator=g, dtype=torch.float64)
               for k, v in theta.items()}
-    adapter = PolicyGradientAdapter(policy)
-    phi, jacobians = theta, []
+    update = vpg(policy, lr)
+    phi, jacobians, state = theta, [], update.init(theta, N)
     for traj, adv in SUPPORTS[:steps]:
-        phi, jac = adapter.step_with_jacobian(phi, traj, adv, lr, first_order=False)
-        jacobians.append(jac)
+        phi, state, jac = update.step_with_jacobian(phi, traj, adv, state, first_order=False)
+        assert jac is not None
+        jacobians.extend(jac)
     phi_old = {k: v.detach() for k, v in phi.items()}
 
     # reference: Hessian-vector products of the KL, differentiated through the adaptation

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -145,3 +146,53 @@ def test_checker_rejects_bad_arguments() -> None:
         check_task_family(Navigation2D(), num_tasks=1)
     with pytest.raises(ValueError, match="steps"):
         check_task_family(Navigation2D(), steps=0)
+
+
+# --- task effect: applying a task must change the env -----------------------------------
+
+def _pendulum(attribute: str) -> Any:
+    """Pendulum with gravity as the task, applied by a setter writing ``attribute``."""
+    from adaptrl.tasks.adapters import GymnasiumFamily
+
+    def sample(n: int, generator: torch.Generator) -> Tasks:
+        return Tasks({"gravity": 5.0 + 10.0 * torch.rand(n, generator=generator)})
+
+    def apply(env: gym.Env, task: dict[str, Any]) -> None:
+        setattr(env.unwrapped, attribute, task["gravity"])
+
+    return GymnasiumFamily("Pendulum-v1", sample, apply, horizon=10)
+
+
+def test_checker_catches_a_setter_that_changes_nothing() -> None:
+    # Pendulum's gravity is `g`: writing `gravity` creates an attribute nothing reads
+    with pytest.raises(AssertionError, match=r"task effect: .*identical rollouts.*"
+                       r"env\.unwrapped\.gravity \(") as err:
+        check_task_family(_pendulum("gravity"))
+    assert "env.unwrapped.g " not in str(err.value)  # only the attribute that was written
+
+
+def test_checker_accepts_a_setter_that_changes_the_dynamics() -> None:
+    check_task_family(_pendulum("g"))
+
+
+def test_checker_catches_a_family_whose_envs_ignore_the_task() -> None:
+    family = _Wrapped()
+    make_env = family.make_env
+
+    def first_task_everywhere(tasks: Tasks, e: int, device: Any = "cpu") -> Any:
+        fixed = Tasks({"goal": torch.full((len(tasks), 2), 0.25)})
+        return make_env(fixed, e, device)
+
+    family.make_env = first_task_everywhere  # type: ignore[method-assign]
+    with pytest.raises(AssertionError, match=r"task effect: 3 tasks with different "
+                                             r"parameters \(goal\) give identical rollouts"):
+        check_task_family(family)
+
+
+def test_one_task_families_are_exempt_from_the_task_effect() -> None:
+    def one_goal(tasks: Tasks, n: int, split: str) -> Tasks:
+        return Tasks({"goal": torch.full((n, 2), 0.25)})
+
+    family = _Wrapped(sample_hook=one_goal)
+    family.splits = "shared"  # type: ignore[attr-defined]  (one task: both splits share it)
+    check_task_family(family)

@@ -100,7 +100,7 @@ class Aggregation(AveragingLearner):
     def meta_update(self, tasks: Tasks) -> dict[str, float]:
         cfg = self.config
         theta = named_params(self.policy)
-        episodes = self.inner.sample(tasks, theta, cfg.inner.steps, cfg.inner.lr, query=False)
+        episodes = self.inner.sample(tasks, theta, cfg.inner.steps, query=False)
         self.env_steps += episodes.num_steps
         val = self._validate(episodes.params)
         w = aggregation_weights(val, cfg.weighting, cfg.temperature, cfg.top_k)

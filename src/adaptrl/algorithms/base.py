@@ -12,56 +12,60 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
-from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
+from adaptrl.adaptation.inner_optimizers import InnerOptimizer, InnerState
+from adaptrl.adaptation.inner_update import InnerUpdate
 from adaptrl.agents.contract import AdaptationUnit, Agent
-from adaptrl.adaptation.sgd import StepSize
 from adaptrl.models.functional import Params, detach_params
 from adaptrl.rollouts.trajectories import Trajectories, pack_live_steps
+from adaptrl.schema import ConfigModel
 from adaptrl.tasks.base import Tasks
 
 
 @dataclass
 class GradientAgent:
-    """An initialisation plus an inner update rule: adapts by gradient steps.
+    """An initialisation plus an inner update: adapts by gradient steps.
 
-    ``step_sizes[k]`` is the step size of adaptation step ``k`` (the last one repeats),
-    e.g. the MAML paper's meta-test schedule ``[0.1, 0.05]``. A learned step size (a dict
-    of tensors, Meta-SGD, or a :class:`adaptrl.adaptation.sgd.TransformedStep` that also
-    carries a learned gradient transform) is used as it is.
+    ``schedule[k]`` is the inner optimizer of adaptation step ``k`` (the last one repeats),
+    e.g. SGD with the MAML paper's meta-test step sizes ``[0.1, 0.05]``, or the one learned
+    optimizer of Meta-SGD. The optimizer's per-task state (Adam's moments) is carried from
+    one step to the next and starts afresh at step 0 (a new batch of tasks).
     """
 
     policy: nn.Module
     params: Params
-    adapter: PolicyGradientAdapter
-    step_sizes: list[StepSize] = field(default_factory=lambda: [0.1])
+    update: InnerUpdate
+    schedule: list[InnerOptimizer]
     unit: AdaptationUnit = AdaptationUnit.GRADIENT_STEPS
+    _state: InnerState | None = field(default=None, init=False, repr=False)
 
     def initial_params(self) -> Params:
         return detach_params(self.params)
 
     def adapt(self, params: Params, support: Trajectories, step: int) -> Params:
         """Adapted per-task parameters after one more inner step on ``support``."""
-        lr = self.step_sizes[min(step, len(self.step_sizes) - 1)]
-        adv = self.adapter.advantages(support)
+        update = self.update.with_optimizer(self.schedule[min(step, len(self.schedule) - 1)])
+        if step == 0 or self._state is None:
+            self._state = update.init(params, support.num_tasks)
+        data = update.prepare(support)
         if float(support.masks.mean()) < 0.5:
             # mostly padding (a step-counted batch of many short episodes): the inner loss
             # is a mean over live steps, so pack them and leave the padding out of the
             # gradient's memory and compute
-            support, adv = pack_live_steps(support, adv)
-        new = self.adapter.step(params, support, adv, lr, first_order=True, create_graph=False)
+            support, data = pack_live_steps(support, data)
+        new, self._state = update.step(params, support, data, self._state, first_order=True,
+                                       create_graph=False)
         return detach_params(new)
 
 
-class AlgorithmConfig(BaseModel):
+class AlgorithmConfig(ConfigModel):
     """The fields every algorithm's config has; the trainer reads only these.
 
     Each algorithm's config subclasses it, narrowing ``name`` to its registered name.
     """
 
-    model_config = ConfigDict(extra="forbid")
     name: str
     meta_batch_size: int = Field(20, ge=1, description="tasks per meta-iteration")
     init_from: str | None = Field(

@@ -15,10 +15,10 @@ leading task dimension; no Python loop over tasks), either detached (Reptile,
 aggregation) or differentiably while sampling (MAML, Meta-SGD: the graph from ``theta``
 and the step size to ``phi^K`` is kept for the outer loss), and can replay the inner
 updates on the stored support episodes from new parameters (TRPO's line search, PPO's
-minibatches). The inner update ``U`` is an *adapter*: anything with ``advantages(traj)``
-and ``step(params, traj, adv, lr, first_order=, create_graph=)``,
-e.g. :class:`adaptrl.adaptation.PolicyGradientAdapter` (VPG, MAML's inner loop) or
-:class:`adaptrl.adaptation.clipped.ClippedPolicyGradientAdapter` (PPO-style epochs).
+minibatches). The inner update ``U`` is an :class:`adaptrl.adaptation.InnerUpdate`: an
+inner objective (REINFORCE, MAML's; or PPO's clipped surrogate) descended by an inner
+optimizer (SGD; Meta-SGD's learned ``alpha``; Meta-Curvature's learned transform; Adam),
+whose per-task state the loop carries from one inner step to the next.
 
 The shared config fields (batch sizes, discounting, the policy) live in
 :class:`GradientFamilyConfig`, so that the *pretrained* baseline and ``init_from`` work
@@ -28,15 +28,17 @@ the same for every member of the family.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
-from adaptrl.adaptation.clipped import ClippedPolicyGradientAdapter
-from adaptrl.adaptation.policy_gradient import PolicyGradientAdapter
-from adaptrl.adaptation.sgd import StepJacobian, StepSize, detach_step
+from adaptrl.adaptation.inner_optimizers import (SGD, InnerOptimizer, InnerState,
+                                                 ScheduledStep, StepJacobian)
+from adaptrl.adaptation.inner_update import InnerUpdate
+from adaptrl.adaptation.objectives import (AdvantageEstimator, ClippedPolicyGradientObjective,
+                                           InnerObjective, PolicyGradientObjective)
 from adaptrl.algorithms.base import AlgorithmConfig, GradientAgent
 from adaptrl.models.functional import Params, detach_params, named_params
 from adaptrl.models.policies import PolicyConfig
@@ -44,24 +46,8 @@ from adaptrl.optim.averaging import set_pseudo_gradient
 from adaptrl.optim.ppo import load_optimizer_state, optimizer_state
 from adaptrl.rollouts.sampler import BatchSampler, BatchUnit
 from adaptrl.rollouts.trajectories import Trajectories
+from adaptrl.schema import ConfigModel
 from adaptrl.tasks.base import TaskFamily, Tasks
-
-
-class Adapter(Protocol):
-    """An inner update rule: advantages of a support batch, then one (per-task) update.
-
-    ``step_with_jacobian`` (the step and its Jacobian) is needed only for differentiable
-    sampling (MAML's TRPO metric); first-order learners never call it.
-    """
-
-    def advantages(self, traj: Trajectories) -> torch.Tensor: ...
-
-    def step(self, params: Params, traj: Trajectories, adv: torch.Tensor, lr: StepSize, *,
-             first_order: bool, create_graph: bool = True) -> Params: ...
-
-    def step_with_jacobian(self, params: Params, traj: Trajectories, adv: torch.Tensor,
-                           lr: StepSize, *, first_order: bool, create_graph: bool = True
-                           ) -> tuple[Params, StepJacobian]: ...
 
 
 GRADIENT_FAMILY_BASELINES = ("pretrained", "pretrained_adam", "aggregation", "scratch")
@@ -84,11 +70,10 @@ class GradientFamilyConfig(AlgorithmConfig):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
 
 
-class TaskTrainingConfig(BaseModel):
+class TaskTrainingConfig(ConfigModel):
     """Per-task training from the shared initialisation (the inner loop of Reptile and
     model aggregation): ``steps`` updates, each on fresh episodes from the current policy."""
 
-    model_config = ConfigDict(extra="forbid")
     steps: int = Field(3, ge=1, description="inner updates per task (Reptile's k)")
     lr: float = Field(0.1, gt=0, description="inner SGD step size alpha")
     rule: Literal["vpg", "ppo"] = Field(
@@ -115,27 +100,32 @@ class AveragingConfig(GradientFamilyConfig):
         return 1.0 if self.outer_optimizer == "sgd" else 1e-3
 
 
-def make_adapter(policy: nn.Module, config: GradientFamilyConfig,
-                 training: TaskTrainingConfig | None = None) -> PolicyGradientAdapter:
-    """The inner update rule: VPG (MAML's), or PPO-style clipped epochs if ``training`` asks."""
-    common = dict(gamma=config.gamma, gae_lambda=config.gae_lambda,
-                  normalize_advantages=config.normalize_advantages)
+def make_inner_update(policy: nn.Module, config: GradientFamilyConfig,
+                      optimizer: InnerOptimizer,
+                      training: TaskTrainingConfig | None = None) -> InnerUpdate:
+    """The inner update of the family: ``optimizer`` on MAML's REINFORCE loss (one step per
+    support batch), or on PPO's clipped surrogate for ``training.epochs`` steps per batch
+    if ``training`` asks for ``rule: ppo`` (Reptile, aggregation)."""
+    estimator = AdvantageEstimator(config.gamma, config.gae_lambda, config.normalize_advantages)
     if training is not None and training.rule == "ppo":
-        return ClippedPolicyGradientAdapter(policy, **common, clip=training.clip,
-                                            epochs=training.epochs)
-    return PolicyGradientAdapter(policy, **common)  # type: ignore[arg-type]
+        clipped = ClippedPolicyGradientObjective(policy, estimator, training.clip)
+        return InnerUpdate(clipped, optimizer, training.epochs)
+    objective: InnerObjective = PolicyGradientObjective(policy, estimator)
+    return InnerUpdate(objective, optimizer)
 
 
 @dataclass(frozen=True)
 class Episodes:
     """What one pass of the inner loop sampled for a batch of tasks.
 
-    ``supports[k] = (D^k, A^k)``: the support episodes of inner step ``k`` and their
-    advantages; ``query``: episodes of the fully adapted policy (``None`` if not asked
-    for); ``params``: the adapted per-task parameters ``phi^K`` (detached, ``[tasks, ...]``).
-    When sampled ``differentiable``: ``adapted`` is ``phi^K`` *with* its graph back to the
-    initial parameters (and step sizes), ``starts[k]`` the (detached) point inner step
-    ``k`` started from and ``jacobians[k]`` that step's Jacobian (for the TRPO metric).
+    ``supports[k] = (D^k, A^k)``: the support episodes of inner step ``k`` and the inner
+    objective's data for them (advantages); ``query``: episodes of the fully adapted policy
+    (``None`` if not asked for); ``params``: the adapted per-task parameters ``phi^K``
+    (detached, ``[tasks, ...]``); ``starts[k]`` and ``states[k]``: the (detached) point and
+    optimizer state inner step ``k`` started from. When sampled ``differentiable``:
+    ``adapted`` is ``phi^K`` *with* its graph back to the initial parameters (and the inner
+    optimizer's meta-parameters) and ``jacobians`` the inner steps' Jacobians in order (for
+    the TRPO metric; ``None`` if the inner optimizer has no cheap one).
     """
 
     supports: list[tuple[Trajectories, torch.Tensor]]
@@ -143,7 +133,8 @@ class Episodes:
     params: Params
     adapted: Params | None = None
     starts: list[Params] = field(default_factory=list)
-    jacobians: list[StepJacobian] = field(default_factory=list)
+    states: list[InnerState] = field(default_factory=list)
+    jacobians: list[StepJacobian] | None = field(default_factory=list)
 
     @property
     def num_steps(self) -> int:
@@ -160,89 +151,122 @@ class Episodes:
 class InnerLoop:
     """Support/query sampling and the inner update, batched over tasks."""
 
-    def __init__(self, family: TaskFamily, policy: nn.Module, adapter: Adapter,
-                 episodes_per_task: int, generator: torch.Generator,
-                 device: torch.device, batch_unit: BatchUnit = "episodes") -> None:
-        self.family, self.policy, self.adapter = family, policy, adapter
+    def __init__(self, family: TaskFamily, update: InnerUpdate, episodes_per_task: int,
+                 generator: torch.Generator, device: torch.device,
+                 batch_unit: BatchUnit = "episodes") -> None:
+        self.family, self.update, self.policy = family, update, update.policy
         self.episodes_per_task, self.generator, self.device = episodes_per_task, generator, device
         self.batch_unit = batch_unit
 
-    def adapt(self, params: Params, supports: list[tuple[Trajectories, torch.Tensor]],
-              lr: StepSize, *, first_order: bool, differentiable: bool) -> Params:
-        """Replay the inner updates on ``supports`` from ``params``.
+    def adapt(self, params: Params, supports: list[tuple[Trajectories, torch.Tensor]], *,
+              first_order: bool, differentiable: bool) -> Params:
+        """Replay the inner updates on ``supports`` from ``params`` (the optimizer state
+        starting afresh and carried from step to step, as when they were sampled).
 
         ``differentiable`` keeps the graph so an outer loss can back-propagate into
-        ``params`` (and ``lr``); ``first_order`` drops the second-order terms (FOMAML).
+        ``params`` and the optimizer's meta-parameters; ``first_order`` drops the
+        second-order terms (FOMAML).
         """
-        for traj, adv in supports:
-            params = self.adapter.step(params, traj, adv, lr,
-                                       first_order=first_order or not differentiable,
-                                       create_graph=differentiable)
+        if not supports:
+            return params
+        state = self.update.init(params, supports[0][0].num_tasks)
+        for traj, data in supports:
+            params, state = self.update.step(params, traj, data, state,
+                                             first_order=first_order or not differentiable,
+                                             create_graph=differentiable)
         return params
 
-    def sample(self, tasks: Tasks, params: Params, steps: int, lr: StepSize, *,
-               query: bool = True, differentiable: bool = False,
-               first_order: bool = False) -> Episodes:
+    def jacobians(self, episodes: Episodes,
+                  supports: list[tuple[Trajectories, torch.Tensor]] | None = None, *,
+                  first_order: bool) -> list[StepJacobian]:
+        """The Jacobians of the inner steps ``episodes`` recorded, at the points (and
+        states) they started from, on ``supports`` (e.g. a subsample of every recorded batch;
+        default: the recorded batches, whose Jacobians sampling kept)."""
+        if supports is None:
+            assert episodes.jacobians is not None
+            return episodes.jacobians
+        out: list[StepJacobian] = []
+        for start, state, (traj, data) in zip(episodes.starts, episodes.states, supports):
+            jac = self.update.step_with_jacobian(start, traj, data, state,
+                                                 first_order=first_order)[2]
+            assert jac is not None, "the inner optimizer has no step Jacobian"
+            out.extend(jac)
+        return out
+
+    def sample(self, tasks: Tasks, params: Params, steps: int, *, query: bool = True,
+               differentiable: bool = False, first_order: bool = False) -> Episodes:
         """Run ``steps`` inner updates per task from ``params`` on fresh support episodes.
 
         Every support batch is sampled with the current adapted parameters; with
         ``query`` one more batch is sampled with the final ones (MAML's Algorithm 3).
         With ``differentiable`` the inner steps are taken on the graph of ``params`` (and
-        of ``lr``) as the episodes come in, second-order unless ``first_order``, so that
-        an outer loss can use ``Episodes.adapted`` without adapting again; otherwise
-        nothing is differentiable (:meth:`adapt` replays the steps on the supports).
+        of the optimizer's meta-parameters) as the episodes come in, second-order unless
+        ``first_order``, so that an outer loss can use ``Episodes.adapted`` without
+        adapting again; otherwise nothing is differentiable (:meth:`adapt` replays the
+        steps on the supports).
         """
         sampler = BatchSampler(self.family, tasks, self.episodes_per_task, self.device,
                                self.batch_unit)
+        update = self.update if differentiable else self.update.detached()
         phi = params if differentiable else detach_params(params)
+        state = update.init(phi, len(tasks))
         supports: list[tuple[Trajectories, torch.Tensor]] = []
         starts: list[Params] = []
-        jacobians: list[StepJacobian] = []
+        states: list[InnerState] = []
+        jacobians: list[StepJacobian] | None = []
         for _ in range(steps):
             start = detach_params(phi)
             traj = sampler.sample(self.policy, start, self.generator)
-            adv = self.adapter.advantages(traj)
-            supports.append((traj, adv))
+            data = update.prepare(traj)
+            supports.append((traj, data))
             starts.append(start)
+            states.append(detach_params(state))
             if differentiable:
-                phi, jac = self.adapter.step_with_jacobian(phi, traj, adv, lr,
-                                                           first_order=first_order)
-                jacobians.append(jac)
+                phi, state, jac = update.step_with_jacobian(phi, traj, data, state,
+                                                            first_order=first_order)
+                jacobians = None if jacobians is None or jac is None else [*jacobians, *jac]
             else:
-                phi = detach_params(self.adapter.step(start, traj, adv, detach_step(lr),
-                                                      first_order=True, create_graph=False))
+                phi, state = update.step(start, traj, data, state, first_order=True,
+                                         create_graph=False)
+                phi = detach_params(phi)
         final = detach_params(phi)
         batch = sampler.sample(self.policy, final, self.generator) if query else None
         return Episodes(supports, batch, final, phi if differentiable else None, starts,
-                        jacobians)
+                        states, jacobians if differentiable else [])
 
 
-def gradient_agent(policy: nn.Module, adapter: Adapter, step_sizes: list[float] | None,
-                   default_lr: StepSize) -> GradientAgent:
+def gradient_agent(policy: nn.Module, update: InnerUpdate,
+                   step_sizes: list[float] | None) -> GradientAgent:
     """The agent the evaluator scores: the current initialisation plus the inner update.
 
-    ``step_sizes`` (the evaluation schedule) wins over ``default_lr`` (the training one).
+    ``step_sizes`` (the evaluation schedule: the step size of adaptation step ``k``, the
+    last one repeating) replaces the step size of a hand-set inner optimizer (SGD, Adam);
+    a meta-learned one (Meta-SGD's ``alpha``, a learned transform) adapts as learned, with
+    no graph to its meta-parameters.
     """
-    sizes: list[Any] = list(step_sizes) if step_sizes else [default_lr]
-    return GradientAgent(policy, named_params(policy), adapter, sizes)  # type: ignore[arg-type]
+    optimizer = update.optimizer
+    if step_sizes and not optimizer.meta_parameters() and isinstance(optimizer, ScheduledStep):
+        schedule = [optimizer.with_lr(s) for s in step_sizes]
+    else:
+        schedule = [optimizer.detached()]
+    return GradientAgent(policy, named_params(policy), update.detached(), schedule)
 
 
 class PolicyLearner:
     """``agent`` and checkpointing for a learner whose state is a policy (+ its optimiser).
 
-    A learner using it sets ``policy``, ``adapter``, ``env_steps``, ``inner_lr`` (the
-    training-time inner step size, the agent's default when evaluation gives none) and
-    ``optimizer`` (the outer optimiser, or ``None`` when it keeps no state).
+    A learner using it sets ``policy``, ``update`` (its inner update, whose optimizer is
+    the agent's when evaluation gives no step sizes), ``env_steps`` and ``optimizer`` (the
+    outer optimiser, or ``None`` when it keeps no state).
     """
 
     policy: nn.Module
-    adapter: Adapter
+    update: InnerUpdate
     env_steps: int
-    inner_lr: StepSize
     optimizer: torch.optim.Optimizer | None = None
 
     def agent(self, step_sizes: list[float] | None = None) -> GradientAgent:
-        return gradient_agent(self.policy, self.adapter, step_sizes, self.inner_lr)
+        return gradient_agent(self.policy, self.update, step_sizes)
 
     def load_initial_policy(self, state: dict[str, torch.Tensor]) -> None:
         """``init_from``: the whole policy."""
@@ -266,15 +290,16 @@ class AveragingLearner(PolicyLearner):
     parameters (Reptile, model aggregation): policy, inner loop and the averaging optimiser.
     """
 
+    optimizer: torch.optim.Optimizer
+
     def __init__(self, family: TaskFamily, config: Any, generator: torch.Generator,
                  device: torch.device) -> None:
         self.family, self.config, self.generator, self.device = family, config, generator, device
         self.policy = config.policy.build(family.observation_space, family.action_space).to(device)
-        self.adapter = make_adapter(self.policy, config, config.inner)
-        self.inner = InnerLoop(family, self.policy, self.adapter, config.episodes_per_task,
-                               generator, device, config.batch_unit)
+        self.update = make_inner_update(self.policy, config, SGD(config.inner.lr), config.inner)
+        self.inner = InnerLoop(family, self.update, config.episodes_per_task, generator, device,
+                               config.batch_unit)
         self.optimizer = averaging_optimizer(self.policy, config)
-        self.inner_lr = config.inner.lr
         self.env_steps = 0
 
 

@@ -5,7 +5,10 @@
 
 MAML with the inner step size turned into a meta-parameter ``alpha`` of the same shape
 as theta (one step size per weight), so the outer loop learns the direction and size of
-every parameter's inner step along with the initialisation. Everything else is MAML's:
+every parameter's inner step along with the initialisation. It is a composition, not a
+variant: MAML's learner with the inner optimizer
+:class:`adaptrl.adaptation.inner_optimizers.MetaSGD` (or ``KroneckerSGD``) in place of
+SGD. Everything else is MAML's:
 the sampling of support and query episodes, the inner VPG step, the TRPO (or PPO) outer
 step, which here updates theta and alpha together. TRPO's trust region covers alpha too:
 its metric is the Hessian of the KL through the inner step with respect to (theta,
@@ -35,9 +38,10 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from adaptrl.adaptation.learned_step import GradientTransformName
+from adaptrl.adaptation.inner_optimizers import learned_sgd
+from adaptrl.adaptation.kronecker import GradientTransformName
 from adaptrl.algorithms.common import GRADIENT_FAMILY_BASELINES
 from adaptrl.algorithms.maml import MAML, MAMLConfig
 from adaptrl.agents.contract import AdaptationUnit
@@ -57,13 +61,23 @@ class MetaSGDConfig(MAMLConfig):
                             "(plain Meta-SGD) or kronecker (per layer T(G) = L G R, L and R "
                             "learned, identity at start; Meta-Curvature, Park & Oliva 2019)")
 
+    @model_validator(mode="after")
+    def _inner_optimizer_is_learned(self) -> MetaSGDConfig:
+        if self.inner.optimizer != "sgd":
+            raise ValueError("metasgd learns its inner optimizer (alpha, and a transform if "
+                             f"asked for): inner.optimizer must be sgd, got "
+                             f"{self.inner.optimizer!r}")
+        return self
+
 
 def build_metasgd(family: TaskFamily, config: MetaSGDConfig, generator: torch.Generator,
                   device: torch.device) -> MAML:
-    """MAML whose inner step size is a learned per-parameter ``alpha``."""
+    """MAML whose inner optimizer is a learned per-parameter ``alpha`` (after a learned
+    Kronecker transform of the gradient with ``gradient_transform: kronecker``)."""
     init = config.alpha_init if config.alpha_init is not None else config.inner.lr
-    return MAML(family, config, generator, device, learned_step_size=init,
-                gradient_transform=config.gradient_transform)
+    return MAML(family, config, generator, device,
+                inner_optimizer=lambda params: learned_sgd(params, init,
+                                                           config.gradient_transform))
 
 
 register_algorithm("metasgd", MetaSGDConfig, build_metasgd,

@@ -45,7 +45,7 @@ class Reptile(AveragingLearner):
     def meta_update(self, tasks: Tasks) -> dict[str, float]:
         cfg = self.config
         theta = named_params(self.policy)
-        episodes = self.inner.sample(tasks, theta, cfg.inner.steps, cfg.inner.lr, query=False)
+        episodes = self.inner.sample(tasks, theta, cfg.inner.steps, query=False)
         self.env_steps += episodes.num_steps
         uniform = torch.full((len(tasks),), 1.0 / len(tasks))
         info = averaging_step(self.optimizer, theta, episodes.params, uniform)

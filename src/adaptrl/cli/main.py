@@ -1,16 +1,28 @@
-"""``adaptrl``: the command-line face of the public API (train, evaluate, plot, list)."""
+"""``adaptrl``: the command-line face of the public API (train, evaluate, plot, list).
+
+Errors: every command runs under :func:`_reported`, the one place that turns an
+:class:`~adaptrl.errors.AdaptrlError` into ``error: <message>`` on stderr with its exit code
+(2: the user's input, 1: a fault), an ``OSError`` (full disk, read-only folder, missing
+file) into a one-line fault naming the path, and a failed allocation into the config's
+largest sizes. ``adaptrl --debug ...`` re-raises instead, with the traceback. Anything else
+is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional, TypeVar, cast
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from adaptrl import runtime
+from adaptrl import __version__, runtime
+from adaptrl.errors import AdaptrlError, FaultError, UserError
 
 # the CLI's process-wide settings (passive OpenMP waiting, allocator reuse; adaptrl/runtime.py),
 # applied before any command imports torch; `import adaptrl` alone changes nothing
@@ -19,6 +31,7 @@ runtime.configure()
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="adaptrl: meta-reinforcement learning on PyTorch.")
 console = Console()
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # no wrapping, no markup
 
 
 THREADS_HELP = ("torch CPU threads. Default 1: MAML's ops on small networks gain nothing from a "
@@ -26,19 +39,159 @@ THREADS_HELP = ("torch CPU threads. Default 1: MAML's ops on small networks gain
                 "to yourself, OMP_WAIT_POLICY=ACTIVE with --threads 2 is about 1.5x faster")
 
 
+# -- errors: one line, the right exit code, a traceback only with --debug ---------------------
+class _Settings:
+    """The global options of this invocation (set by :func:`_global_options`)."""
+
+    debug = False
+
+
+def print_error(message: str) -> None:
+    """``error: <message>`` on stderr, printed as it is (no markup, no wrapping)."""
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message))
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is a failed allocation (host or GPU memory)."""
+    import torch
+
+    return isinstance(err, (MemoryError, torch.OutOfMemoryError)) or (
+        isinstance(err, RuntimeError) and "can't allocate memory" in str(err))
+
+
+def _largest_sizes(config: Any, count: int = 3) -> str:
+    """The ``count`` largest integer settings of a config (seeds aside): what to make smaller
+    when an allocation fails."""
+    sizes: list[tuple[int, str]] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{path}{key}.")
+        elif isinstance(node, int) and not isinstance(node, bool) and "seed" not in path:
+            sizes.append((node, path.rstrip(".")))
+
+    walk(config.model_dump(), "")
+    return ", ".join(f"{name}={value}" for value, name in sorted(sizes, reverse=True)[:count])
+
+
+def as_reported(err: Exception, config: Any = None) -> AdaptrlError | None:
+    """The one-line error the CLI reports for ``err``; ``None`` for a bug (a traceback).
+
+    An ``OSError`` is a fault naming its path; a failed allocation is the user's sizes
+    (``config``'s largest settings, when known)."""
+    if isinstance(err, AdaptrlError):
+        return err
+    if isinstance(err, OSError):
+        path = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+        what = err.strerror or str(err) or type(err).__name__
+        return FaultError(f"I/O error on {path}: {what}" if path else f"I/O error: {what}")
+    if _out_of_memory(err):
+        return _memory_error(err, config)
+    return None
+
+
+def _memory_error(err: BaseException, config: Any = None) -> UserError:
+    """A failed allocation as the user's error, naming ``config``'s largest sizes if known."""
+    sizes = f"; the config's largest sizes: {_largest_sizes(config)}" if config else ""
+    detail = " ".join(str(err).split("DefaultCPUAllocator: ")[-1].split())
+    return UserError(f"out of memory ({detail or type(err).__name__}){sizes}: the tensors "
+                     "these sizes need do not fit this machine; make them smaller")
+
+
+CommandT = TypeVar("CommandT", bound=Callable[..., Any])
+
+
+def _reported(command: CommandT) -> CommandT:
+    """``command`` with the CLI's error reporting (module docstring); every command has it."""
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):  # (RuntimeErrors) already an exit code
+            raise
+        except Exception as err:
+            reported = as_reported(err)
+            if reported is None or _Settings.debug:
+                raise
+            print_error(str(reported))
+            raise typer.Exit(code=reported.exit_code) from None
+
+    run.reports_errors = True  # type: ignore[attr-defined]
+    return cast(CommandT, run)
+
+
+def _fail(message: str) -> NoReturn:
+    """Stop with a user error (exit 2)."""
+    raise UserError(message)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"adaptrl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(False, "--debug", help="on an error, show the traceback "
+                               "instead of the one-line message"),
+    version: bool | None = typer.Option(None, "--version", callback=_show_version,
+                                        is_eager=True, help="print the version and exit"),
+) -> None:
+    """adaptrl: meta-reinforcement learning on PyTorch."""
+    _Settings.debug = debug
+
+
+# -- options checked before any work ----------------------------------------------------------
+def _at_least(option: str, value: int | None, low: int, why: str = "") -> None:
+    """Refuse ``option`` below ``low`` (``None``: not given, fine)."""
+    if value is not None and value < low:
+        _fail(f"{option} must be >= {low}{why}, got {value}")
+
+
+def _check_seed(option: str, value: int | None) -> None:
+    from adaptrl.schema import SEED_LIMIT
+
+    if value is not None and not 0 <= value < SEED_LIMIT:
+        _fail(f"{option} must be an integer in [0, 2**64), got {value}")
+
+
+def _check_run_dirs(paths: list[Path]) -> None:
+    """Each of ``paths`` is an existing run directory (one with a config.yaml)."""
+    for path in paths:
+        if not path.exists():
+            _fail(f"{path} is not a run directory: it does not exist")
+        if not path.is_dir():
+            _fail(f"{path} is not a run directory: it is a file, not a directory")
+        if not (path / "config.yaml").is_file():
+            _fail(f"{path} is not a run directory (no config.yaml; `adaptrl train` makes one)")
+
+
+def _integer(value: str) -> int:
+    """An integer option's parser: a usage error that shows the value (click's does not)."""
+    try:
+        return int(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an integer") from None
+
+
+def _check_evaluation_options(tasks: int | None, steps: int | None, seed: int | None) -> None:
+    """--tasks, --steps and --seed of evaluate and compare (``None``: the run's setting)."""
+    _at_least("--tasks", tasks, 2, " (a 95% CI needs two held-out tasks)")
+    _at_least("--steps", steps, 0, " (adaptation units K: gradient steps or episodes)")
+    _check_seed("--seed", seed)
+
+
 def _threads_option() -> Any:
-    return typer.Option(1, "--threads", min=1, help=THREADS_HELP)
+    return typer.Option(1, "--threads", parser=_integer, help=THREADS_HELP + " (>= 1)")
 
 
 def _use_threads(threads: int) -> None:
+    _at_least("--threads", threads, 1)
     import torch
 
     torch.set_num_threads(threads)
-
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code=2)
 
 
 def _print_eval(result: dict[str, Any]) -> None:
@@ -63,7 +216,7 @@ def _print_eval(result: dict[str, Any]) -> None:
             diff.add_row(name, *[f"{mu:+.2f} ± {ci:.2f}" for mu, ci in zip(d["mean"], d["ci95"])])
         console.print(diff)
     if "table" in result:
-        from adaptrl.evaluation.classic.tables import render_table
+        from adaptrl.evaluation.classic_tables import render_table
         from adaptrl.experiment.classic_table import paired_lines
 
         console.print(render_table(result["table"], title="RL² paper's table: total reward "
@@ -72,25 +225,68 @@ def _print_eval(result: dict[str, Any]) -> None:
             console.print(line)
 
 
+def _train_seeds(config: Path, spec: str, overrides: list[str], evaluate: bool) -> None:
+    """``train --seeds SPEC``: CONFIG once per seed into runs/<name>-s<seed>
+    (:mod:`adaptrl.experiment.seeds`), then the group's across-seeds statistics."""
+    from adaptrl.experiment.compare import compare_runs, groups_markdown
+    from adaptrl.experiment.plots import plot_run
+    from adaptrl.experiment.report import write_report
+    from adaptrl.experiment.seeds import SeedState, parse_seeds, train_seeds
+
+    def after_seed(seed: int, path: Path, state: SeedState) -> None:
+        if state is SeedState.FINISHED:
+            console.print(f"seed {seed}: {path} is finished; skipped")
+            return
+        if evaluate:
+            for p in plot_run(path):
+                console.print(f"wrote {p}")
+        console.print(f"wrote {write_report([path])}")
+        console.print(f"seed {seed}: {'resumed and ' if state is SeedState.PARTIAL else ''}"
+                      f"trained {path}")
+
+    try:
+        paths = train_seeds(config, parse_seeds(spec), Path("runs"), overrides,
+                            evaluate=evaluate, after_seed=after_seed)
+    except KeyboardInterrupt:
+        err_console.print(Text.assemble(("interrupted", "yellow"), ": checkpoint saved; "
+                                        f"continue with `adaptrl train {config} --seeds {spec}` "
+                                        "(finished seeds are skipped, a partial one resumed)"))
+        raise typer.Exit(code=130) from None
+    if not evaluate or len(paths) < 2:
+        console.print("across-seeds statistics: `adaptrl compare " + " ".join(map(str, paths))
+                      + "`" + (" (after evaluating them)" if not evaluate else ""))
+        return
+    typer.echo(groups_markdown(compare_runs(paths)))
+
+
 @app.command()
+@_reported
 def train(
     config: Path = typer.Argument(..., help="YAML config, e.g. configs/maml-navigation.yaml"),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="run directory "
                                            "(default: runs/<config name>)"),
-    iterations: Optional[int] = typer.Option(None, "--iterations", help="meta-iterations"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="run seed"),
+    iterations: Optional[int] = typer.Option(None, "--iterations", parser=_integer,
+                                             help="meta-iterations"),
+    seed: Optional[int] = typer.Option(None, "--seed", parser=_integer, help="run seed"),
     set_: list[str] = typer.Option([], "--set", help="override a config key: KEY=VALUE with a "
                                    "dotted KEY, e.g. --set algorithm.inner.lr=0.05"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --run-dir "
                                 "exactly where its latest checkpoint left off"),
     no_eval: bool = typer.Option(False, "--no-eval", help="skip the evaluation at the end"),
+    seeds: str | None = typer.Option(None, "--seeds", help="train once per seed, e.g. "
+                                     "1-5, 1,3,7 or 1-3,8, one after the other into "
+                                     "runs/<name>-s<seed>, then print the IQM and mean "
+                                     "across seeds with bootstrap CIs; run it again to "
+                                     "continue (finished seeds are skipped); not with "
+                                     "--seed or --run-dir"),
     threads: int = _threads_option(),
 ) -> None:
     """Meta-train from CONFIG, then evaluate on held-out tasks and draw the plots."""
     _use_threads(threads)
-    from adaptrl.experiment.config import ConfigError, load_config
+    from adaptrl.experiment.config import load_config
     from adaptrl.experiment.evaluate import evaluate_run
     from adaptrl.experiment.plots import plot_run
+    from adaptrl.experiment.report import write_report
     from adaptrl.experiment.trainer import train as run_training
 
     overrides = list(set_)
@@ -98,6 +294,15 @@ def train(
         overrides.append(f"iterations={iterations}")
     if seed is not None:
         overrides.append(f"seed={seed}")
+    if seeds is not None:
+        if seed is not None or run_dir is not None:
+            _fail("--seeds names the seeds and the run directories (runs/<name>-s<seed>); "
+                  "give it without --seed and --run-dir")
+        _train_seeds(config, seeds, overrides, evaluate=not no_eval)
+        return
+    if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
+        _fail(f"--run-dir {run_dir} exists and is not a directory")
+    exp = None
     try:
         if resume and run_dir is not None and (run_dir / "config.yaml").exists():
             # resuming continues the run's own resolved config (CLI overrides apply on top)
@@ -106,29 +311,36 @@ def train(
             exp, algo = load_config(config, overrides)
         path = run_dir or Path("runs") / exp.name
         result = run_training(exp, algo, path, resume=resume)
-    except ConfigError as err:
-        _fail(str(err))
+        console.print(f"trained {result.iterations} iterations in {result.wall_time_s:.1f} s; "
+                      f"best iteration {result.best_iteration} (score {result.best_score})")
+        if not no_eval:
+            ev = evaluate_run(path)
+            _print_eval(ev)
+            for p in plot_run(path):
+                console.print(f"wrote {p}")
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: checkpoint saved; continue with "
-                      f"`adaptrl train {config} --run-dir {run_dir or 'runs/' + exp.name} "
-                      "--resume`")
-        raise typer.Exit(code=130)
-    console.print(f"trained {result.iterations} iterations in {result.wall_time_s:.1f} s; "
-                  f"best iteration {result.best_iteration} (score {result.best_score})")
-    if not no_eval:
-        ev = evaluate_run(path)
-        _print_eval(ev)
-        for p in plot_run(path):
-            console.print(f"wrote {p}")
+        where = run_dir or (Path("runs") / exp.name if exp is not None else None)
+        hint = f" --run-dir {where}" if where is not None else ""
+        err_console.print(Text.assemble(("interrupted", "yellow"), ": checkpoint saved; "
+                                        f"continue with `adaptrl train {config}{hint} --resume`"))
+        raise typer.Exit(code=130) from None
+    except (MemoryError, RuntimeError) as err:
+        if exp is None or not _out_of_memory(err):
+            raise
+        raise _memory_error(err, exp) from err  # names the config's largest sizes
+    console.print(f"wrote {write_report([path])}")  # with --no-eval: what exists
     console.print(f"run directory: {path}")
 
 
 @app.command()
+@_reported
 def evaluate(
     run_dir: Path = typer.Argument(..., help="a run directory made by `adaptrl train`"),
-    tasks: Optional[int] = typer.Option(None, "--tasks", help="number of held-out tasks"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="adaptation units K"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="evaluation seed"),
+    tasks: Optional[int] = typer.Option(None, "--tasks", parser=_integer,
+                                        help="number of held-out tasks (>= 2)"),
+    steps: Optional[int] = typer.Option(None, "--steps", parser=_integer,
+                                        help="adaptation units K (>= 0)"),
+    seed: Optional[int] = typer.Option(None, "--seed", parser=_integer, help="evaluation seed"),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
                                              help="best (default), latest, or average "
                                              "(the policy's weight average that an "
@@ -144,36 +356,36 @@ def evaluate(
 ) -> None:
     """Score RUN_DIR's agent and its baselines on held-out tasks; write RUN_DIR/eval.json."""
     _use_threads(threads)
-    from adaptrl.experiment.config import CHECKPOINT_NAMES, ConfigError
-    from adaptrl.experiment.evaluate import evaluate_run
+    from adaptrl.experiment.config import CHECKPOINT_NAMES
 
+    _check_evaluation_options(tasks, steps, seed)
     if checkpoint is not None and checkpoint not in CHECKPOINT_NAMES:
         _fail(f"--checkpoint must be one of {list(CHECKPOINT_NAMES)}, got {checkpoint!r}")
-    try:
-        result = evaluate_run(run_dir, tasks, steps, seed, checkpoint,
-                              all_settings=all_settings, tasks_file=tasks_file)
-    except ConfigError as err:
-        _fail(str(err))
+    _check_run_dirs([run_dir])
+    from adaptrl.experiment.evaluate import evaluate_run
+
+    result = evaluate_run(run_dir, tasks, steps, seed, checkpoint,
+                          all_settings=all_settings, tasks_file=tasks_file)
     _print_eval(result)
     console.print(f"wrote {run_dir / 'eval.json'}")
 
 
 @app.command()
+@_reported
 def plot(run_dir: Path = typer.Argument(..., help="a run directory")) -> None:
     """Draw RUN_DIR's learning curve, adaptation curve and 2D paths into RUN_DIR/plots/."""
-    from adaptrl.experiment.config import ConfigError
+    _check_run_dirs([run_dir])
     from adaptrl.experiment.plots import plot_run
 
-    try:
-        for p in plot_run(run_dir):
-            console.print(f"wrote {p}")
-    except ConfigError as err:
-        _fail(str(err))
+    for p in plot_run(run_dir):
+        console.print(f"wrote {p}")
 
 
 @app.command(name="list")
+@_reported
 def list_() -> None:
     """Show the registered task families and algorithms."""
+    from adaptrl.agents.classic.methods import BANDIT_METHODS, MDP_METHODS
     from adaptrl.algorithms import algorithms
     from adaptrl.tasks import registered
 
@@ -184,24 +396,37 @@ def list_() -> None:
     for name, spec in registered().items():
         t.add_row(name, spec.description, spec.extra or "")
     console.print(t)
-    a = Table(title="algorithms")
+    a = Table(title="algorithms (meta-learners)")
     a.add_column("name")
     a.add_column("description")
+    a.add_column("adapts in")
     for name, aspec in algorithms().items():
-        a.add_row(name, aspec.description)
+        a.add_row(name, aspec.description, aspec.unit.value.replace("_", " "))
     console.print(a)
+    c = Table(title="hand-designed agents (scored beside RL² on their family)")
+    c.add_column("family")
+    c.add_column("name")
+    c.add_column("description")
+    c.add_column("tuned")
+    for family, methods in (("bandit-bernoulli", BANDIT_METHODS), ("tabular-mdp", MDP_METHODS)):
+        for name, method in methods.items():
+            c.add_row(family, name, method.summary(), ", ".join(method.tuned()))
+    console.print(c)
 
 
 @app.command()
+@_reported
 def compare(
     run_dirs: list[Path] = typer.Argument(..., help="run directories on the same task family"),
     out: Optional[Path] = typer.Option(None, "--out", help="folder for comparison.json, "
                                        "comparison.md and adaptation_curves.png"),
-    tasks: Optional[int] = typer.Option(None, "--tasks", help="number of held-out tasks "
+    tasks: Optional[int] = typer.Option(None, "--tasks", parser=_integer,
+                                        help="number of held-out tasks "
                                         "(default: the first run's evaluation.num_tasks)"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="evaluation seed "
+    seed: Optional[int] = typer.Option(None, "--seed", parser=_integer, help="evaluation seed "
                                        "(default: the first run's evaluation.seed)"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="adaptation units K, gradient "
+    steps: Optional[int] = typer.Option(None, "--steps", parser=_integer,
+                                        help="adaptation units K, gradient "
                                         "steps or episodes of a trial, the same K for every run "
                                         "(default: the first run's evaluation.steps)"),
     threads: int = _threads_option(),
@@ -213,17 +438,40 @@ def compare(
     the task before the scored ones.
     """
     _use_threads(threads)
+    _check_evaluation_options(tasks, steps, seed)
+    _check_run_dirs(list(run_dirs))
     from adaptrl.experiment.compare import compare_runs, markdown_table, write_comparison
-    from adaptrl.experiment.config import ConfigError
 
-    try:
-        result = compare_runs(list(run_dirs), tasks, seed, steps)
-    except ConfigError as err:
-        _fail(str(err))
+    result = compare_runs(list(run_dirs), tasks, seed, steps)
     typer.echo(markdown_table(result))
     if out is not None:
         for p in write_comparison(result, out):
             console.print(f"wrote {p}")
+
+
+@app.command()
+@_reported
+def report(
+    run_dirs: list[Path] = typer.Argument(..., help="one run directory, or several to compare"),
+    out: Path | None = typer.Option(None, "--out", help="HTML file to write (a folder: the "
+                                       "default name in it); default RUN_DIR/report.html, or "
+                                       "report-<a>-vs-<b>.html beside the first of several runs"),
+    threads: int = _threads_option(),
+) -> None:
+    """Write a self-contained HTML page of RUN_DIR (config, learning and adaptation curves,
+    tables of eval.json); of several runs, their comparison on common held-out tasks too.
+
+    Figures are embedded in the page; it fetches nothing and needs no JavaScript.
+    """
+    _use_threads(threads)
+    from adaptrl.experiment.config import ConfigError
+    from adaptrl.experiment.report import write_report
+
+    try:
+        path = write_report(list(run_dirs), out)
+    except ConfigError as err:
+        _fail(str(err))
+    console.print(f"wrote {path}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -137,10 +137,11 @@ _FIELDS: dict[str, tuple[str, Any]] = {
     "best_score": ("null or a number", lambda v: v is None or _is_number(v)),
     "best_iteration": ("null or an integer", lambda v: v is None or _is_int(v)),
     "average": ("null or a dict", lambda v: v is None or isinstance(v, dict)),
+    "stream": ("null or a dict", lambda v: v is None or isinstance(v, dict)),
 }
 """What a run checkpoint holds: key -> (what is allowed, test)."""
 
-_OPTIONAL = ("best_score", "best_iteration", "average")
+_OPTIONAL = ("best_score", "best_iteration", "average", "stream")
 
 
 def check_run_checkpoint(state: dict[str, Any], path: Path) -> None:

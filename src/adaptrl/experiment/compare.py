@@ -26,11 +26,22 @@ and, where a *pretrained* baseline is shown, every method's lead over it after o
 adaptation unit, paired over the same tasks (the test of "beats pretrained"), for rows
 in the pretrained baseline's unit only (one gradient step and one episode are not the
 same budget).
+
+Runs of one config that differ only in seed (the same resolved config.yaml apart from
+``seed`` and ``name``, e.g. ``runs/maml-s1 .. runs/maml-s5`` of ``adaptrl train CONFIG
+--seeds 1-5``) form a *group*. Beside the rows of its runs, each group of two or more
+distinct seeds gets its interquartile mean and mean over runs x tasks at every unit, with
+stratified-bootstrap 95% CIs over runs, and every two groups of one unit the probability
+that one improves on the other (Agarwal et al. 2021, NeurIPS, "Deep Reinforcement Learning
+at the Edge of the Statistical Precipice"; :mod:`adaptrl.evaluation.across_seeds`). The
+scores are raw returns, not normalised. A run repeating a seed its group already has is
+left out of the group's statistics (it is not another sample) and listed as a duplicate.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +52,7 @@ from adaptrl.agents.contract import AdaptationUnit
 from adaptrl.algorithms.base import AlgorithmConfig
 from adaptrl.algorithms.baselines import TRAINED_BASELINES
 from adaptrl.algorithms.registry import algorithm_spec
+from adaptrl.evaluation import across_seeds
 from adaptrl.evaluation.statistics import paired_difference
 from adaptrl.experiment.config import ConfigError, ExperimentConfig
 from adaptrl.experiment.evaluate import evaluate_run, load_run
@@ -173,11 +185,82 @@ def _check_comparable(loaded: list[tuple[RunDir, ExperimentConfig, Any]],
     return {unit: e for unit, (e, _) in batches.items()}
 
 
+SEEDLESS_KEYS = ("seed", "name")
+"""The config keys that runs of one group may differ in (besides their directory)."""
+
+_SEED_SUFFIX = re.compile(r"[-_.]?(s|seed)[-_]?\d+$")
+"""A run name's seed suffix (``maml-s3``, ``maml_seed3``), left out of a group's label."""
+
+
+def _seedless(config: ExperimentConfig) -> str:
+    """The resolved config without :data:`SEEDLESS_KEYS`, as a key that groups runs."""
+    data = config.model_dump(mode="json")
+    for key in SEEDLESS_KEYS:
+        data.pop(key, None)
+    return json.dumps(data, sort_keys=True)
+
+
+def _group_label(paths: list[Path], configs: list[ExperimentConfig], taken: set[str]) -> str:
+    """The runs' directory names without their seed suffix if they agree, else their config
+    names so stripped, else the algorithm; made unique among ``taken``."""
+    label = configs[0].algorithm["name"]
+    for names in ([p.name for p in paths], [c.name for c in configs]):
+        stems = {_SEED_SUFFIX.sub("", n) or n for n in names}
+        if len(stems) == 1:
+            label = stems.pop()
+            break
+    unique, i = label, 2
+    while unique in taken:
+        unique, i = f"{label} #{i}", i + 1
+    return unique
+
+
+def _groups(loaded: list[tuple[RunDir, ExperimentConfig, Any]], rows: list[Row],
+            reps: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The groups of runs that differ only in seed (two distinct seeds or more; ``rows[i]``
+    is ``loaded[i]``'s agent row) with their IQM and mean, and the probability of
+    improvement of every two groups in one unit (module docstring)."""
+    members: dict[str, list[int]] = {}
+    for i, (_, cfg, _) in enumerate(loaded):
+        members.setdefault(_seedless(cfg), []).append(i)
+    groups: list[dict[str, Any]] = []
+    scores: list[Any] = []
+    for indices in members.values():
+        first_of_seed: dict[int, int] = {}
+        for i in indices:
+            first_of_seed.setdefault(loaded[i][1].seed, i)
+        kept = list(first_of_seed.values())
+        if len(kept) < 2:
+            continue
+        matrix = across_seeds.score_matrix([rows[i].per_task for i in kept])
+        stats = across_seeds.group_statistics(matrix, reps)
+        head = rows[kept[0]]
+        groups.append({
+            "label": _group_label([loaded[i][0].path for i in kept],
+                                  [loaded[i][1] for i in kept], {g["label"] for g in groups}),
+            "algorithm": head.algorithm, "unit": head.unit, "steps": head.steps,
+            "experience": head.experience, "runs": [rows[i].method for i in kept],
+            "paths": [rows[i].run for i in kept], "seeds": [loaded[i][1].seed for i in kept],
+            "duplicates": [rows[i].run for i in indices if i not in kept],
+            **{name: interval.as_dict() for name, interval in stats.items()}})
+        scores.append(matrix)
+    pairs = [{"x": groups[a]["label"], "y": groups[b]["label"], "unit": groups[a]["unit"],
+              "probability": across_seeds.probability_of_improvement(
+                  scores[a], scores[b], reps).as_dict()}
+             for a in range(len(groups)) for b in range(a + 1, len(groups))
+             if groups[a]["unit"] == groups[b]["unit"]]
+    return groups, pairs
+
+
 def compare_runs(run_paths: list[Path], num_tasks: int | None = None, seed: int | None = None,
-                 steps: int | None = None) -> dict[str, Any]:
+                 steps: int | None = None,
+                 bootstrap_reps: int = across_seeds.BOOTSTRAP_REPS) -> dict[str, Any]:
     """Score every run on the same held-out tasks; returns the comparison as a dict.
 
     ``num_tasks``, ``seed`` and ``steps`` default to the first run's evaluation settings.
+    Runs that differ only in seed are also summarised as groups (``groups``,
+    ``group_pairs``; module docstring), their CIs from ``bootstrap_reps`` stratified
+    bootstrap replications under a fixed seed (``bootstrap``).
     Raises :class:`ConfigError` if the runs differ in task family, or runs of the same
     adaptation unit differ in ``evaluation.episodes`` (see the module docstring).
     """
@@ -216,6 +299,8 @@ def compare_runs(run_paths: list[Path], num_tasks: int | None = None, seed: int 
             baselines[name] = _row(name, str(run.path), name, m, cost, unit, per_unit)
     final = _paired_vs(rows + list(baselines.values()), "pretrained")
     distinct = sorted(set(units))
+    groups, pairs = _groups(loaded, rows, bootstrap_reps)
+    across = ({"bootstrap": across_seeds.bootstrap_settings(bootstrap_reps)} if groups else {})
     return {"family": first_cfg.family.name, "family_params": first_cfg.family.params,
             "split": "tasks_file" if first_cfg.evaluation.tasks_file else "test",
             "tasks_file": first_cfg.evaluation.tasks_file, "num_tasks": n, "seed": s,
@@ -223,7 +308,8 @@ def compare_runs(run_paths: list[Path], num_tasks: int | None = None, seed: int 
             "episodes_per_step": episodes.get(GRADIENT_STEPS),
             "trials_per_task": episodes.get(EPISODES),
             "unit": distinct[0] if len(distinct) == 1 else "mixed", "units": distinct,
-            "rows": [asdict(r) for r in final]}
+            "rows": [asdict(r) for r in final], "groups": groups, "group_pairs": pairs,
+            **across}
 
 
 def _cell(mean: float, ci: float | None) -> str:
@@ -273,19 +359,26 @@ def _caption(comparison: dict[str, Any]) -> str:
             f"(k earlier episodes in memory; {comparison['trials_per_task']} trials per task).")
 
 
+def _unit_columns(comparison: dict[str, Any]) -> list[str]:
+    """The header of the unit columns: ``0 steps | 1 step | ...`` for runs of one unit,
+    ``unit | 0 | 1 | ...`` for runs of mixed units (each row then names its unit)."""
+    k = comparison["steps"]
+    if comparison["unit"] == "mixed":
+        return ["unit"] + [str(i) for i in range(k + 1)]
+    return [_count(UNIT_WORDS[comparison["unit"]], i) for i in range(k + 1)]
+
+
 def markdown_table(comparison: dict[str, Any]) -> str:
-    """The comparison as a GitHub-markdown table (mean ± 95% CI over held-out tasks).
+    """The comparison as a GitHub-markdown table (mean ± 95% CI over held-out tasks),
+    followed by the across-seeds tables of its groups if it has any
+    (:func:`groups_markdown`).
 
     Runs of one unit get a header in that unit (``0 steps | 1 step | ...``); runs of mixed
     units get a ``unit`` column and a header of unit counts (``0 | 1 | ...``).
     """
     k, rows = comparison["steps"], comparison["rows"]
     mixed = comparison["unit"] == "mixed"
-    head = ["method", "algorithm"]
-    if mixed:
-        head += ["unit"] + [str(i) for i in range(k + 1)]
-    else:
-        head += [_count(UNIT_WORDS[comparison["unit"]], i) for i in range(k + 1)]
+    head = ["method", "algorithm"] + _unit_columns(comparison)
     paired_rows = [r for r in rows if r.get("vs_pretrained")]
     paired = k >= 1 and bool(paired_rows)
     if paired:
@@ -306,7 +399,60 @@ def markdown_table(comparison: dict[str, Any]) -> str:
         cells += [_fmt_time(r["wall_time_s"]), _fmt_steps(r["env_steps"]),
                   "—" if r["iterations"] is None else str(r["iterations"])]
         lines.append("| " + " | ".join(cells) + " |")
-    return _caption(comparison) + "\n\n" + "\n".join(lines) + "\n"
+    groups = groups_markdown(comparison)
+    return (_caption(comparison) + "\n\n" + "\n".join(lines) + "\n"
+            + (f"\n{groups}" if groups else ""))
+
+
+def _interval_cell(interval: dict[str, list[float]], i: int, digits: int) -> str:
+    return (f"{interval['point'][i]:.{digits}f} "
+            f"[{interval['low'][i]:.{digits}f}, {interval['high'][i]:.{digits}f}]")
+
+
+def _table(head: list[str], body: list[list[str]], text_columns: int) -> list[str]:
+    rule = "|" + "|".join(["---"] * text_columns + ["---:"] * (len(head) - text_columns)) + "|"
+    return ["| " + " | ".join(head) + " |", rule] + ["| " + " | ".join(r) + " |" for r in body]
+
+
+def groups_markdown(comparison: dict[str, Any]) -> str:
+    """The across-seeds tables: every group's IQM and mean with their 95% CIs, and the
+    probability of improvement of every two groups of one unit; ``""`` without groups."""
+    groups = comparison.get("groups") or []
+    if not groups:
+        return ""
+    mixed = comparison["unit"] == "mixed"
+    boot = comparison["bootstrap"]
+    units = _unit_columns(comparison)
+    points = comparison["steps"] + 1
+
+    def unit_cell(unit: str) -> list[str]:
+        return [_unit_label(unit, comparison)] if mixed else []
+
+    body = []
+    for g in groups:
+        runs = f"{len(g['seeds'])} (seeds {', '.join(str(s) for s in g['seeds'])})"
+        for stat, name in (("iqm", "IQM"), ("mean", "mean")):
+            body.append([g["label"], g["algorithm"], runs, name, *unit_cell(g["unit"]),
+                         *[_interval_cell(g[stat], i, 1) for i in range(points)]])
+    lines = [f"Across seeds: interquartile mean (IQM) and mean over runs × tasks of the "
+             f"raw average return (not normalised), [95% CI] by stratified bootstrap over "
+             f"runs ({boot['reps']} replications, seed {boot['seed']}; Agarwal et al. "
+             f"2021, rliable).", ""]
+    lines += _table(["group", "algorithm", "runs", "statistic"] + units, body, 4 + mixed)
+    duplicates = [(g["label"], d) for g in groups for d in g["duplicates"]]
+    if duplicates:
+        lines += ["", "Left out of their group (a seed the group already has): "
+                  + "; ".join(f"{d} ({label})" for label, d in duplicates) + "."]
+    pairs = comparison.get("group_pairs") or []
+    if pairs:
+        rows = [[p["x"], p["y"], *unit_cell(p["unit"]),
+                 *[_interval_cell(p["probability"], i, 2) for i in range(points)]]
+                for p in pairs]
+        lines += ["", "Probability of improvement P(X > Y): the chance that a run of X beats "
+                  "a run of Y on a held-out task, averaged over tasks (0.5: a tie), [95% "
+                  "CI]; groups of one unit only.", ""]
+        lines += _table(["X", "Y"] + units, rows, 2 + mixed)
+    return "\n".join(lines) + "\n"
 
 
 Curve = tuple[list[float], list[float], list[float]]
@@ -343,27 +489,39 @@ def _curves(comparison: dict[str, Any]) -> tuple[str, list[Curve], bool]:
     return label, curves, symlog
 
 
-def plot_comparison(comparison: dict[str, Any], out: Path) -> Path:
+def row_colors(rows: list[dict[str, Any]]) -> list[str]:
+    """The colour of each row's curve, as in a run's own figures
+    (:func:`adaptrl.experiment.plots.method_colors`): a baseline its method's colour; a
+    run (named by its folder) the agent's colour when it is the only run, else one of
+    its own."""
+    from adaptrl.experiment.plots import METHOD_COLORS, method_colors
+
+    runs = [r["method"] for r in rows if r["method"] not in METHOD_COLORS]
+    return method_colors(["agent" if runs == [r["method"]] else r["method"] for r in rows])
+
+
+def comparison_figure(comparison: dict[str, Any]) -> Any:
     """Every method's adaptation curve with its 95% CI band, on one axes (see :func:`_curves`
-    for the x of runs in different units)."""
+    for the x of runs in different units); colours as in a run's figures
+    (:func:`row_colors`), the legend outside, on the right."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator, ScalarFormatter
 
     mixed = comparison["unit"] == "mixed"
     xlabel, curves, symlog = _curves(comparison)
     fig, ax = plt.subplots(figsize=(9.5, 4.8) if mixed else (8, 4.5))
-    for r, (x, mean, ci) in zip(comparison["rows"], curves):
+    colors = row_colors(comparison["rows"])
+    for r, (x, mean, ci), color in zip(comparison["rows"], curves, colors):
         style = "--" if r["method"] == "oracle" else "-o"
         label = r["method"]
         if mixed and r["method"] != "oracle":
             label += f" ({_unit_label(r['unit'], comparison)})"
-        (line,) = ax.plot(x, mean, style, label=label, markersize=4)
+        ax.plot(x, mean, style, label=label, markersize=4, color=color)
         ax.fill_between(x, [m - c for m, c in zip(mean, ci)],
-                        [m + c for m, c in zip(mean, ci)], alpha=0.15, color=line.get_color())
+                        [m + c for m, c in zip(mean, ci)], alpha=0.15, color=color)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("average return (held-out tasks)")
     ax.set_title(f"{comparison['family']}: {comparison['num_tasks']} test tasks, "
@@ -379,10 +537,15 @@ def plot_comparison(comparison: dict[str, Any], out: Path) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
+    return fig
+
+
+def plot_comparison(comparison: dict[str, Any], out: Path) -> Path:
+    """:func:`comparison_figure` written to ``out`` (PNG)."""
+    from adaptrl.experiment.plots import png_bytes
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    out.write_bytes(png_bytes(comparison_figure(comparison)))
     return out
 
 

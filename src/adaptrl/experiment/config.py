@@ -34,6 +34,7 @@ from adaptrl.errors import UserError
 from adaptrl.experiment.iterate_averaging import AveragingConfig
 from adaptrl.experiment.selection import SelectionConfig
 from adaptrl.rollouts.sampler import BatchUnit
+from adaptrl.rollouts.schedule import ScheduleConfig
 from adaptrl.schema import STRICT, ConfigModel, Seed
 from adaptrl.tasks.registry import registered
 
@@ -142,6 +143,18 @@ class ExperimentConfig(ConfigModel):
         None, description="keep an average of the policy's weights over iterations "
         "(SWA); null: none")
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    schedule: ScheduleConfig = Field(
+        default_factory=ScheduleConfig, description="which training tasks each iteration "
+        "draws: iid (default) or a stream of stages scored for forgetting")
+
+    @model_validator(mode="after")
+    def _stream_fills_the_run(self) -> ExperimentConfig:
+        total = self.schedule.total_iterations()
+        if total is not None and total != self.iterations:
+            raise ValueError(f"schedule: the stream lasts {total} iterations (num_stages x "
+                             f"iterations_per_stage), iterations is {self.iterations}; make "
+                             "them equal")
+        return self
 
     @model_validator(mode="after")
     def _average_is_kept(self) -> ExperimentConfig:

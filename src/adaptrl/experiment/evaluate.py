@@ -7,13 +7,14 @@ before the (long) evaluation starts and is written atomically as strict JSON.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from adaptrl.agents.contract import AdaptationUnit, Agent
-from adaptrl.algorithms.base import AlgorithmConfig
+from adaptrl.algorithms.base import AlgorithmConfig, MetaLearner
 from adaptrl.algorithms.baselines import BASELINES, baseline_config
 from adaptrl.algorithms.registry import algorithm_spec
 from adaptrl.errors import FaultError
@@ -33,6 +34,7 @@ from adaptrl.experiment.iterate_averaging import averaged_policy_state, describe
 from adaptrl.experiment.learners import build_family, build_learner
 from adaptrl.experiment.run_dir import RunDir
 from adaptrl.experiment.seeding import make_generator
+from adaptrl.experiment.streams import stream_summary
 from adaptrl.tasks.base import TaskFamily, Tasks
 from adaptrl.tasks.files import load_tasks
 
@@ -45,8 +47,27 @@ def load_run(run_path: Path) -> tuple[RunDir, ExperimentConfig, Any]:
     return run, config, algo_cfg
 
 
-def load_learner(run: RunDir, config: ExperimentConfig, algo_cfg: Any,
-                 checkpoint: str = "best") -> Any:
+@dataclass(frozen=True)
+class Restored:
+    """A run's learner as a checkpoint left it, with what the checkpoint says about it:
+    ``iteration`` (0-based, the last one finished), ``average`` (a description of the
+    weight average put in place, for ``checkpoint: average``) and ``stream`` (the task
+    stream's record, :mod:`adaptrl.experiment.streams`, if the run trained on one)."""
+
+    learner: MetaLearner
+    iteration: int
+    average: dict[str, Any] | None = None
+    stream: dict[str, Any] | None = None
+
+
+def load_learner(run: RunDir, config: ExperimentConfig, algo_cfg: AlgorithmConfig,
+                 checkpoint: str = "best") -> MetaLearner:
+    """The run's learner restored from a checkpoint (:func:`restore_run`)."""
+    return restore_run(run, config, algo_cfg, checkpoint).learner
+
+
+def restore_run(run: RunDir, config: ExperimentConfig, algo_cfg: AlgorithmConfig,
+                checkpoint: str = "best") -> Restored:
     """The run's learner restored from its ``best`` or ``latest`` checkpoint, or (``average``)
     the latest checkpoint with the policy's weight average in place of its weights."""
     path = run.checkpoint_file(checkpoint)
@@ -60,7 +81,7 @@ def load_learner(run: RunDir, config: ExperimentConfig, algo_cfg: Any,
     else:  # the best checkpoint is a choice: no other stands in for it
         state = read_run_checkpoint(path)
     restore(learner, state["learner"], path, run.config)
-    learner.checkpoint_iteration = int(state["iteration"]) - 1
+    restored = Restored(learner, int(state["iteration"]) - 1, stream=state.get("stream"))
     if checkpoint == "average":
         average = state.get("average")
         if average is None or average.get("last") is None:
@@ -72,8 +93,8 @@ def load_learner(run: RunDir, config: ExperimentConfig, algo_cfg: Any,
         except (KeyError, TypeError) as err:
             raise CheckpointError(f"{path}: damaged checkpoint (average: no {err})") from None
         restore(learner.policy, averaged, path, run.config)
-        learner.average = described
-    return learner
+        restored = replace(restored, average=described)
+    return restored
 
 
 def baseline_agents(run: RunDir, config: ExperimentConfig, algo_cfg: AlgorithmConfig,
@@ -143,7 +164,8 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
     device = torch.device(config.device)
     tasks_file = tasks_file or ev.tasks_file
     tasks, split = evaluation_tasks(family, n, s, tasks_file)
-    learner = load_learner(run, config, algo_cfg, ckpt)
+    restored = restore_run(run, config, algo_cfg, ckpt)
+    learner = restored.learner
     agent = learner.agent(ev.step_sizes)
     unit = agent.unit
     agents: dict[str, Any] = {"agent": agent}
@@ -171,14 +193,16 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
               "seed": s, "episodes_per_step": ev.episodes, "batch_unit": ev.batch_unit,
               "step_sizes": ev.step_sizes,
               "algorithm": algo_cfg.name, "checkpoint": ckpt,
-              "checkpoint_iteration": getattr(learner, "checkpoint_iteration", None),
+              "checkpoint_iteration": restored.iteration,
               "methods": methods}
     if split == "tasks_file":
         result["tasks_file"] = tasks_file
     if ckpt == "average":
-        result["average"] = learner.average
+        result["average"] = restored.average
     if paired:
         result["agent_minus"] = paired
+    if restored.stream is not None:  # trained along a stream: every stage, as trained
+        result.update(stream_summary(restored.stream, config, family))
     if unit == AdaptationUnit.EPISODES and baselines:  # RL² on bandits / MDPs: the paper's table
         table = classic_table(config.family.name, family, agent, n, s, device, all_settings)
         if table is not None:

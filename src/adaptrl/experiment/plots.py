@@ -2,6 +2,14 @@
 
 Each figure has a ``*_figure`` function that returns it (for ``adaptrl report``, which embeds
 it in a page) and a ``plot_*`` function that writes it to a file (``adaptrl plot``).
+
+Conventions every figure keeps (tests/experiment/test_plots.py checks them):
+
+* one colour per method name in every figure (:func:`method_color`), and no two lines of
+  one figure in the same colour (:func:`method_colors` gives unknown names spare ones);
+* integer axes (iterations, gradient steps, episodes) have integer ticks only;
+* legends sit outside the axes (right of the last panel), never over the data;
+* scores that do not start at zero are dots with CI bars, not bars cut off above zero.
 """
 
 from __future__ import annotations
@@ -9,8 +17,10 @@ from __future__ import annotations
 import io
 import json
 import math
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib
 
@@ -20,24 +30,76 @@ import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from adaptrl.algorithms.base import GradientAgent  # noqa: E402
-from adaptrl.evaluation.classic.tables import setting_label  # noqa: E402
+from adaptrl.evaluation.classic_tables import setting_label  # noqa: E402
 from adaptrl.evaluation.protocol import gradient_curve  # noqa: E402
 from adaptrl.experiment.evaluate import evaluation_tasks, load_learner, load_run  # noqa: E402
 from adaptrl.experiment.learners import build_family  # noqa: E402
 from adaptrl.experiment.run_dir import RunDir, read_metrics  # noqa: E402
-from adaptrl.tasks.render import can_draw_stages, draw_stages  # noqa: E402
+from adaptrl.models.functional import expand_params  # noqa: E402
+from adaptrl.rollouts.sampler import Policy, rollout  # noqa: E402
+from adaptrl.tasks.render import can_draw_stages, draw_stages, outside_legend  # noqa: E402
 
-COLORS = {"agent": "tab:blue", "pretrained": "tab:orange", "pretrained_adam": "tab:brown",
-          "scratch": "tab:gray", "oracle": "tab:green"}
+METHOD_COLORS: dict[str, str] = {
+    # the meta-learned agent and the baselines of the adaptation curves and compare
+    "agent": "tab:blue", "pretrained": "tab:orange", "pretrained_adam": "tab:brown",
+    "aggregation": "tab:purple", "scratch": "tab:gray", "oracle": "tab:green",
+    # the classic algorithms beside RL² (the classic table); RL² is the agent
+    "rl2": "tab:blue",
+    "random": "black", "greedy": "tab:olive", "epsilon_greedy": "#dbdb8d",
+    "myopic_greedy": "#8c6d31", "gittins": "tab:red", "gittins_discounted": "#ff9896",
+    "thompson": "tab:pink", "optimistic_thompson": "#f7b6d2",
+    "thompson_most_probable": "#7b4173", "ucb1": "tab:cyan", "ucrl2": "#9edae5",
+    "psrl": "#393b79", "optimistic_psrl": "#9c9ede", "beb": "#843c39",
+    "beb_per_step": "#d6616b", "myopic_beb_per_step": "#e7969c",
+}
+"""The one colour of each method in every figure (``rl2`` is the agent of its runs)."""
+
+PRE_ADAPTATION_COLOR = "#aec7e8"
+"""The agent's pre-adaptation training return: a light shade of the agent's colour."""
+
+SPARE_COLORS: tuple[str, ...] = tuple(
+    c for c in ("#e7ba52", "#008080", "#a55194", "#ad494a", "#637939", "#5254a3", "#c51b7d",
+                "#b35806", "#542788", "#000080")
+    if c not in METHOD_COLORS.values() and c != PRE_ADAPTATION_COLOR)
+"""Colours for names without a fixed one (e.g. the runs of a comparison, named by folder):
+hues unlike the methods' (no second blue, orange, green or gray beside them)."""
+
+
+def method_color(name: str) -> str:
+    """The colour of method ``name`` in every figure: its fixed :data:`METHOD_COLORS`
+    entry, else a spare colour chosen by a stable hash of the name."""
+    if name in METHOD_COLORS:
+        return METHOD_COLORS[name]
+    return SPARE_COLORS[zlib.crc32(name.encode()) % len(SPARE_COLORS)]
+
+
+def method_colors(names: Sequence[str]) -> list[str]:
+    """One colour per entry of ``names``, for the lines of one figure: a known method its
+    fixed colour; any other name its :func:`method_color` if no other line of the figure
+    has it, else the first spare colour still free (repeats only past
+    ``len(SPARE_COLORS)`` unknown names)."""
+    taken = {METHOD_COLORS[n] for n in names if n in METHOD_COLORS}
+    given: dict[str, str] = {}
+    for name in dict.fromkeys(n for n in names if n not in METHOD_COLORS):
+        free = [c for c in SPARE_COLORS if c not in taken] or list(SPARE_COLORS)
+        given[name] = method_color(name) if method_color(name) in free else free[0]
+        taken.add(given[name])
+    return [METHOD_COLORS.get(n) or given[n] for n in names]
 
 
 def _label(ax: Any, xlabel: str, ylabel: str, title: str) -> None:
-    """Label a single-axes curve figure, with a grid and a legend."""
+    """Label a curve panel, with a grid and a legend outside, on its right."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    outside_legend(ax)
+
+
+def _integer_x(*axes: Any) -> None:
+    """Integer ticks only on the x axis of ``axes`` (iterations, steps, episodes)."""
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _write(fig: Any, target: Any) -> None:
@@ -74,16 +136,27 @@ def learning_curve_figure(run: RunDir) -> Any | None:
     keys = [k for k in ("return_pre", "return_post", "return_trial") if rows and k in rows[0]]
     if not keys:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
+    # the agent's curves in the agent's colour (pre-adaptation a light shade of it),
+    # the pretrained baseline's in its own: one colour per line
+    styles = {"return_pre": ("pre-adaptation", PRE_ADAPTATION_COLOR, "--"),
+              "return_post": ("post-adaptation", method_color("agent"), "-"),
+              "return_trial": ("trial", method_color("agent") if "return_post" not in keys
+                               else method_colors(["trial"])[0], "-")}
+    fig, ax = plt.subplots(figsize=(7, 4))
+
+    def curve(points: list[dict[str, Any]], key: str, **style: Any) -> None:
+        # dots on short runs: a one-iteration curve is otherwise invisible
+        ax.plot([r["iteration"] for r in points], [r[key] for r in points],
+                marker="o" if len(points) <= 20 else None, markersize=3, **style)
+
     for k in keys:
-        ax.plot([r["iteration"] for r in rows], [r[k] for r in rows],
-                label=k.replace("return_", "") + "-adaptation" if k != "return_trial" else "trial")
+        label, color, line = styles[k]
+        curve(rows, k, linestyle=line, label=label, color=color)
     pre = run.baseline("pretrained").metrics
     if pre.exists():
-        prow = read_metrics(pre)
-        ax.plot([r["iteration"] for r in prow], [r["return_post"] for r in prow],
-                label="pretrained (training)", color=COLORS["pretrained"], alpha=0.6)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        curve(read_metrics(pre), "return_post", label="pretrained (training)",
+              color=method_color("pretrained"), alpha=0.8)
+    _integer_x(ax)
     _label(ax, "meta-iteration", "average return (training tasks)", "learning curve")
     return fig
 
@@ -93,20 +166,44 @@ def plot_adaptation_curve(eval_result: dict[str, Any], out: Path) -> Path:
     return _save(adaptation_curve_figure(eval_result), out)
 
 
+def _curve(ax: Any, steps: Sequence[float], mean: Sequence[float],
+           ci: Sequence[float | None], name: str, color: str) -> None:
+    """One method's curve with its 95% CI band (none where eval.json's CI is null: one
+    task); the oracle dashed."""
+    m = torch.tensor(mean, dtype=torch.float64)
+    c = torch.tensor([math.nan if x is None else x for x in ci],
+                     dtype=torch.float64).nan_to_num(0.0)
+    ax.plot(steps, m, "--" if name == "oracle" else "-o", label=name, color=color,
+            markersize=4)
+    ax.fill_between(steps, m - c, m + c, alpha=0.2, color=color)
+
+
 def adaptation_curve_figure(eval_result: dict[str, Any]) -> Any:
-    """The adaptation curve of an eval.json result (see :func:`plot_adaptation_curve`)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, m in eval_result["methods"].items():
-        steps = m["steps"]
-        mean = torch.tensor(m["mean"])
-        # eval.json writes an undefined CI (one task) as null: no band there
-        ci = torch.tensor([math.nan if c is None else c for c in m["ci95"]]).nan_to_num(0.0)
-        style = "--" if name == "oracle" else "-o"
-        ax.plot(steps, mean, style, label=name, color=COLORS.get(name))
-        ax.fill_between(steps, mean - ci, mean + ci, alpha=0.2, color=COLORS.get(name))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _label(ax, eval_result["unit"].replace("_", " "), "average return (held-out tasks)",
+    """The adaptation curve of an eval.json result (see :func:`plot_adaptation_curve`).
+
+    Where methods report a success rate (Meta-World: ``success_mean``, ``success_ci95``)
+    a second panel below plots it against the same units."""
+    methods = eval_result["methods"]
+    colors = dict(zip(methods, method_colors(list(methods)), strict=True))
+    success = {n: m for n, m in methods.items() if "success_mean" in m}
+    fig, axes = plt.subplots(2 if success else 1, 1, figsize=(7, 6.5 if success else 4),
+                             sharex=True, squeeze=False)
+    ax = axes[0][0]
+    for name, m in methods.items():
+        _curve(ax, m["steps"], m["mean"], m["ci95"], name, colors[name])
+    unit = eval_result["unit"].replace("_", " ")
+    _label(ax, "" if success else unit, "average return (held-out tasks)",
            f"{eval_result['family']}: adaptation on {eval_result['num_tasks']} test tasks")
+    if success:
+        low = axes[1][0]
+        for name, m in success.items():
+            _curve(low, m["steps"][:len(m["success_mean"])], m["success_mean"],
+                   m["success_ci95"], name, colors[name])
+        low.set_xlabel(unit)
+        low.set_ylabel("success rate (held-out tasks)")
+        low.set_ylim(-0.05, 1.05)
+        low.grid(alpha=0.3)
+    _integer_x(*axes[:, 0])
     return fig
 
 
@@ -118,11 +215,12 @@ def per_task_figure(eval_result: dict[str, Any]) -> Any | None:
                if m.get("per_task")}
     if not methods:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.8 / len(methods)
+    colors = method_colors(list(methods))
     for i, (name, per_task) in enumerate(methods.items()):
         scores = torch.tensor(per_task, dtype=torch.float64)  # [units+1, tasks]
-        n, color = scores.shape[1], COLORS.get(name, f"C{i}")
+        n, color = scores.shape[1], colors[i]
         # task t sits at the same offset after every unit, so a task can be followed
         jitter = torch.linspace(-0.3, 0.3, n) * width if n > 1 else torch.zeros(1)
         for k in range(scores.shape[0]):
@@ -134,8 +232,6 @@ def per_task_figure(eval_result: dict[str, Any]) -> Any | None:
     ax.set_xticks(range(len(next(iter(methods.values())))))
     _label(ax, eval_result["unit"].replace("_", " "), "return on each held-out task",
            f"per-task scores ({eval_result['num_tasks']} test tasks; bar: mean)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=len(methods),
-              frameon=False)  # below the axes: dots fill every corner
     return fig
 
 
@@ -146,9 +242,22 @@ def plot_paths(run_path: Path, out: Path, num_tasks: int = 4, steps: int = 1,
     return None if fig is None else _save(fig, out)
 
 
+SAMPLED_EPISODES = 5
+"""Sampled episodes drawn (faintly) per task and stage of the paths figure."""
+
+
+def _stage_label(k: int) -> str:
+    return "before adaptation" if k == 0 else f"after {k} step{'s' if k > 1 else ''}"
+
+
 def paths_figure(run_path: Path, num_tasks: int = 4, steps: int = 1, seed: int = 0
                  ) -> Any | None:
-    """The 2D paths of :func:`plot_paths`, or None for a family or agent it cannot draw."""
+    """The 2D paths of :func:`plot_paths`, or None for a family or agent it cannot draw.
+
+    Each stage (before adaptation, after each gradient step) shows the policy's *mean*
+    path bold (a deterministic rollout of the mean action under that stage's adapted
+    parameters) over a few faint sampled episodes (the support data the next step adapts
+    on): the sampled paths alone are a scribble of exploration noise."""
     run, config, algo_cfg = load_run(run_path)
     family = build_family(config)
     if not can_draw_stages(family):
@@ -158,25 +267,33 @@ def paths_figure(run_path: Path, num_tasks: int = 4, steps: int = 1, seed: int =
     if not isinstance(agent, GradientAgent):  # paths of the adapted policy, step by step
         return None
     g = torch.Generator().manual_seed(seed)
+    device = torch.device(config.device)
     tasks, _ = evaluation_tasks(family, num_tasks, seed, config.evaluation.tasks_file)
-    # adapt on the protocol's number of episodes (one episode gives a useless gradient),
-    # draw the first two episodes of each stage
+    # adapt on the protocol's number of episodes (one episode gives a useless gradient)
     _, trajs = gradient_curve(family, agent, tasks, steps, config.evaluation.episodes, g,
-                              torch.device(config.device),
-                              batch_unit=config.evaluation.batch_unit)
-    trajs = [t.select_episodes(slice(0, 2)) for t in trajs]
-    fig, axes = plt.subplots(1, num_tasks, figsize=(3.2 * num_tasks, 3.4), squeeze=False)
-    stages = {("before adaptation" if k == 0 else f"after {k} step{'s' if k > 1 else ''}"): t
-              for k, t in enumerate(trajs)}
+                              device, batch_unit=config.evaluation.batch_unit)
+    # the parameters gradient_curve adapted to, step by step (adapt is deterministic)
+    params = [expand_params(agent.initial_params(), len(tasks))]
+    for k, support in enumerate(trajs[:-1]):
+        params.append(agent.adapt(params[-1], support, k))
+    env = family.make_env(tasks, 1, device)
+    policy = cast(Policy, agent.policy)  # (an nn.Module that keeps the Policy protocol)
+    means = {_stage_label(k): rollout(env, policy, p, g, deterministic=True)
+             for k, p in enumerate(params)}
+    sampled = {_stage_label(k): t.select_episodes(slice(0, SAMPLED_EPISODES))
+               for k, t in enumerate(trajs)}
+    fig, axes = plt.subplots(1, num_tasks, figsize=(3.2 * num_tasks + 2.0, 3.4),
+                             squeeze=False)
     for i, ax in enumerate(axes[0]):
-        one = {label: t.select_tasks(slice(i, i + 1)) for label, t in stages.items()}
-        draw_stages(ax, family, tasks[i], one)
+        one = slice(i, i + 1)
+        draw_stages(ax, family, tasks[i], {k: t.select_tasks(one) for k, t in sampled.items()},
+                    {k: t.select_tasks(one) for k, t in means.items()})
         ax.set_aspect("equal")
         ax.set_title(f"test task {i}")
         ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))  # one entry per label (stages redraw the task)
-    axes[0][0].legend(unique.values(), unique.keys(), fontsize=7)
+    outside_legend(axes[0][-1])
+    fig.suptitle("bold: the policy's mean path (deterministic rollout); "
+                 f"faint: {SAMPLED_EPISODES} sampled episodes", fontsize=9)
     return fig
 
 
@@ -186,23 +303,30 @@ def plot_classic_table(table: dict[str, Any], out: Path) -> Path:
 
 
 def classic_table_figure(table: dict[str, Any]) -> Any:
-    """The grouped bars of :func:`plot_classic_table`."""
+    """The RL² paper's table as one dot plot per setting: each method's mean total reward
+    with its 95% CI bar, one colour per method (:func:`method_color`).
+
+    Dots, not bars: the totals of one setting sit close together far above zero (e.g. 5 to
+    6 for two-arm bandits, hundreds for long trials), so bars from zero would hide the
+    differences the table is about, and bars cut off above zero would draw lengths that
+    mean nothing. A dot and its CI are read against the axis, wherever it starts."""
     rows = table["settings"]
     methods = list(dict.fromkeys(m for r in rows for m in r["methods"]))
+    colors = dict(zip(methods, method_colors(methods), strict=True))
     fig, axes = plt.subplots(1, len(rows), figsize=(max(4.0, 1.0 + 0.5 * len(methods)) *
                                                      len(rows), 3.6), squeeze=False)
     for ax, row in zip(axes[0], rows, strict=True):
         names = [m for m in methods if m in row["methods"]]
-        means = [row["methods"][m]["mean"] for m in names]
-        cis = [row["methods"][m]["ci95"] for m in names]
-        colors = ["tab:blue" if m == "rl2" else "tab:gray" for m in names]
-        ax.bar(range(len(names)), means, yerr=cis, color=colors, capsize=3)
+        for x, name in enumerate(names):
+            m = row["methods"][name]
+            ax.errorbar(x, m["mean"], yerr=m["ci95"], fmt="o", color=colors[name],
+                        capsize=3, markersize=5, label=name)
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+        ax.set_xlim(-0.6, len(names) - 0.4)
         ax.set_title(setting_label(row))
-        lo = min(m - c for m, c in zip(means, cis, strict=True))
-        ax.set_ylim(bottom=0.9 * lo if lo > 0 else None)
+        ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("total reward per trial")
-    fig.suptitle(f"{table['family']}: RL² beside the classic algorithms (95% CI)")
+    fig.suptitle(f"{table['family']}: RL² beside the classic algorithms (mean, 95% CI)")
     return fig
 
 

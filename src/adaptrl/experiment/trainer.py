@@ -60,6 +60,8 @@ from adaptrl.experiment.run_dir import TRAINER_FILES, MetricsLog, RunDir
 from adaptrl.experiment.scalars import Scalars
 from adaptrl.experiment.seeding import make_generator
 from adaptrl.experiment.selection import CheckpointScore
+from adaptrl.experiment.streams import StreamScorer, stream_scorer
+from adaptrl.rollouts.schedule import IIDSchedule, TaskSchedule, build_schedule
 from adaptrl.tasks.base import TaskFamily
 
 log = logging.getLogger(__name__)
@@ -90,12 +92,16 @@ class Snapshot:
     best_score: float | None
     best_iteration: int | None
     average: dict[str, Any] | None
+    stream: dict[str, Any] | None = None
 
     def checkpoint(self) -> dict[str, Any]:
-        return {"iteration": self.iteration, "learner": self.learner,
-                "generator": self.generator, "wall_time_s": self.wall_time_s,
-                "best_score": self.best_score, "best_iteration": self.best_iteration,
-                "average": self.average}
+        state = {"iteration": self.iteration, "learner": self.learner,
+                 "generator": self.generator, "wall_time_s": self.wall_time_s,
+                 "best_score": self.best_score, "best_iteration": self.best_iteration,
+                 "average": self.average}
+        if self.stream is not None:  # a task stream's record (i.i.d. runs have none)
+            state["stream"] = self.stream
+        return state
 
 
 _STEP_SETTING = re.compile(r"(^|_)(lr|learning_rate|step_size|step_sizes|init_std|scale)$")
@@ -149,11 +155,17 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: AlgorithmConfig, *,
                   seed: int, device: torch.device, checkpoint_every: int, resume: bool,
                   progress: bool, tensorboard: bool, label: str,
                   score: CheckpointScore,
-                  averaging: AveragingConfig | None = None) -> TrainResult:
+                  averaging: AveragingConfig | None = None,
+                  schedule: TaskSchedule | None = None,
+                  stream: StreamScorer | None = None) -> TrainResult:
     """Train one learner in ``run`` (a run directory or a baseline's sub-run); ``score``
     judges which checkpoint is the best (:mod:`adaptrl.experiment.selection`); with
-    ``averaging`` the checkpoints also hold the policy's weight average. The caller holds
-    the run's lock (:func:`train` does)."""
+    ``averaging`` the checkpoints also hold the policy's weight average. Each iteration's
+    tasks come from ``schedule`` (default: i.i.d. training tasks, ``family.sample``); along
+    a stream, ``stream`` scores every stage after each stage ends and its record is
+    checkpointed (:mod:`adaptrl.experiment.streams`). The caller holds the run's lock
+    (:func:`train` does)."""
+    schedule = schedule if schedule is not None else IIDSchedule(family)
     generator = make_generator(seed)
     learner = build_learner(family, algo_cfg, generator, device, init_seed=seed)
     state = _resume_state(run, learner, generator, None) if resume else None
@@ -168,6 +180,8 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: AlgorithmConfig, *,
         if state.get("average") is not None:  # prepare_run checked its window
             average.load_state_dict(state["average"])
         average.update(learner.policy, start)  # the starting policy, if it is due
+    if stream is not None and state.get("stream") is not None:
+        stream.load_state_dict(state["stream"])
     run.path.mkdir(parents=True, exist_ok=True)
     fresh = not state
     scalars = Scalars(run.path / "tensorboard", tensorboard)
@@ -177,7 +191,8 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: AlgorithmConfig, *,
     snap = Snapshot(start, copy.deepcopy(learner.state_dict()), generator.get_state(),
                     float(state.get("wall_time_s", 0.0)), state.get("best_score"),
                     state.get("best_iteration"),
-                    None if average is None else copy.deepcopy(average.state_dict()))
+                    None if average is None else copy.deepcopy(average.state_dict()),
+                    None if stream is None else copy.deepcopy(stream.state_dict()))
     if fresh:  # from now on the run can be resumed, whenever it is stopped
         save_checkpoint(snap.checkpoint(), run.latest)
     log_file = MetricsLog(run.metrics, keep_iterations_below=start)
@@ -190,8 +205,10 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: AlgorithmConfig, *,
         with terminate_as_interrupt(), TrainingProgress(iterations, start, label, progress) as bar:
             for it in range(start, iterations):
                 t0 = time.perf_counter()
-                tasks = family.sample(batch, "train", generator)
+                tasks = schedule.tasks(it, batch, generator)
                 metrics = learner.meta_update(tasks)
+                if schedule.num_stages > 1:
+                    metrics = {"stage": schedule.stage(it), **metrics}
                 reach("train.updated")
                 done = it + 1
                 moved = average.update(learner.policy, done) if average is not None else False
@@ -199,6 +216,8 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: AlgorithmConfig, *,
                 wall = snap.wall_time_s + time.perf_counter() - t0
                 if value is not None and score.validates:
                     metrics = {**metrics, "validation_return": value}
+                if stream is not None:  # every stage scored when one ends
+                    metrics = {**metrics, **stream.after_iteration(learner, done)}
                 learner_state = copy.deepcopy(learner.state_dict())
                 check_finite("metrics", metrics, it, algo_cfg, kept())
                 check_finite("learner state", learner_state, it, algo_cfg, kept())
@@ -212,7 +231,8 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: AlgorithmConfig, *,
                                value if improved else snap.best_score,
                                it if improved else snap.best_iteration,
                                copy.deepcopy(average.state_dict()) if moved  # type: ignore[union-attr]
-                               else snap.average)
+                               else snap.average,
+                               None if stream is None else copy.deepcopy(stream.state_dict()))
                 if improved:  # before the snapshot is in place: rewriting it is harmless
                     save_checkpoint(new.checkpoint(), run.best)
                 reach("train.snapshot")
@@ -332,12 +352,18 @@ def _train_locked(config: ExperimentConfig, algo_cfg: AlgorithmConfig, run: RunD
     family = build_family(config)
     device = torch.device(config.device)
     score = CheckpointScore(config.selection, family, config.evaluation, device)
+    schedule = build_schedule(config.schedule, family)
     common = dict(seed=config.seed, device=device, checkpoint_every=config.checkpoint_every,
                   progress=config.logging.progress, tensorboard=config.logging.tensorboard,
-                  score=score)
+                  score=score, schedule=schedule)
+
+    def scorer() -> StreamScorer | None:  # each trained learner keeps its own record
+        return stream_scorer(schedule, family, config.evaluation,
+                             config.schedule.eval_tasks_per_stage, device)
+
     result = train_learner(run, family, algo_cfg, iterations=config.iterations, resume=resume,
-                           label=f"{algo_cfg.name} meta-train",
-                           averaging=config.averaging, **common)  # type: ignore[arg-type]
+                           label=f"{algo_cfg.name} meta-train", averaging=config.averaging,
+                           stream=scorer(), **common)  # type: ignore[arg-type]
     admitted = algorithm_spec(algo_cfg.name).baselines
     for name in TRAINED_BASELINES:
         if not (baselines and name in config.evaluation.baselines and name in admitted):
@@ -346,5 +372,6 @@ def _train_locked(config: ExperimentConfig, algo_cfg: AlgorithmConfig, run: RunD
         iters = getattr(config.baselines, f"{name}_iterations") or config.iterations
         train_learner(sub, family, baseline_config(name, algo_cfg), iterations=iters,
                       resume=True, label=f"{name} baseline",  # from its checkpoint, if any
+                      stream=scorer() if iters == config.iterations else None,
                       **common)  # type: ignore[arg-type]
     return result

@@ -10,9 +10,10 @@ KL ``KL(pi_old || pi)`` at ``pi = pi_old``. Two ways to apply it, both exact:
   gradient with respect to ``phi`` vanish, so the chain rule's second-order term drops out
   and the Hessian with respect to ``theta`` is exactly ``J^T F_phi J`` with
   ``J = d phi / d theta``. ``J v`` and ``J^T w`` are Hessian-vector products of the *inner*
-  loss (:class:`adaptrl.adaptation.sgd.StepJacobian`) and ``F_phi`` is a :class:`KLHessian`
-  at ``phi_old``: no third-order derivatives, unlike differentiating the KL Hessian
-  through the adaptation.
+  loss (:class:`adaptrl.adaptation.inner_optimizers.StepJacobian`) and ``F_phi`` is a
+  :class:`KLHessian` at ``phi_old``: no third-order derivatives, unlike differentiating
+  the KL Hessian through the adaptation. :mod:`adaptrl.optim.meta_trpo` puts the two
+  together for MAML-TRPO's outer step.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ class KLHessian:
 
 
 class LinearStep(Protocol):
-    """A Jacobian ``J`` given by its products (see :class:`adaptrl.adaptation.sgd.StepJacobian`)."""
+    """A Jacobian ``J`` given by its products (see
+    :class:`adaptrl.adaptation.inner_optimizers.StepJacobian`)."""
 
     def jvp(self, v: Params) -> Params: ...
 

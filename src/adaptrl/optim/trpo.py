@@ -5,7 +5,8 @@ Solves ``F x = g`` with conjugate gradient, where ``F`` is the Hessian of the me
 bound (``sqrt(2 delta / x^T F x)``, eq. in App. C) and backtracks until the surrogate
 improves and the KL bound holds. The surrogate may itself contain an inner adaptation
 step (MAML-TRPO): the metric is then the KL Hessian *through* it, best supplied as the
-exact, cheaper product ``J^T F J`` (:mod:`adaptrl.optim.fisher`) via ``fisher_product``.
+exact, cheaper product ``J^T F J`` (:mod:`adaptrl.optim.fisher`) via ``fisher_product``;
+:mod:`adaptrl.optim.meta_trpo` does that for a policy adapted by an inner loop.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from adaptrl.optim.fisher import KLHessian, flat_product
+from adaptrl.schema import ConfigModel
 
 
-class TRPOConfig(BaseModel):
+class TRPOConfig(ConfigModel):
     """TRPO settings (defaults: MAML paper / its reference code)."""
 
-    model_config = ConfigDict(extra="forbid")
     max_kl: float = Field(0.01, gt=0, description="KL trust-region bound delta")
     cg_iters: int = Field(10, ge=1, description="conjugate-gradient iterations")
     cg_damping: float = Field(1e-5, ge=0, description="damping added to the Fisher product")
@@ -98,7 +99,7 @@ def trpo_step(params: list[torch.nn.Parameter], surrogate: Surrogate, config: TR
         metric_kl = fisher_kl() if fisher_kl is not None else kl
         if metric_kl is None:
             metric_kl = surrogate(True)[1]
-        named = {str(i): p for i, p in enumerate(params)}
+        named: dict[str, torch.Tensor] = {str(i): p for i, p in enumerate(params)}
         fisher_product = flat_product(KLHessian(metric_kl, named), named)
     metric = fisher_product
 

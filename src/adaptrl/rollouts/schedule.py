@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from adaptrl.errors import UserError
+from adaptrl.schema import ConfigModel
 from adaptrl.tasks.base import DeclaresRanges, Split, TaskFamily, Tasks, check_split
 
 Order = Literal["increasing", "decreasing"]
@@ -329,7 +330,7 @@ def parameter_stream(family: TaskFamily, parameter: str, num_stages: int,
     return StageStream(stages, iterations_per_stage)
 
 
-class ScheduleConfig(BaseModel):
+class ScheduleConfig(ConfigModel):
     """Which schedule the trainer draws training tasks from (a config section).
 
     ``kind: iid`` (default) is the usual i.i.d. meta-training. ``kind: stages`` trains on a
@@ -338,7 +339,6 @@ class ScheduleConfig(BaseModel):
     (:mod:`adaptrl.evaluation.stream`).
     """
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["iid", "stages"] = Field("iid", description="iid: i.i.d. training tasks; "
                                            "stages: a stream of stages over `parameter`")
     parameter: str | None = Field(

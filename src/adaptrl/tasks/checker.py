@@ -23,6 +23,12 @@ message that names the promise, and returns ``None`` when all of them hold:
 7. **task isolation** — a task's results do not depend on the other tasks in the batch:
    a batch that mixes two task batches slot by slot reproduces each slot's results, and a
    family that ignores the generator also gives the same results for each task alone.
+8. **task effect** — a task changes the env: tasks with different parameters, each played
+   alone with identically seeded generators and the same actions, do not all give the same
+   rollout. This catches a task setter that writes an attribute the env never reads (e.g.
+   ``env.unwrapped.gravity`` on Pendulum, whose gravity is ``g``); for a Gymnasium adapter
+   family the message names the attributes the setter wrote. A family whose sampled tasks
+   all share one parameter row (a one-task family) is exempt.
 
 Actions are random (uniform over a ``Box``, widened by a quarter of its width on each side
 to exercise clipping; standard normal on unbounded axes; uniform over a ``Discrete``).
@@ -33,6 +39,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 from adaptrl.tasks.base import BatchedEnv, TaskFamily, Tasks
@@ -224,7 +231,8 @@ def _check_episode_ends(rec: Record, horizon: int) -> None:
         "episode ends: observation changed after the episode ended (frozen slot)")
 
 
-def _assert_same(a: Record, b: Record, what: str, exact: bool) -> None:
+def _first_difference(a: Record, b: Record, exact: bool) -> str | None:
+    """Where two rollouts first differ (``"<name>, first at step index <t>"``), or None."""
     names = ("observation", "reward", "terminated", "truncated")
     for name, x, y in zip(names, a, b):
         if x.dtype == torch.bool or exact:
@@ -232,9 +240,16 @@ def _assert_same(a: Record, b: Record, what: str, exact: bool) -> None:
         else:
             same = torch.allclose(x, y, rtol=1e-5, atol=1e-6)
         if not same:
-            diff = (x != y) if x.dtype == torch.bool else ~torch.isclose(x, y, 1e-5, 1e-6)
-            step = int(diff.nonzero()[0, 0])
-            raise AssertionError(f"{what}: {name} differs, first at step index {step}")
+            diff = (x != y) if x.dtype == torch.bool or exact else \
+                ~torch.isclose(x, y, 1e-5, 1e-6)
+            return f"{name} differs, first at step index {int(diff.nonzero()[0, 0])}"
+    return None
+
+
+def _assert_same(a: Record, b: Record, what: str, exact: bool) -> None:
+    difference = _first_difference(a, b, exact)
+    if difference is not None:
+        raise AssertionError(f"{what}: {difference}")
 
 
 def _mix(a: Tasks, b: Tasks, take_a: torch.Tensor) -> Tasks:
@@ -280,6 +295,77 @@ def _check_isolation(family: TaskFamily, tasks: Tasks, rec: Record, actions: tor
                      f"task isolation (task {i} stepped alone vs in the batch)", exact=False)
 
 
+TASK_EFFECT_SAMPLES = 8
+"""Tasks drawn by the task-effect check, among which it plays up to three distinct ones."""
+
+
+def _distinct(tasks: Tasks, limit: int) -> list[int]:
+    """Indices of up to ``limit`` tasks whose parameter rows differ pairwise."""
+    rows = _rows(tasks)
+    keep: list[int] = []
+    for i in range(len(tasks)):
+        if len(keep) < limit and all(not torch.equal(rows[i], rows[j]) for j in keep):
+            keep.append(i)
+    return keep
+
+
+def _base_attributes(env: BatchedEnv) -> dict[str, np.ndarray] | None:
+    """The plain attributes (numbers, strings, arrays) of the base env behind a one-slot
+    Gymnasium adapter env (a sync ``gymnasium.vector`` env), as arrays; None for another
+    kind of env."""
+    envs = getattr(getattr(env, "_vec", None), "envs", None)
+    if not envs:
+        return None
+    plain = (bool, int, float, str, np.ndarray, np.generic)
+    return {k: np.asarray(v) for k, v in vars(envs[0].unwrapped).items()
+            if isinstance(v, plain)}
+
+
+def _differing(attrs: list[dict[str, np.ndarray]]) -> list[str]:
+    """``name (value, value, ...)`` for every attribute whose value differs between envs
+    (or that some envs lack)."""
+    out = []
+    for k in sorted(set().union(*attrs)):
+        values = [a.get(k) for a in attrs]
+        first = values[0]
+        if first is None or any(v is None or v.shape != first.shape or
+                                not np.array_equal(v, first) for v in values[1:]):
+            shown = ", ".join("unset" if v is None else np.array2string(v, precision=3)
+                              for v in values)
+            out.append(f"env.unwrapped.{k} ({shown})")
+    return out
+
+
+def _check_task_effect(family: TaskFamily, actions: torch.Tensor, seed: int,
+                       device: torch.device) -> None:
+    tasks = family.sample(TASK_EFFECT_SAMPLES, "train", _seeded(seed + 4))
+    picked = _distinct(tasks, 3)
+    if len(picked) < 2:
+        return  # every sampled task is the same: nothing to tell apart
+    shape = _observation_shape(family.observation_space)
+    envs = [family.make_env(tasks[i], actions.shape[2], device) for i in picked]
+    try:
+        records = [_rollout(env, actions[:, :1], seed, device, shape) for env in envs]
+        if any(_first_difference(records[0], r, exact=True) for r in records[1:]):
+            return
+        attrs = [_base_attributes(env) for env in envs]
+    finally:
+        for env in envs:
+            close = getattr(env, "close", None)
+            if callable(close):
+                close()
+    message = (f"task effect: {len(picked)} tasks with different parameters "
+               f"({', '.join(sorted(tasks.params))}) give identical rollouts under the same "
+               "seed and actions: applying a task changes nothing in the env")
+    if all(a is not None for a in attrs):
+        written = _differing([a for a in attrs if a is not None])
+        message += (f". The task setter wrote {'; '.join(written)}, which the env never "
+                     "reads: is that the name of the attribute the env uses?" if written else
+                     ". No attribute of the base env differs between the tasks: the task "
+                     "never reached the env")
+    raise AssertionError(message)
+
+
 def check_task_family(family: TaskFamily, *, num_tasks: int = 3, episodes: int = 2,
                       seed: int = 0, steps: int | None = None,
                       device: torch.device | str = "cpu") -> None:
@@ -308,3 +394,4 @@ def check_task_family(family: TaskFamily, *, num_tasks: int = 3, episodes: int =
     _assert_same(first, second, "determinism (two rollouts with identically seeded "
                  "generators, the second after reset() of the same env)", exact=True)
     _check_isolation(family, tasks, first, actions, seed, device)
+    _check_task_effect(family, actions, seed, device)
