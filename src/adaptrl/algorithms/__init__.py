@@ -1,6 +1,7 @@
 """Meta-learners, one file each (the outer loop only), and their registry."""
 
 from adaptrl.algorithms import aggregation as _aggregation  # noqa: F401  (registers "aggregation")
+from adaptrl.algorithms import anil as _anil  # noqa: F401  (registers "anil")
 from adaptrl.algorithms import maml as _maml  # noqa: F401  (registers "maml")
 from adaptrl.algorithms import metasgd as _metasgd  # noqa: F401  (registers "metasgd")
 from adaptrl.algorithms import reptile as _reptile  # noqa: F401  (registers "reptile")
