@@ -1,6 +1,7 @@
 # adaptrl — the two commands of the quick start:
 #   make demo   install into .venv, then a short real MAML meta-training + evaluation + plots
-#   make test   install into .venv, then the test suite (slow learning tests: make test-slow)
+#   make test   install into .venv, then the linter (ruff), the type checker (mypy) and the
+#               test suite (slow learning and fault-injection tests: make test-slow)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -23,6 +24,8 @@ demo: install
 	$(VENV)/bin/adaptrl train configs/demo-navigation.yaml --run-dir runs/demo
 
 test: install
+	$(PY) -m ruff check src tests benchmarks examples
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 test-slow: install

@@ -35,6 +35,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
 from adaptrl import runtime  # the CLI's runtime settings (adaptrl/runtime.py)
 
 runtime.configure()

@@ -24,8 +24,12 @@ runtime.configure()
 import torch  # noqa: E402
 
 from adaptrl.agents.classic import (
-    BANDIT_METHODS, MDP_METHODS, PAPER_BANDIT_SETTINGS, PAPER_MDP_SETTINGS,
-    finite_horizon_table)
+    BANDIT_METHODS,
+    MDP_METHODS,
+    PAPER_BANDIT_SETTINGS,
+    PAPER_MDP_SETTINGS,
+    finite_horizon_table,
+)
 from adaptrl.evaluation.classic_tables import bandit_table, format_table, mdp_table
 
 

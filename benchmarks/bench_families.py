@@ -17,6 +17,7 @@ import argparse
 import time
 
 import gymnasium as gym
+
 from adaptrl import runtime  # the CLI's runtime settings (adaptrl/runtime.py)
 
 runtime.configure()

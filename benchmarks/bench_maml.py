@@ -35,7 +35,8 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # adaptrl's runtime settings, as the CLI applies them (adaptrl/runtime.py): idle OpenMP
 # threads sleep instead of spinning (inherited by the subprocesses; on a shared 2-core
@@ -161,7 +162,8 @@ def main() -> None:
         configs, iters = [("2x64 tanh", False, None)], 1
     tuning = "off" if os.environ.get("ADAPTRL_MALLOC_TUNING") == "0" else "on"
     print(f"MAML-TRPO on navigation-2d, reference setting | device {args.device} | OMP_WAIT_POLICY "
-          f"{os.environ['OMP_WAIT_POLICY']} | allocator tuning {tuning} | load average {os.getloadavg()[0]:.2f} | {iters} "
+          f"{os.environ['OMP_WAIT_POLICY']} | allocator tuning {tuning} | "
+          f"load average {os.getloadavg()[0]:.2f} | {iters} "
           f"timed iterations after 1 warm-up | default fisher_fraction {default_ff}")
     print("times in seconds; breakdown of the best iteration: sampling / advantages / inner "
           "step / TRPO (CG + line search + rest)")

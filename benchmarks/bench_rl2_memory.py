@@ -48,8 +48,8 @@ from adaptrl import runtime  # the CLI's runtime settings (adaptrl/runtime.py)
 runtime.configure()
 import torch  # noqa: E402
 
-from adaptrl.algorithms.rl2 import RL2Agent
 from adaptrl.agents.classic.tabular import BEB, MDPTeacher
+from adaptrl.algorithms.rl2 import RL2Agent
 from adaptrl.evaluation.statistics import mean_ci95
 from adaptrl.experiment.checkpoints import save_checkpoint
 from adaptrl.experiment.run_dir import RunDir

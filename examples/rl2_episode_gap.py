@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from adaptrl.evaluation.classic_tables import MDP_METHODS, run_generator, setting_instances
 from adaptrl.agents.classic.tabular import run_mdp
+from adaptrl.evaluation.classic_tables import MDP_METHODS, run_generator, setting_instances
 from adaptrl.evaluation.statistics import mean_ci95
 from adaptrl.experiment.config import CHECKPOINT_NAMES
 from adaptrl.experiment.evaluate import load_learner, load_run

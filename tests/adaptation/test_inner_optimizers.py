@@ -14,8 +14,7 @@ import math
 import pytest
 import torch
 
-from adaptrl.adaptation.inner_optimizers import (SGD, Adam, InnerOptimizer, KroneckerSGD,
-                                                 MetaSGD)
+from adaptrl.adaptation.inner_optimizers import SGD, Adam, InnerOptimizer, KroneckerSGD, MetaSGD
 from adaptrl.adaptation.inner_update import InnerUpdate
 from adaptrl.adaptation.objectives import PolicyGradientObjective
 from adaptrl.models.functional import Params, named_params

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import torch
 
-from adaptrl.adaptation.inner_optimizers import (KroneckerSGD, MetaSGD, PreconditionedSGD,
-                                                 StepJacobian)
+from adaptrl.adaptation.inner_optimizers import (
+    KroneckerSGD,
+    MetaSGD,
+    PreconditionedSGD,
+    StepJacobian,
+)
 from adaptrl.adaptation.inner_update import InnerUpdate
 from adaptrl.adaptation.kronecker import KroneckerGradientTransform
 from adaptrl.adaptation.objectives import PolicyGradientObjective

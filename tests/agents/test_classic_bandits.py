@@ -9,12 +9,31 @@ import pytest
 import torch
 
 from adaptrl.agents.classic import (
-    BANDIT_METHODS, UCB1, BanditState, EpsilonGreedy, GittinsPolicy, Greedy, MostProbableThompson,
-    OptimisticThompson, RandomBandit, Thompson, bandits, discounted_table,
-    finite_horizon_table, gittins_index, grid, grid_search, run_bandit)
+    BANDIT_METHODS,
+    UCB1,
+    BanditState,
+    EpsilonGreedy,
+    GittinsPolicy,
+    Greedy,
+    MostProbableThompson,
+    OptimisticThompson,
+    RandomBandit,
+    Thompson,
+    bandits,
+    discounted_table,
+    finite_horizon_table,
+    gittins_index,
+    grid,
+    grid_search,
+    run_bandit,
+)
 from adaptrl.agents.classic.bandits import beta_log_density
-from adaptrl.evaluation.classic_tables import (bandit_table, derived_generator, format_table,
-                                               setting_instances)
+from adaptrl.evaluation.classic_tables import (
+    bandit_table,
+    derived_generator,
+    format_table,
+    setting_instances,
+)
 from adaptrl.tasks.bandits import BanditBernoulli
 
 
@@ -236,7 +255,7 @@ def brute_force_finite_horizon_index(alpha: float, beta: float, horizon: int) ->
     """Independent check: bisection on the retirement reward with a memoised recursion."""
 
     def index_at(lam: float) -> bool:  # is pulling strictly better than retiring?
-        @functools.lru_cache(maxsize=None)
+        @functools.cache
         def value(a: float, b: float, left: int) -> float:
             if left == 0:
                 return 0.0

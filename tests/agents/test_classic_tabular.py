@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import torch
 
 from adaptrl.agents.classic import (
-    BEB, PSRL, UCRL2, EpsilonGreedyMDP, GreedyMDP, MDPCounts, MDPPrior, MyopicGreedyMDP,
-    OptimisticPSRL, RandomMDP, optimistic_expectation, run_mdp, tabular)
+    BEB,
+    PSRL,
+    UCRL2,
+    EpsilonGreedyMDP,
+    GreedyMDP,
+    MDPCounts,
+    MDPPrior,
+    MyopicGreedyMDP,
+    OptimisticPSRL,
+    RandomMDP,
+    optimistic_expectation,
+    run_mdp,
+    tabular,
+)
+from adaptrl.agents.classic.tabular import PlansGreedily, _sample_mdps, greedy_policy
 from adaptrl.evaluation.classic_tables import format_table, mdp_table
 from adaptrl.planning import policy_value, value_iteration
-from adaptrl.agents.classic.tabular import PlansGreedily, _sample_mdps, greedy_policy
 from adaptrl.tasks.tabular_mdp import TabularMDP
 
 
@@ -55,7 +68,8 @@ def test_policy_value_of_uniform_policy() -> None:
 def test_optimistic_expectation_moves_mass_to_the_best_state() -> None:
     p_hat = torch.tensor([0.5, 0.5, 0.0]).view(1, 1, 1, 3)
     value = torch.tensor([[0.0, 1.0, 2.0]])
-    at = lambda radius: optimistic_expectation(p_hat, torch.tensor([[[radius]]]), value).item()
+    def at(radius: float) -> float:
+        return optimistic_expectation(p_hat, torch.tensor([[[radius]]]), value).item()
     assert at(0.0) == pytest.approx(0.5)
     assert at(0.4) == pytest.approx(0.9)  # p = (0.3, 0.5, 0.2)
     assert at(1.4) == pytest.approx(1.0 * 0.3 + 2.0 * 0.7)  # p = (0, 0.3, 0.7)
@@ -211,7 +225,8 @@ def test_psrl_converges_to_the_optimal_return_on_a_deterministic_mdp() -> None:
 def test_every_method_beats_random_on_random_mdps() -> None:
     tasks = TabularMDP().sample(300, "test", gen(2))
     args = (tasks.params["transitions"], tasks.params["reward_mean"], 10)
-    score = lambda agent: run_mdp(agent, *args, gen(3)).sum(dim=1).mean().item()
+    def score(agent: Any) -> float:
+        return run_mdp(agent, *args, gen(3)).sum(dim=1).mean().item()
     random = score(RandomMDP())
     assert random == pytest.approx(100.0, abs=5.0)  # 10 episodes x 10 steps x E[mu] = 1
     for agent in AGENTS[1:]:

@@ -18,8 +18,7 @@ from typer.testing import CliRunner
 
 from adaptrl.adaptation.inner_optimizers import SGD, MetaSGD
 from adaptrl.adaptation.inner_update import InnerUpdate
-from adaptrl.adaptation.objectives import (ClippedPolicyGradientObjective,
-                                           PolicyGradientObjective)
+from adaptrl.adaptation.objectives import ClippedPolicyGradientObjective, PolicyGradientObjective
 from adaptrl.algorithms.aggregation import Aggregation, AggregationConfig, aggregation_weights
 from adaptrl.algorithms.common import InnerLoop, averaging_step
 from adaptrl.algorithms.reptile import Reptile, ReptileConfig

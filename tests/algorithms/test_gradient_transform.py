@@ -14,8 +14,12 @@ from typing import Any
 import pytest
 import torch
 
-from adaptrl.adaptation.inner_optimizers import (KroneckerSGD, MetaSGD, PreconditionedSGD,
-                                                 learned_sgd)
+from adaptrl.adaptation.inner_optimizers import (
+    KroneckerSGD,
+    MetaSGD,
+    PreconditionedSGD,
+    learned_sgd,
+)
 from adaptrl.algorithms.maml import MAML
 from adaptrl.algorithms.registry import algorithm_spec
 from adaptrl.experiment.config import ConfigError, validate_config

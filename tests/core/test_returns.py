@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adaptrl.rollouts.returns import (discounted_returns, gae, is_prefix_mask, normalize,
-                                      reverse_discounted_sum)
+from adaptrl.rollouts.returns import (
+    discounted_returns,
+    gae,
+    is_prefix_mask,
+    normalize,
+    reverse_discounted_sum,
+)
 
 
 def col(*values: float) -> torch.Tensor:

@@ -20,11 +20,11 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from adaptrl.algorithms.rl2 import RL2, RL2Config
-from adaptrl.cli.main import app
 from adaptrl.agents.classic.bandits import UCB1, Thompson, run_bandit
 from adaptrl.agents.classic.gittins import GittinsPolicy
 from adaptrl.agents.classic.tabular import BEB, PSRL, run_mdp
+from adaptrl.algorithms.rl2 import RL2, RL2Config
+from adaptrl.cli.main import app
 from adaptrl.experiment.learners import build_learner
 from adaptrl.tasks import check_task_family, registered
 from adaptrl.tasks.bandits import BanditBernoulli
@@ -60,7 +60,7 @@ def _metrics(run: Path, key: str) -> list[float]:
 
 
 def _agent_curve(run: Path) -> list[float]:
-    return json.loads((run / "eval.json").read_text())["methods"]["agent"]["mean"]
+    return json.loads((run / "eval-seed4.json").read_text())["methods"]["agent"]["mean"]
 
 
 def test_maml_run_on_cuda_matches_the_cpu_run(tmp_path: Path,

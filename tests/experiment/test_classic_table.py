@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from adaptrl.algorithms.rl2 import RL2, RL2Config
 from adaptrl.experiment.classic_table import BEYOND_PAPER_MDP_METHODS, classic_table, paired_lines
 from adaptrl.tasks.tabular_mdp import TabularMDP
 
@@ -33,15 +34,10 @@ def test_paired_lines_name_the_papers_best_and_a_stronger_variant() -> None:
 
 
 def test_an_mdp_runs_table_scores_per_step_beb_beside_the_papers_algorithms() -> None:
-    class Uniform:
-        """An agent that scores like the random MDP baseline."""
-
-        def trial_returns(self, family: Any, tasks: Any, n: int, trials: int,
-                          generator: torch.Generator, device: Any) -> torch.Tensor:
-            return torch.full((len(tasks),), 10.0 * n)
-
     family = TabularMDP(num_states=3, num_actions=2, horizon=3, trial_length=2)
-    table = classic_table("tabular-mdp", family, Uniform(), 20, 0, torch.device("cpu"))
+    agent = RL2(family, RL2Config(policy={"hidden_size": 4}), torch.Generator().manual_seed(0),
+                torch.device("cpu")).agent()
+    table = classic_table(family, agent, 20, 0, torch.device("cpu"))
     assert table is not None
     (row,) = table["settings"]
     assert set(BEYOND_PAPER_MDP_METHODS) <= set(row["methods"]) and "beb" in row["methods"]

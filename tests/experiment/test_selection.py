@@ -58,7 +58,8 @@ def test_resume_with_validation_equals_unbroken_run(tmp_path: Path,
     _train(tiny_config, tmp_path / "split")
     tiny_config["iterations"] = 4
     _train(tiny_config, tmp_path / "split", resume=True)
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows]
+    def strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows]
     assert strip(read_metrics(tmp_path / "split" / "metrics.jsonl")) == \
         strip(read_metrics(tmp_path / "full" / "metrics.jsonl"))
     a = load_checkpoint(tmp_path / "full" / "checkpoints" / "best.pt")

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
 
 from adaptrl.algorithms.maml import MAML
-from adaptrl.experiment.checkpoints import load_checkpoint, save_checkpoint
+from adaptrl.experiment.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from adaptrl.experiment.config import ConfigError, validate_config
+from adaptrl.experiment.evaluate import evaluate_run
 from adaptrl.experiment.run_dir import read_metrics
 from adaptrl.experiment.trainer import train
 
@@ -62,6 +64,31 @@ def test_resume_equals_unbroken_run(tmp_path: Path, tiny_config: dict[str, Any])
     full = _strip(read_metrics(tmp_path / "full" / "metrics.jsonl"))
     split = _strip(read_metrics(tmp_path / "split" / "metrics.jsonl"))
     assert len(full) == 4 and split == full
+
+
+def test_a_checkpoint_holding_the_removed_weight_average_still_loads(
+        tmp_path: Path, tiny_config: dict[str, Any]) -> None:
+    """A checkpoint of an older version may hold ``average`` (the policy's weight average
+    of the removed ``averaging`` section): evaluating and resuming ignore it, and the next
+    save leaves it out."""
+    tiny_config["iterations"] = 4
+    _train(tiny_config, tmp_path / "full")
+    tiny_config["iterations"] = 2
+    old = tmp_path / "old"
+    _train(tiny_config, old)
+    for name in ("latest.pt", "best.pt"):
+        path = old / "checkpoints" / name
+        state = load_checkpoint(path)
+        model = {f"module.{k}": v for k, v in state["learner"]["policy"].items()}
+        state["average"] = {"model": {**model, "n_averaged": torch.tensor(2)}, "last": 2,
+                            "start": 1, "every": 1}
+        save_checkpoint(state, path)
+    assert evaluate_run(old, write=False, baselines=False)["checkpoint_iteration"] in (0, 1)
+    tiny_config["iterations"] = 4
+    _train(tiny_config, old, resume=True)
+    assert _strip(read_metrics(old / "metrics.jsonl")) == \
+        _strip(read_metrics(tmp_path / "full" / "metrics.jsonl"))
+    assert "average" not in load_checkpoint(old / "checkpoints" / "latest.pt")
 
 
 def _before_update(monkeypatch: pytest.MonkeyPatch, call: int,
@@ -136,5 +163,5 @@ def test_atomic_checkpoint_keeps_old_file_on_failure(tmp_path: Path) -> None:
 def test_checkpoints_refuse_pickled_objects(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"obj": Fraction(1, 3)}, path)  # a pickled arbitrary Python object
-    with pytest.raises(Exception):
+    with pytest.raises(CheckpointError, match="evil.pt"):
         load_checkpoint(path)

@@ -10,8 +10,14 @@ import torch
 from torch import nn
 from torch.distributions import Categorical
 
-from adaptrl.optim.ppo import (PPOConfig, load_optimizer_state, make_optimizer,
-                               optimizer_state, ppo_loss, ppo_update)
+from adaptrl.optim.ppo import (
+    PPOConfig,
+    load_optimizer_state,
+    make_optimizer,
+    optimizer_state,
+    ppo_loss,
+    ppo_update,
+)
 from adaptrl.rollouts.trajectories import Trajectories
 
 

@@ -9,8 +9,17 @@ import pytest
 import torch
 
 from adaptrl.tasks import (
-    BanditBernoulli, CartPolePhysics, Navigation2D, PendulumPhysics, TabularMDP, Tasks,
-    Tracking2D, check_task_family, make, registered)
+    BanditBernoulli,
+    CartPolePhysics,
+    Navigation2D,
+    PendulumPhysics,
+    TabularMDP,
+    Tasks,
+    Tracking2D,
+    check_task_family,
+    make,
+    registered,
+)
 from adaptrl.tasks.tracking import reflect, target_positions, triangle
 
 matplotlib.use("Agg")

@@ -31,8 +31,11 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from adaptrl.adaptation.kronecker import (GRADIENT_TRANSFORMS, GradientTransformName,
-                                          KroneckerGradientTransform)
+from adaptrl.adaptation.kronecker import (
+    GRADIENT_TRANSFORMS,
+    GradientTransformName,
+    KroneckerGradientTransform,
+)
 from adaptrl.models.functional import Params, detach_params, named_params
 
 InnerState = dict[str, torch.Tensor]

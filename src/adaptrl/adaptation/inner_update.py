@@ -19,11 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-from torch import nn
 
 from adaptrl.adaptation.inner_optimizers import InnerOptimizer, InnerState, StepJacobian
 from adaptrl.adaptation.objectives import InnerObjective
 from adaptrl.models.functional import Params, detach_params, expand_params, is_batched
+from adaptrl.models.policies import MLPPolicy
 from adaptrl.rollouts.trajectories import Trajectories
 
 
@@ -40,7 +40,7 @@ class InnerUpdate:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
 
     @property
-    def policy(self) -> nn.Module:
+    def policy(self) -> MLPPolicy:
         """The functional model whose parameters are adapted."""
         return self.objective.policy
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
-from torch import nn
 
 from adaptrl.models.functional import Params
+from adaptrl.models.policies import MLPPolicy
 from adaptrl.rollouts.baselines import advantages
 from adaptrl.rollouts.losses import clipped_loss, reinforce_loss
 from adaptrl.rollouts.sampler import trajectory_distribution
@@ -33,7 +33,7 @@ class InnerObjective(Protocol):
     possibly per-task, parameters)."""
 
     @property
-    def policy(self) -> nn.Module:
+    def policy(self) -> MLPPolicy:
         """The model whose parameters the loss takes."""
         ...
 
@@ -65,7 +65,7 @@ class PolicyGradientObjective:
     """REINFORCE with a baseline, ``-E[log pi(a|s) A]`` per task: MAML's inner loss
     (Finn et al. 2017, eq. 4 with the linear baseline of App. A.2)."""
 
-    policy: nn.Module
+    policy: MLPPolicy
     estimator: AdvantageEstimator = field(default_factory=AdvantageEstimator)
 
     def prepare(self, traj: Trajectories) -> torch.Tensor:
@@ -86,7 +86,7 @@ class ClippedPolicyGradientObjective:
     near the behaviour policy by the clip.
     """
 
-    policy: nn.Module
+    policy: MLPPolicy
     estimator: AdvantageEstimator = field(default_factory=AdvantageEstimator)
     clip: float = 0.2
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from adaptrl.adaptation.inner_optimizers import SGD, Scale
 from adaptrl.adaptation.inner_update import InnerUpdate
 from adaptrl.adaptation.objectives import AdvantageEstimator, PolicyGradientObjective
 from adaptrl.models.functional import Params
+from adaptrl.models.policies import MLPPolicy
 from adaptrl.rollouts.trajectories import Trajectories
 
 
@@ -22,7 +22,7 @@ from adaptrl.rollouts.trajectories import Trajectories
 class PolicyGradientAdapter:
     """REINFORCE with the per-task linear baseline, one SGD step of size ``lr``."""
 
-    policy: nn.Module
+    policy: MLPPolicy
     gamma: float = 0.99
     gae_lambda: float = 1.0
     normalize_advantages: bool = True

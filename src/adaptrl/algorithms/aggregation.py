@@ -28,10 +28,15 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from adaptrl.algorithms.common import (GRADIENT_FAMILY_BASELINES, AveragingConfig,
-                                       AveragingLearner, TaskTrainingConfig, averaging_step,
-                                       return_metrics)
 from adaptrl.agents.contract import AdaptationUnit
+from adaptrl.algorithms.common import (
+    GRADIENT_FAMILY_BASELINES,
+    AveragingConfig,
+    AveragingLearner,
+    TaskTrainingConfig,
+    averaging_step,
+    return_metrics,
+)
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.models.functional import Params, named_params
 from adaptrl.rollouts.sampler import rollout

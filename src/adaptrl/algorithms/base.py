@@ -19,6 +19,7 @@ from adaptrl.adaptation.inner_optimizers import InnerOptimizer, InnerState
 from adaptrl.adaptation.inner_update import InnerUpdate
 from adaptrl.agents.contract import AdaptationUnit, Agent
 from adaptrl.models.functional import Params, detach_params
+from adaptrl.models.policies import MLPPolicy
 from adaptrl.rollouts.trajectories import Trajectories, pack_live_steps
 from adaptrl.schema import ConfigModel
 from adaptrl.tasks.base import Tasks
@@ -34,7 +35,7 @@ class GradientAgent:
     one step to the next and starts afresh at step 0 (a new batch of tasks).
     """
 
-    policy: nn.Module
+    policy: MLPPolicy
     params: Params
     update: InnerUpdate
     schedule: list[InnerOptimizer]
@@ -78,8 +79,12 @@ class AlgorithmConfig(ConfigModel):
 class MetaLearner(Protocol):
     """The interface the trainer and the evaluator drive every algorithm through."""
 
-    policy: nn.Module
     env_steps: int
+
+    @property
+    def policy(self) -> nn.Module:
+        """The meta-learned network (read-only here: each learner narrows its type)."""
+        ...
 
     def meta_update(self, tasks: Tasks) -> dict[str, float]:
         """One outer-loop iteration on a batch of training tasks; returns metrics."""

@@ -21,8 +21,8 @@ task-aware policy and is not built here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from adaptrl.algorithms.aggregation import AggregationConfig
 from adaptrl.algorithms.base import AlgorithmConfig
@@ -54,7 +54,7 @@ def pretrained_adam_config(config: GradientFamilyConfig) -> MAMLConfig:
 def aggregation_config(config: GradientFamilyConfig) -> AggregationConfig:
     """*aggregation*: model aggregation (default settings) with the meta-learner's policy
     architecture, batch sizes and discounting."""
-    return AggregationConfig(**_shared(config))  # type: ignore[arg-type]
+    return AggregationConfig(**_shared(config))
 
 
 @dataclass(frozen=True)

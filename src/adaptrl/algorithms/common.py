@@ -32,23 +32,30 @@ from typing import Any, Literal
 
 import torch
 from pydantic import Field
-from torch import nn
 
-from adaptrl.adaptation.inner_optimizers import (SGD, InnerOptimizer, InnerState,
-                                                 ScheduledStep, StepJacobian)
+from adaptrl.adaptation.inner_optimizers import (
+    SGD,
+    InnerOptimizer,
+    InnerState,
+    ScheduledStep,
+    StepJacobian,
+)
 from adaptrl.adaptation.inner_update import InnerUpdate
-from adaptrl.adaptation.objectives import (AdvantageEstimator, ClippedPolicyGradientObjective,
-                                           InnerObjective, PolicyGradientObjective)
+from adaptrl.adaptation.objectives import (
+    AdvantageEstimator,
+    ClippedPolicyGradientObjective,
+    InnerObjective,
+    PolicyGradientObjective,
+)
 from adaptrl.algorithms.base import AlgorithmConfig, GradientAgent
 from adaptrl.models.functional import Params, detach_params, named_params
-from adaptrl.models.policies import PolicyConfig
+from adaptrl.models.policies import MLPPolicy, PolicyConfig
 from adaptrl.optim.averaging import set_pseudo_gradient
 from adaptrl.optim.ppo import load_optimizer_state, optimizer_state
 from adaptrl.rollouts.sampler import BatchSampler, BatchUnit
 from adaptrl.rollouts.trajectories import Trajectories
 from adaptrl.schema import ConfigModel
 from adaptrl.tasks.base import TaskFamily, Tasks
-
 
 GRADIENT_FAMILY_BASELINES = ("pretrained", "pretrained_adam", "aggregation", "scratch")
 """The baselines every gradient-based meta-learner admits (:mod:`adaptrl.algorithms.baselines`)."""
@@ -100,7 +107,7 @@ class AveragingConfig(GradientFamilyConfig):
         return 1.0 if self.outer_optimizer == "sgd" else 1e-3
 
 
-def make_inner_update(policy: nn.Module, config: GradientFamilyConfig,
+def make_inner_update(policy: MLPPolicy, config: GradientFamilyConfig,
                       optimizer: InnerOptimizer,
                       training: TaskTrainingConfig | None = None) -> InnerUpdate:
     """The inner update of the family: ``optimizer`` on MAML's REINFORCE loss (one step per
@@ -235,7 +242,7 @@ class InnerLoop:
                         states, jacobians if differentiable else [])
 
 
-def gradient_agent(policy: nn.Module, update: InnerUpdate,
+def gradient_agent(policy: MLPPolicy, update: InnerUpdate,
                    step_sizes: list[float] | None) -> GradientAgent:
     """The agent the evaluator scores: the current initialisation plus the inner update.
 
@@ -260,7 +267,7 @@ class PolicyLearner:
     outer optimiser, or ``None`` when it keeps no state).
     """
 
-    policy: nn.Module
+    policy: MLPPolicy
     update: InnerUpdate
     env_steps: int
     optimizer: torch.optim.Optimizer | None = None
@@ -303,7 +310,7 @@ class AveragingLearner(PolicyLearner):
         self.env_steps = 0
 
 
-def averaging_optimizer(policy: nn.Module, config: AveragingConfig) -> torch.optim.Optimizer:
+def averaging_optimizer(policy: MLPPolicy, config: AveragingConfig) -> torch.optim.Optimizer:
     """The outer optimiser of an averaging learner; SGD(eps) *is* the interpolation formula."""
     opt = torch.optim.SGD if config.outer_optimizer == "sgd" else torch.optim.Adam
     return opt(policy.parameters(), lr=config.outer_step_size())

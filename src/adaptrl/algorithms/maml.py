@@ -34,16 +34,23 @@ inner loop is :class:`adaptrl.optim.meta_trpo.MetaTRPO`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field
 from torch import nn
 
 from adaptrl.adaptation.inner_optimizers import SGD, Adam, InnerOptimizer, StepJacobian
-from adaptrl.algorithms.common import (GRADIENT_FAMILY_BASELINES, Episodes, GradientFamilyConfig,
-                                       InnerLoop, PolicyLearner, make_inner_update)
 from adaptrl.agents.contract import AdaptationUnit
+from adaptrl.algorithms.common import (
+    GRADIENT_FAMILY_BASELINES,
+    Episodes,
+    GradientFamilyConfig,
+    InnerLoop,
+    PolicyLearner,
+    make_inner_update,
+)
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.models.functional import Params, detach_params, named_params
 from adaptrl.optim.meta_trpo import InnerJacobians, MetaTRPO

@@ -42,9 +42,9 @@ from pydantic import Field, model_validator
 
 from adaptrl.adaptation.inner_optimizers import learned_sgd
 from adaptrl.adaptation.kronecker import GradientTransformName
+from adaptrl.agents.contract import AdaptationUnit
 from adaptrl.algorithms.common import GRADIENT_FAMILY_BASELINES
 from adaptrl.algorithms.maml import MAML, MAMLConfig
-from adaptrl.agents.contract import AdaptationUnit
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.tasks.base import TaskFamily
 

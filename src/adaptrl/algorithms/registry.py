@@ -69,7 +69,8 @@ def algorithms() -> dict[str, AlgorithmSpec]:
 
 
 def algorithm_spec(name: str) -> AlgorithmSpec:
-    """The spec of ``name``; a ``ValueError`` naming the allowed ones (and the closest) if unknown."""
+    """The spec of ``name``; a ``ValueError`` naming the allowed ones (and the closest) if
+    unknown."""
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""

@@ -25,9 +25,14 @@ from typing import Literal
 
 import torch
 
-from adaptrl.algorithms.common import (GRADIENT_FAMILY_BASELINES, AveragingConfig,
-                                       AveragingLearner, averaging_step, return_metrics)
 from adaptrl.agents.contract import AdaptationUnit
+from adaptrl.algorithms.common import (
+    GRADIENT_FAMILY_BASELINES,
+    AveragingConfig,
+    AveragingLearner,
+    averaging_step,
+    return_metrics,
+)
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.models.functional import named_params
 from adaptrl.tasks.base import Tasks

@@ -20,15 +20,24 @@ from typing import Any
 
 import torch
 
-from adaptrl.evaluation.classic_tables import (PAPER_BANDIT_METHODS, PAPER_BANDIT_SETTINGS,
-                                               PAPER_MDP_METHODS, PAPER_MDP_SETTINGS,
-                                               bandit_table, mdp_table, run_generator,
-                                               setting_instances, setting_key,
-                                               setting_label)
+from adaptrl.evaluation.classic_tables import (
+    PAPER_BANDIT_METHODS,
+    PAPER_BANDIT_SETTINGS,
+    PAPER_MDP_METHODS,
+    PAPER_MDP_SETTINGS,
+    bandit_table,
+    mdp_table,
+    run_generator,
+    setting_instances,
+    setting_key,
+    setting_label,
+)
 from adaptrl.evaluation.statistics import mean_ci95, paired_difference
+from adaptrl.rollouts.trial_sampler import TrialActor, play_trials, trial_returns
+from adaptrl.tasks.bandits import BanditBernoulli
 from adaptrl.tasks.base import TaskFamily
+from adaptrl.tasks.tabular_mdp import TabularMDP
 
-CLASSIC_FAMILIES = ("bandit-bernoulli", "tabular-mdp")
 BEYOND_PAPER_MDP_METHODS = ("beb_per_step",)
 """Scored beside the paper's seven on MDPs: BEB re-planned before every step, stronger than
 the paper's episodic BEB (461.9 against 450.5 at n = 25), so that RL² is also measured
@@ -36,31 +45,38 @@ against the best classic algorithm we know, not only the best of the paper's tab
 PAPER_METHODS = frozenset(PAPER_BANDIT_METHODS) | frozenset(PAPER_MDP_METHODS)
 
 
-def classic_table(family_name: str, family: TaskFamily, agent: Any, num_instances: int,
+def classic_table(family: TaskFamily, agent: Any, num_instances: int,
                   seed: int, device: torch.device, all_settings: bool = False
                   ) -> dict[str, Any] | None:
     """The table for ``family`` with an ``rl2`` column and ``rl2_minus`` (paired
-    differences) in the run's own setting row."""
-    if family_name not in CLASSIC_FAMILIES or not hasattr(agent, "trial_returns"):
+    differences) in the run's own setting row; ``None`` unless the family is a bandit or
+    tabular-MDP family and the agent adapts within a trial
+    (:class:`~adaptrl.rollouts.trial_sampler.TrialActor`)."""
+    if not isinstance(agent, TrialActor):
         return None
-    n = int(getattr(family, "trial_length"))
     scores: dict[tuple[int, ...], dict[str, torch.Tensor]] = {}
-    if family_name == "bandit-bernoulli":
-        k = int(getattr(family, "num_arms"))
-        own: tuple[int, ...] = (n, k)
-        settings = list(dict.fromkeys([own, *PAPER_BANDIT_SETTINGS])) if all_settings else [own]
-        table = bandit_table(settings, num_instances=num_instances, seed=seed, scores=scores)
-    else:
+    own: tuple[int, ...]
+    if isinstance(family, BanditBernoulli):
+        n = family.trial_length
+        own = (n, family.num_arms)
+        bandit_settings = [(n, family.num_arms), *PAPER_BANDIT_SETTINGS] if all_settings \
+            else [(n, family.num_arms)]
+        table = bandit_table(list(dict.fromkeys(bandit_settings)), num_instances=num_instances,
+                             seed=seed, scores=scores)
+    elif isinstance(family, TabularMDP):
+        n = family.trial_length
         own = (n,)
         rows = list(dict.fromkeys([n, *PAPER_MDP_SETTINGS])) if all_settings else [n]
         table = mdp_table(rows, num_instances=num_instances, seed=seed,
                           methods=[*PAPER_MDP_METHODS, *BEYOND_PAPER_MDP_METHODS],
-                          num_states=int(getattr(family, "num_states")),
-                          num_actions=int(getattr(family, "num_actions")),
-                          horizon=int(family.horizon), scores=scores)
+                          num_states=family.num_states, num_actions=family.num_actions,
+                          horizon=family.horizon, scores=scores)
+    else:
+        return None
     tasks = setting_instances(family, own, num_instances, seed)
-    totals = agent.trial_returns(family, tasks, n, 1, run_generator(seed, own, "rl2"),
-                                 device).double().cpu()
+    env = family.make_env(tasks, 1, device)
+    played = play_trials(env, agent, n, run_generator(seed, own, "rl2"))
+    totals = trial_returns(played).mean(-1).double().cpu()
     mean, ci = mean_ci95(totals)
     for row in table["settings"]:
         if setting_key(row) == own:
@@ -85,7 +101,7 @@ def paired_lines(table: dict[str, Any]) -> list[str]:
         if not diffs:
             continue
 
-        def score(name: str) -> float:
+        def score(name: str, row: dict[str, Any] = row) -> float:
             return float(row["methods"][name]["mean"])
         in_paper = [name for name in diffs if name in PAPER_METHODS]
         best = max(in_paper or diffs, key=score)

@@ -11,7 +11,8 @@ every task (``torch.baddbmm`` instead of a Python loop or ``vmap``).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

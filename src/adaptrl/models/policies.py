@@ -25,7 +25,8 @@ _LOG_2PI = math.log(2 * math.pi)
 
 
 def _per_task(x: torch.Tensor, like: torch.Tensor, task_dim: int) -> torch.Tensor:
-    """Reshape a per-task vector ``[n, d]`` to broadcast against ``like`` (tasks at ``task_dim``)."""
+    """Reshape a per-task vector ``[n, d]`` to broadcast against ``like`` (tasks at
+    ``task_dim``)."""
     if x.dim() == 1:
         return x
     shape = [1] * like.dim()
@@ -138,6 +139,10 @@ LayerSizes = list[Annotated[int, Field(ge=1)]]
 """Hidden-layer sizes in a config: each at least 1 (an error names the offending index)."""
 
 
+MLPPolicy = GaussianMLPPolicy | CategoricalMLPPolicy
+"""A functional MLP policy of either action space (what :class:`PolicyConfig` builds)."""
+
+
 class PolicyConfig(ConfigModel):
     """Feed-forward policy settings (default: the MAML paper's 2 x 100 ReLU)."""
 
@@ -146,7 +151,6 @@ class PolicyConfig(ConfigModel):
     activation: Literal["relu", "tanh", "elu", "gelu", "silu"] = "relu"
     init_std: float = Field(1.0, gt=0, description="initial std of a Gaussian policy")
 
-    def build(self, observation_space: gym.Space, action_space: gym.Space
-              ) -> GaussianMLPPolicy | CategoricalMLPPolicy:
+    def build(self, observation_space: gym.Space, action_space: gym.Space) -> MLPPolicy:
         return make_policy(observation_space, action_space, tuple(self.hidden),
                            self.activation, self.init_std)

@@ -18,7 +18,8 @@ KL ``KL(pi_old || pi)`` at ``pi = pi_old``. Two ways to apply it, both exact:
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 

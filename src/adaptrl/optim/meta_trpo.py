@@ -31,6 +31,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from adaptrl.models.functional import Params, named_params
+from adaptrl.models.policies import MLPPolicy
 from adaptrl.optim.fisher import KLHessian, LinearStep, flat_product, pullback_metric
 from adaptrl.optim.trpo import TRPOConfig, trpo_step
 from adaptrl.rollouts.losses import detached, importance_loss, mean_kl
@@ -60,7 +61,7 @@ class InnerJacobians(Protocol):
 class MetaTRPO:
     """TRPO on the outer surrogate of a policy adapted by an inner loop."""
 
-    policy: nn.Module
+    policy: MLPPolicy
     config: TRPOConfig
     episodes_per_task: int
 

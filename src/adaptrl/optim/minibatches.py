@@ -3,7 +3,7 @@ random split of its rows, one clipped gradient step per minibatch, mean diagnost
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -17,7 +17,8 @@ over the selected trials, i.e. backpropagation through the whole trial).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from pydantic import Field

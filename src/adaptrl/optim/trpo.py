@@ -11,7 +11,7 @@ exact, cheaper product ``J^T F J`` (:mod:`adaptrl.optim.fisher`) via ``fisher_pr
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from pydantic import Field

@@ -153,7 +153,8 @@ def imitation_loss(logits: torch.Tensor, targets: torch.Tensor,
 
     ``logits`` and ``targets`` are ``[T, ..., A]``, ``masks [T, ...]``. Also returns
     ``KL(p_teacher || pi)`` (the cross-entropy less the labels' own entropy, which a teacher
-    with tied actions keeps above 0: 0 is a perfect imitation) and the *agreement*: the fraction of live steps whose most likely action is one the teacher
+    with tied actions keeps above 0: 0 is a perfect imitation) and the *agreement*: the
+    fraction of live steps whose most likely action is one the teacher
     takes with positive probability (for a greedy teacher with ties, any of its ties).
     """
     log_probs = torch.log_softmax(logits, dim=-1)

@@ -23,7 +23,8 @@ def reinforce_loss(dist: Distribution, traj: Trajectories, adv: torch.Tensor) ->
 
 
 def importance_loss(dist: Distribution, traj: Trajectories, adv: torch.Tensor) -> torch.Tensor:
-    """The TRPO surrogate ``-E[pi(a|s) / pi_old(a|s) * A]`` per task (Schulman et al. 2015, eq. 14)."""
+    """The TRPO surrogate ``-E[pi(a|s) / pi_old(a|s) * A]`` per task (Schulman et al. 2015,
+    eq. 14)."""
     ratio = torch.exp(dist.log_prob(traj.actions) - traj.log_probs)
     return -masked_mean(ratio * adv, traj.masks, _TASK_MEAN_DIMS)
 

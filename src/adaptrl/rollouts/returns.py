@@ -10,7 +10,6 @@ import functools
 
 import torch
 
-
 _MATRIX_MAX_T = 1024  # beyond this the T x T discount matrix costs more than the loop
 
 

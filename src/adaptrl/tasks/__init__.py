@@ -1,7 +1,7 @@
 """Task families and their batched environments (the bottom layer of adaptrl)."""
 
-from adaptrl.tasks.bandits import BanditBernoulli
 from adaptrl.tasks.adapters import register_adapter_families
+from adaptrl.tasks.bandits import BanditBernoulli
 from adaptrl.tasks.base import SPLITS, BatchedEnv, Split, StepResult, TaskFamily, Tasks
 from adaptrl.tasks.cartpole import CartPolePhysics
 from adaptrl.tasks.checker import check_task_family

@@ -38,8 +38,15 @@ import torch
 from adaptrl.randomness import rand
 from adaptrl.tasks.base import Split, StepResult, Tasks
 from adaptrl.tasks.common import (
-    EpisodeClock, Range, check_dtype, check_int, check_range, check_some_range_varies,
-    draw_uniform_params, freeze)
+    EpisodeClock,
+    Range,
+    check_dtype,
+    check_int,
+    check_range,
+    check_some_range_varies,
+    draw_uniform_params,
+    freeze,
+)
 from adaptrl.tasks.splits import sample_split
 
 GYMNASIUM_DEFAULTS: dict[str, float] = {

@@ -32,8 +32,16 @@ import torch
 from adaptrl.randomness import rand
 from adaptrl.tasks.base import Split, StepResult, Tasks
 from adaptrl.tasks.common import (
-    EpisodeClock, Range, check_dtype, check_int, check_positive, check_range,
-    check_some_range_varies, draw_uniform_params, freeze)
+    EpisodeClock,
+    Range,
+    check_dtype,
+    check_int,
+    check_positive,
+    check_range,
+    check_some_range_varies,
+    draw_uniform_params,
+    freeze,
+)
 from adaptrl.tasks.splits import sample_split
 
 GYMNASIUM_DEFAULTS: dict[str, float] = {"gravity": 10.0, "mass": 1.0, "length": 1.0,

@@ -10,7 +10,7 @@ construction, not by luck.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

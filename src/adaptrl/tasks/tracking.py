@@ -74,7 +74,13 @@ import torch
 
 from adaptrl.tasks.base import Split, StepResult, Tasks
 from adaptrl.tasks.common import (
-    EpisodeClock, Range, check_int, check_positive, check_range, uniform)
+    EpisodeClock,
+    Range,
+    check_int,
+    check_positive,
+    check_range,
+    uniform,
+)
 from adaptrl.tasks.splits import sample_split
 
 PATTERNS: tuple[str, ...] = ("linear-bounce", "circular", "zig-zag")

@@ -10,7 +10,7 @@ the whole action box instead of saturating it ten times over (navigation-2d's bo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -84,6 +84,6 @@ class RescaledActions:
         if name == "family":  # not yet set (copy, unpickling): no recursion
             raise AttributeError(name)
         if name == "oracle_action":
-            oracle = getattr(self.family, "oracle_action")
+            oracle = cast(Any, self.family).oracle_action  # present: asked for by name
             return lambda tasks, obs: self.from_family_action(oracle(tasks, obs))
         return getattr(self.family, name)

@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -197,9 +198,9 @@ def _finite_horizon_table(horizon: int, discount: float, prior: Prior,
         size = horizon - j + 1
         r_j = r_prev * discount + 1.0
         prev, out = buffers[(j - 1) % 2], buffers[j % 2]
-        success = tuple(x[1:size + 1, :size] for x in prev)
-        failure = tuple(x[:size, 1:size + 1] for x in prev)
-        pull = tuple(x[:size, :size] for x in out)
+        success = (prev[0][1:size + 1, :size], prev[1][1:size + 1, :size])
+        failure = (prev[0][:size, 1:size + 1], prev[1][:size, 1:size + 1])
+        pull = (out[0][:size, :size], out[1][:size, :size])
         _pull(means[:size, :size], success, failure, 1.0 / r_j, discount * r_prev / r_j, pull)
         levels.append(_index_then_retire(pull, lam, scratch[:size, :size]))
         r_prev = r_j
