@@ -6,6 +6,8 @@ The public API mirrors the CLI::
     config, algo = adaptrl.load_config("configs/maml-navigation.yaml", ["iterations=50"])
     adaptrl.train(config, algo, "runs/nav")
     result = adaptrl.evaluate("runs/nav")      # also writes runs/nav/eval.json
+    agent = adaptrl.load_agent("runs/nav")     # adapt(...) / adapt_on(...), act(obs)
+    adaptrl.export_agent("runs/nav")           # TorchScript / ONNX in runs/nav/export/
 
 Lower layers (``adaptrl.tasks``, ``adaptrl.algorithms``, ``adaptrl.rollouts`` ...) are
 importable on their own for scripting. Importing adaptrl changes nothing process-wide; the
@@ -21,14 +23,18 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
     from adaptrl.experiment.config import load_config
+    from adaptrl.experiment.deploy import load_agent
     from adaptrl.experiment.evaluate import evaluate_run as evaluate
+    from adaptrl.experiment.export import export_agent
     from adaptrl.experiment.plots import plot_run as plot
     from adaptrl.experiment.trainer import train
 
 _LAZY = {"load_config": ("adaptrl.experiment.config", "load_config"),
          "train": ("adaptrl.experiment.trainer", "train"),
          "evaluate": ("adaptrl.experiment.evaluate", "evaluate_run"),
-         "plot": ("adaptrl.experiment.plots", "plot_run")}
+         "plot": ("adaptrl.experiment.plots", "plot_run"),
+         "load_agent": ("adaptrl.experiment.deploy", "load_agent"),
+         "export_agent": ("adaptrl.experiment.export", "export_agent")}
 
 
 def __getattr__(name: str) -> Any:
@@ -41,4 +47,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'adaptrl' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "evaluate", "load_config", "plot", "train"]
+__all__ = ["__version__", "evaluate", "export_agent", "load_agent", "load_config", "plot",
+           "train"]

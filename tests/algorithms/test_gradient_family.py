@@ -505,7 +505,8 @@ def test_pretrained_adam_baseline_is_trained_and_evaluated(tmp_path: Path,
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     run = tmp_path / "run"
-    res = runner.invoke(app, ["train", str(path), "--run-dir", str(run), "--iterations", "1"])
+    # its own count (2) within the run's (--iterations caps a longer baseline)
+    res = runner.invoke(app, ["train", str(path), "--run-dir", str(run), "--iterations", "2"])
     assert res.exit_code == 0, res.output
     rows = read_metrics(run / "baselines" / "pretrained_adam" / "metrics.jsonl")
     assert len(rows) == 2 and "adam/grad_norm" in rows[0]

@@ -16,18 +16,17 @@ import yaml
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from adaptrl.agents.classic.bandits import Greedy, RandomBandit, run_bandit
+from adaptrl.agents.classic.gittins import GittinsPolicy
 from adaptrl.algorithms.registry import algorithm_spec
 from adaptrl.algorithms.rl2 import (
     DEFAULT_EPISODES_PER_TRIAL,
     RL2,
     RL2Agent,
     RL2Config,
-    episode_weights,
     trial_advantages,
 )
 from adaptrl.cli.main import app
-from adaptrl.agents.classic.bandits import Greedy, RandomBandit, run_bandit
-from adaptrl.agents.classic.gittins import GittinsPolicy
 from adaptrl.evaluation.protocol import trial_curve
 from adaptrl.experiment.checkpoints import save_checkpoint
 from adaptrl.experiment.config import ConfigError
@@ -99,29 +98,6 @@ def test_trial_advantages_span_episodes_and_skip_padding() -> None:
     td = trial_advantages(trials, values, gamma=0.5, lam=0.0).flatten()
     assert torch.allclose(td[:4], torch.tensor([1 + 0.5 - 1, 2 + 0.5 - 1, 4 + 0.5 * 1 - 1,
                                                 8 - 1.0]))
-
-
-def test_episode_weights_rise_linearly_to_one() -> None:
-    assert torch.allclose(episode_weights(0.5, 3), torch.tensor([0.5, 0.75, 1.0]))
-    assert torch.equal(episode_weights(1.0, 4), torch.ones(4))
-    assert torch.equal(episode_weights(0.2, 1), torch.ones(1))
-    with pytest.raises(ValidationError, match="first_episode_weight"):
-        RL2Config(first_episode_weight=0)
-
-
-def test_first_episode_weight_changes_the_update_not_the_metrics() -> None:
-    """The weighted objective gives another PPO step from the same trials; the reported
-    returns stay the raw ones, and weight 1 is the plain objective exactly."""
-    family = TabularMDP(num_states=3, num_actions=2, horizon=3, trial_length=3)
-    plain, same, weighted = (learner(family, seed=2, first_episode_weight=w)
-                             for w in (1.0, 1.0, 0.3))
-    m_plain, m_same, m_weighted = run(plain, 1)[0], run(same, 1)[0], run(weighted, 1)[0]
-    assert m_plain == m_same
-    assert m_weighted["return_trial"] == m_plain["return_trial"]  # same trials, raw rewards
-    assert m_weighted["ppo/value_loss"] != m_plain["ppo/value_loss"]
-    changed = [not torch.equal(a, b) for a, b in zip(plain.policy.parameters(),
-                                                     weighted.policy.parameters())]
-    assert any(changed)
 
 
 # -- the optional clock input --------------------------------------------------------------
@@ -206,22 +182,6 @@ def test_state_dict_round_trip_reproduces_the_next_update() -> None:
     assert run(resumed, 1)[0] == expected
     for k, v in alg.policy.state_dict().items():
         assert torch.equal(v, resumed.policy.state_dict()[k])
-
-
-def test_lr_anneal_follows_the_iteration_count_across_a_resume() -> None:
-    family = TabularMDP(num_states=3, num_actions=2, horizon=3, trial_length=2)
-    anneal = {"start": 1, "end": 3, "final": 0.5}
-    alg = learner(family, seed=1, lr_anneal=anneal, ppo={**TINY["ppo"], "lr": 0.01})
-    assert [m["ppo/lr"] for m in run(alg, 2)] == pytest.approx([0.01, 0.01])
-    buf = io.BytesIO()
-    torch.save(alg.state_dict(), buf)
-    buf.seek(0)
-    resumed = learner(family, seed=1, lr_anneal=anneal, ppo={**TINY["ppo"], "lr": 0.01})
-    resumed.load_state_dict(torch.load(buf, weights_only=True))
-    assert [m["ppo/lr"] for m in run(resumed, 2)] == pytest.approx([0.0075, 0.005])
-    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(0.005)
-    assert resumed.critic_optimizer.param_groups[0]["lr"] == pytest.approx(0.005)
-    assert run(learner(family), 1)[0]["ppo/lr"] == RL2Config(**TINY).ppo.lr  # no anneal
 
 
 def test_critic_warmup_fits_the_critic_and_leaves_the_policy() -> None:

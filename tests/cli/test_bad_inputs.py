@@ -117,6 +117,8 @@ def _drop(*keys: str) -> Mutation:
 
 
 NAN, INF = float("nan"), float("inf")
+STAGES = {"kind": "stages", "parameter": "goal[0]", "num_stages": 2, "iterations_per_stage": 1}
+IMITATION = {"teacher": "beb", "iterations": 1}
 
 CASES: list[Case] = [
     # -- the file itself ------------------------------------------------------------------
@@ -171,7 +173,7 @@ CASES: list[Case] = [
     conf("algorithm-list", {"algorithm": [1, 2]}, ("algorithm", "[1, 2]")),
     conf("algorithm-no-name", _drop("algorithm", "name"), ("algorithm.name", "missing")),
     conf("algorithm-missing", _drop("algorithm"), ("algorithm", "missing")),
-    # -- evaluation / selection / averaging / logging ------------------------------------
+    # -- evaluation / selection / schedule / logging -------------------------------------
     conf("eval-num-tasks-1", {"evaluation": {"num_tasks": 1}}, ("evaluation.num_tasks", "1")),
     conf("eval-step-sizes-empty", {"evaluation": {"step_sizes": []}},
          ("evaluation.step_sizes", "[]")),
@@ -184,18 +186,19 @@ CASES: list[Case] = [
     conf("eval-checkpoint-unknown", {"evaluation": {"checkpoint": "worst"}},
          ("evaluation.checkpoint", "'worst'")),
     conf("eval-checkpoint-average", {"evaluation": {"checkpoint": "average"}},
-         ("evaluation.checkpoint", "average")),
+         ("evaluation.checkpoint", "'average'", "'best'", "'latest'")),
     conf("eval-baseline-unknown", {"evaluation": {"baselines": ["magic"]}},
          ("evaluation.baselines", "'magic'")),
     conf("eval-batch-unit", {"evaluation": {"batch_unit": "trajectories"}},
          ("evaluation.batch_unit", "'trajectories'")),
     conf("eval-episodes-0", {"evaluation": {"episodes": 0}}, ("evaluation.episodes", "0")),
     conf("eval-steps-negative", {"evaluation": {"steps": -1}}, ("evaluation.steps", "-1")),
-    conf("averaging-start", {"averaging": {"start": 5}}, ("averaging.start", "5")),
-    conf("averaging-decay-nan", {"averaging": {"start": 0, "decay": NAN}},
-         ("averaging.decay", "nan")),
-    conf("averaging-decay-1.5", {"averaging": {"start": 0, "decay": 1.5}},
-         ("averaging.decay", "1.5")),
+    conf("schedule-longer-than-run", {"schedule": {**STAGES, "iterations_per_stage": 3}},
+         ("schedule", "lasts 6 iterations", "iterations is 2")),
+    conf("schedule-low-nan", {"schedule": {**STAGES, "low": NAN, "high": 1.0}},
+         ("schedule.low", "nan")),
+    conf("schedule-low-over-high", {"schedule": {**STAGES, "low": 1.5, "high": 1.0}},
+         ("schedule", "low < high", "[1.5, 1.0]")),
     conf("selection-by", {"selection": {"by": "loss"}}, ("selection.by", "'loss'")),
     conf("selection-every-0", {"selection": {"every": 0}}, ("selection.every", "0")),
     conf("logging-text", {"logging": {"tensorboard": "maybe"}},
@@ -245,8 +248,10 @@ CASES: list[Case] = [
         ("algorithm.ppo.max_grad_norm", "inf")),
     rl2("rl2-reward-scale-nan", {"reward_scale": NAN}, ("algorithm.reward_scale", "nan")),
     rl2("rl2-init-std-inf", {"policy": {"init_std": INF}}, ("algorithm.policy.init_std", "inf")),
-    rl2("rl2-anneal-final-nan", {"lr_anneal": {"start": 0, "end": 2, "final": NAN}},
-        ("algorithm.lr_anneal.final", "nan")),
+    rl2("rl2-imitation-beta-nan", {"imitation": {**IMITATION, "beta": NAN}},
+        ("algorithm.imitation.beta", "nan")),
+    rl2("rl2-imitation-unknown-key", {"imitation": {**IMITATION, "betta": 0.5}},
+        ("algorithm.imitation.betta", "unknown key", "'beta'")),
     rl2("rl2-epochs-0", {"ppo": {"epochs": 0}}, ("algorithm.ppo.epochs", "0")),
     rl2("rl2-hidden-0", {"policy": {"hidden_size": 0}}, ("algorithm.policy.hidden_size", "0")),
     # -- --set overrides -------------------------------------------------------------------
@@ -305,10 +310,10 @@ CASES: list[Case] = [
     cli("evaluate-checkpoint-unknown", (*EVAL, "--checkpoint", "worst"),
         ("--checkpoint", "'worst'", "best")),
     cli("evaluate-checkpoint-bracketed", (*EVAL, "--checkpoint", "[best]"),
-        ("--checkpoint", "'[best]'", "['best', 'latest', 'average']")),
+        ("--checkpoint", "'[best]'", "['best', 'latest']")),
     cli("evaluate-checkpoint-empty", (*EVAL, "--checkpoint", ""), ("--checkpoint", "''")),
     cli("evaluate-checkpoint-average", (*EVAL, "--checkpoint", "average"),
-        ("average", "averaging")),
+        ("--checkpoint", "'average'", "['best', 'latest']")),
     cli("evaluate-seed-negative", (*EVAL, "--seed", "-1"), ("--seed", "-1")),
     cli("evaluate-seed-2^64", (*EVAL, "--seed", str(BIG)), ("--seed", str(BIG))),
     cli("evaluate-threads-0", (*EVAL, "--threads", "0"), ("--threads", "0")),

@@ -31,12 +31,15 @@ def test_train_evaluate_plot(tmp_path: Path, tiny_config_file: Path) -> None:
     assert set(ev["agent_minus"]) == set(ev["methods"]) - {"agent", "oracle"}
     assert "agent − baseline" in res.output
 
+    default = (run / "eval.json").read_text()
     res = runner.invoke(app, ["evaluate", str(run), "--tasks", "4", "--steps", "1",
                               "--seed", "9"])
     assert res.exit_code == 0, res.output
-    ev = json.loads((run / "eval.json").read_text())
+    # other settings than the config's: their own file; the run's eval.json stays
+    ev = json.loads((run / "eval-tasks4-steps1-seed9.json").read_text())
     assert ev["num_tasks"] == 4 and ev["methods"]["agent"]["steps"] == [0, 1]
     assert ev["seed"] == 9
+    assert (run / "eval.json").read_text() == default
 
     res = runner.invoke(app, ["plot", str(run)])
     assert res.exit_code == 0, res.output
@@ -49,9 +52,9 @@ def test_evaluation_is_deterministic(tmp_path: Path, tiny_config_file: Path) -> 
     assert runner.invoke(app, ["train", str(tiny_config_file), "--run-dir", str(run),
                                "--no-eval"]).exit_code == 0
     runner.invoke(app, ["evaluate", str(run), "--seed", "2"])
-    first = (run / "eval.json").read_text()
+    first = (run / "eval-seed2.json").read_text()
     runner.invoke(app, ["evaluate", str(run), "--seed", "2"])
-    assert (run / "eval.json").read_text() == first
+    assert (run / "eval-seed2.json").read_text() == first
 
 
 def test_bad_input_is_a_clear_error(tmp_path: Path, tiny_config_file: Path) -> None:
@@ -84,11 +87,11 @@ def test_evaluate_on_a_tasks_file(tmp_path: Path, tiny_config_file: Path) -> Non
     save_tasks(path, "navigation-2d", drawn)
     res = runner.invoke(app, ["evaluate", str(run), "--tasks", "3", "--seed", "9"])
     assert res.exit_code == 0, res.output
-    sampled = json.loads((run / "eval.json").read_text())
+    sampled = json.loads((run / "eval-seed9.json").read_text())
     res = runner.invoke(app, ["evaluate", str(run), "--tasks", "3", "--seed", "9",
                               "--tasks-file", str(path)])
     assert res.exit_code == 0, res.output
-    fixed = json.loads((run / "eval.json").read_text())
+    fixed = json.loads((run / "eval-seed9-tasksfile-goals.json").read_text())
     assert sampled["split"] == "test" and "tasks_file" not in sampled
     assert fixed["split"] == "tasks_file" and fixed["tasks_file"] == str(path)
     assert fixed["methods"] == sampled["methods"]

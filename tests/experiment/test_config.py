@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from adaptrl.experiment.config import (ConfigError, apply_overrides, load_config,
-                                       validate_config)
+from adaptrl.experiment.config import ConfigError, apply_overrides, load_config, validate_config
 
 
 def test_valid_config_fills_defaults(tiny_config: dict[str, Any]) -> None:

@@ -261,14 +261,11 @@ def kronecker_trpo_navigation(tmp: Path) -> Flat:
 
 
 @case
-def reptile_sgd_navigation_averaged(tmp: Path) -> Flat:
-    """Reptile, VPG inner rule, SGD outer step; the policy's weight average (SWA) kept and
-    evaluated (checkpoint: average)."""
+def reptile_sgd_navigation(tmp: Path) -> Flat:
+    """Reptile, VPG inner rule, SGD outer step."""
     algo = {"name": "reptile", **SMALL, "inner": {"steps": 2, "lr": 0.1},
             "outer_lr": 0.5}
-    cfg = _config(NAV, algo, seed=23, iterations=3, averaging={"start": 1, "every": 1},
-                  evaluation={"checkpoint": "average"})
-    return experiment(tmp, cfg)[0]
+    return experiment(tmp, _config(NAV, algo, seed=23, iterations=3))[0]
 
 
 @case
@@ -316,14 +313,13 @@ def aggregation_topk_adam_tracking(tmp: Path) -> Flat:
 # -- RL² -----------------------------------------------------------------------------------
 @case
 def rl2_ppo_bandit(tmp: Path) -> Flat:
-    """RL², plain PPO (shared trunk, annealed lr), on bandits; the evaluation's episode
+    """RL², plain PPO (shared trunk), on bandits; the evaluation's episode
     curve, the oracle, and the bandit table of its setting with RL²'s column and paired
     differences."""
     family = {"name": "bandit-bernoulli", "params": {"num_arms": 3, "trial_length": 5}}
     algo = {"name": "rl2", "meta_batch_size": 6, "trials_per_task": 2,
             "policy": {"hidden_size": 8},
-            "ppo": {"epochs": 2, "minibatches": 2, "lr": 0.01},
-            "lr_anneal": {"start": 1, "end": 3, "final": 0.5}}
+            "ppo": {"epochs": 2, "minibatches": 2, "lr": 0.01}}
     cfg = _config(family, algo, seed=41, iterations=3,
                   evaluation={"num_tasks": 4, "steps": 4, "episodes": 2,
                               "baselines": ["oracle"]})

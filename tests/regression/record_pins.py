@@ -10,9 +10,9 @@ with its trained baselines, ``evaluate_run``), as a flat ``{key: value}`` dict:
   ``metrics.jsonl`` but ``wall_time_s``; env_steps included) of the meta-learner and of
   each trained baseline (pretrained, pretrained_adam, aggregation);
 * a fingerprint of the latest and best checkpoints (``ckpt/...``): per tensor of the
-  learner's state (weights, learned step sizes and transforms, optimiser moments), and of
-  the policy average where kept, its float64 sum and sum of squares, shape and dtype; the
-  run generator's state by CRC-32; the best iteration and score;
+  learner's state (weights, learned step sizes and transforms, optimiser moments), its
+  float64 sum and sum of squares, shape and dtype; the run generator's state by CRC-32;
+  the best iteration and score;
 * the evaluation (``eval/...``): adaptation-curve means and 95% CIs, per-task scores,
   paired differences, for the agent and its baselines (pretrained, pretrained_adam,
   aggregation, scratch, oracle);

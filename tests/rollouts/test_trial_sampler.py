@@ -133,19 +133,6 @@ def test_flatten_makes_one_row_per_trial() -> None:
     assert isinstance(flat.steps, Trajectories)
 
 
-def test_weight_episodes_scales_each_episodes_rewards_and_keeps_the_inputs() -> None:
-    env = CountdownEnv(torch.tensor([[3, 1]]), horizon=3)  # slot 1 ends early: padding
-    trials = sample_trials(env, policy_for(OBS1, 2), None, 2, torch.Generator().manual_seed(0))
-    weighted = trials.weight_episodes(torch.tensor([0.5, 2.0]))
-    assert torch.allclose(weighted.episode_returns(),
-                          trials.episode_returns() * torch.tensor([0.5, 2.0]).view(2, 1, 1))
-    assert torch.equal(weighted.steps.rewards[:3], 0.5 * trials.steps.rewards[:3])
-    assert torch.equal(weighted.inputs, trials.inputs)  # the policy saw the raw rewards
-    assert torch.equal(weighted.steps.actions, trials.steps.actions)
-    with pytest.raises(ValueError, match="shape"):
-        trials.weight_episodes(torch.ones(3))
-
-
 def test_determinism_under_a_seed() -> None:
     _, a = bandit_trials(seed=7)
     _, b = bandit_trials(seed=7)

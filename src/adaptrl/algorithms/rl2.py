@@ -32,9 +32,6 @@ Choices (see also :class:`RL2Config`):
   When the policy joins, the full optimiser takes over the critic's Adam state, so the
   fitted critic is not jolted by a fresh Adam's first step (``lr * sign(g)`` on every
   weight: the value loss of the n = 25 MDP stage jumped from 0.06 to 2.5 without it).
-* ``first_episode_weight`` < 1 weighs the early episodes' rewards less in the objective
-  (:func:`episode_weights`, a soft E-RL², Stadie et al. 2018) for an agent that stops
-  exploring too soon; 1, the default, is the paper's objective.
 * ``imitation`` starts the agent by DAgger (Ross et al. 2011; not in the paper): for its
   first ``imitation.iterations`` meta-iterations the policy plays the trials and learns,
   by cross-entropy, the action probabilities that a *teacher* (a classic algorithm of
@@ -43,8 +40,6 @@ Choices (see also :class:`RL2Config`):
   the policy is in; PPO on the paper's objective
   follows (after the critic warm-up). It is a start beyond the local optimum of
   exploiting too soon, from which PPO alone did not move the n = 25 MDP agent.
-* ``lr_anneal`` decays PPO's step size linearly (as Schulman et al. 2017 do on Atari), a
-  function of the iteration count so that a resumed run gets the same rates.
 * Every trial starts from a zero hidden state, so sequences are independent and the
   update re-runs each trial from its first step: no truncation of the backpropagation
   and no stale stored hidden states.
@@ -76,14 +71,13 @@ from adaptrl.optim.ppo import (
     optimizer_state,
     ppo_update,
 )
-from adaptrl.optim.schedule import set_learning_rate
 from adaptrl.rollouts.imitation import LabellingPolicy, Teacher, TeacherEnv
 from adaptrl.rollouts.returns import gae
 from adaptrl.rollouts.trial_sampler import RecurrentActor, Trials, flatten_trials, sample_trials
 from adaptrl.tasks.base import TaskFamily, Tasks
 
 __all__ = ["DEFAULT_EPISODES_PER_TRIAL", "RL2", "RL2Agent", "RL2Config", "ImitationConfig",
-           "RecurrentPolicyConfig", "episode_weights", "task_feature_dim", "trial_advantages"]
+           "RecurrentPolicyConfig", "task_feature_dim", "trial_advantages"]
 
 @dataclass(frozen=True)
 class RL2Agent(RecurrentActor):
@@ -111,18 +105,6 @@ class RL2Agent(RecurrentActor):
         (the score of the paper's bandit and MDP tables)."""
         trials = self.trials(family, tasks, num_episodes, trials_per_task, generator, device)
         return trials.trial_returns().mean(-1)
-
-
-def episode_weights(first: float, episodes: int) -> torch.Tensor:
-    """Per-episode reward weights rising linearly from ``first`` (episode 1) to 1 (the last).
-
-    A soft form of E-RL² (Stadie et al. 2018), which leaves the exploratory episodes'
-    rewards out of the objective altogether so that the agent is paid only for what its
-    exploring earns later; ``first = 1`` is RL²'s own objective (every reward counts alike).
-    """
-    if episodes == 1:
-        return torch.ones(1)
-    return first + (1.0 - first) * torch.arange(episodes, dtype=torch.float32) / (episodes - 1)
 
 
 def trial_advantages(trials: Trials, values: torch.Tensor, gamma: float, lam: float,
@@ -193,9 +175,6 @@ class RL2:
             self.iterations += 1
             return {**metrics, **{f"imitation/{k}": v for k, v in info.items()}}
 
-        if cfg.first_episode_weight != 1.0:  # the objective's weights; metrics stay raw
-            trials = trials.weight_episodes(episode_weights(cfg.first_episode_weight,
-                                                            self.episodes_per_trial))
         batch = trials.flatten().compact()  # one row per trial, live steps first
         context = None  # the privileged critic's input: the task of every row
         if cfg.policy.critic_task_input:
@@ -210,9 +189,6 @@ class RL2:
             return self.policy.sequence(batch.inputs[:, rows], critic_context=(
                 None if context is None else context[rows]))
 
-        lr = cfg.ppo.lr * (cfg.lr_anneal.factor(self.iterations) if cfg.lr_anneal else 1.0)
-        set_learning_rate(self.optimizer, lr)
-        set_learning_rate(self.critic_optimizer, lr)
         policy_starts = self.ppo_start() + cfg.critic_warmup_iterations
         warmup = self.iterations < policy_starts
         if warmup:  # fit the critic alone: the policy's parameters get no gradient
@@ -226,7 +202,7 @@ class RL2:
             info = ppo_update(list(self.policy.parameters()), self.optimizer, batch.steps,
                               adv, returns, evaluate, cfg.ppo, self.generator)
         self.iterations += 1
-        return {**metrics, "critic_warmup": float(warmup), "ppo/lr": lr,
+        return {**metrics, "critic_warmup": float(warmup), "ppo/lr": cfg.ppo.lr,
                 **{f"ppo/{k}": v for k, v in info.items()}}
 
     def ppo_start(self) -> int:

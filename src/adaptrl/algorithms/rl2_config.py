@@ -13,7 +13,6 @@ from adaptrl.models.policies import LayerSizes
 from adaptrl.models.recurrent import RecurrentPolicy, ValueTrunk
 from adaptrl.optim.imitation import ImitationUpdate
 from adaptrl.optim.ppo import PPOConfig
-from adaptrl.optim.schedule import LinearAnneal
 from adaptrl.schema import ConfigModel
 from adaptrl.tasks.base import TaskFamily
 
@@ -109,18 +108,8 @@ class RL2Config(AlgorithmConfig):
                                "advantages only (the GRU sees raw rewards; metrics are raw): "
                                "keeps trial returns of tens or hundreds in a range where the "
                                "value loss does not swamp the policy gradient")
-    first_episode_weight: float = Field(
-        1.0, gt=0, description="weight of the first episode's rewards in the training "
-                               "objective, rising linearly to 1 at the last episode "
-                               "(episode_weights); 1 is the paper's objective, the trial's "
-                               "total reward; below 1 pays more for what exploring early "
-                               "earns later. Evaluation and metrics count raw rewards")
     policy: RecurrentPolicyConfig = Field(default_factory=RecurrentPolicyConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
-    lr_anneal: LinearAnneal | None = Field(
-        None, description="linear decay of ppo.lr over meta-iterations {start, end, final} "
-                          "(adaptrl.optim.schedule), e.g. to let a plateaued agent settle; "
-                          "none keeps ppo.lr throughout")
     test_actions: Literal["sample", "mode"] = Field(
         "sample", description="how the evaluated agent acts: 'sample' from its policy, as in "
                               "training, or take the policy's most likely action ('mode'); "

@@ -14,7 +14,7 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, Optional, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import typer
 from rich.console import Console
@@ -194,6 +194,21 @@ def _use_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def number(value: float | None) -> str:
+    """A number as the CLI prints it: 2 decimals, or 3 significant digits below 0.01
+    (``-48.11``, ``0.000123``); ``—`` for none (a null CI of eval.json)."""
+    if value is None or value != value:
+        return "—"
+    return f"{value:.2f}" if value == 0 or abs(value) >= 0.01 else f"{value:.3g}"
+
+
+def _cell(mean: float | None, ci: float | None, sign: str = "") -> str:
+    """``mean ± ci`` (``sign="+"``: with the mean's sign)."""
+    head = number(mean) if not sign or mean is None else (
+        ("+" if mean >= 0 else "") + number(mean))
+    return head if ci is None else f"{head} ± {number(ci)}"
+
+
 def _print_eval(result: dict[str, Any]) -> None:
     source = (f"tasks of {result['tasks_file']}" if result.get("tasks_file")
               else "held-out tasks")
@@ -204,8 +219,19 @@ def _print_eval(result: dict[str, Any]) -> None:
     for k in steps:
         table.add_column(f"{k}", justify="right")
     for name, m in result["methods"].items():
-        table.add_row(name, *[f"{mu:.2f} ± {ci:.2f}" for mu, ci in zip(m["mean"], m["ci95"])])
+        table.add_row(name, *[_cell(mu, ci) for mu, ci in zip(m["mean"], m["ci95"])])
     console.print(table)
+    succeeded = {name: m for name, m in result["methods"].items() if "success_mean" in m}
+    if succeeded:  # Meta-World: its own score, the success rate, beside the return
+        rate = Table(title="success rate (Meta-World's score: the share of episodes that "
+                           "succeeded), mean ± 95% CI over tasks")
+        rate.add_column("method")
+        for k in steps:
+            rate.add_column(f"{k}", justify="right")
+        for name, m in succeeded.items():
+            rate.add_row(name, *[_cell(mu, ci) for mu, ci in
+                                 zip(m["success_mean"], m["success_ci95"])])
+        console.print(rate)
     if result.get("agent_minus"):
         diff = Table(title="agent − baseline on the same tasks (paired; > 0: the agent is "
                            "ahead, significant where the CI excludes 0)")
@@ -213,16 +239,54 @@ def _print_eval(result: dict[str, Any]) -> None:
         for k in steps:
             diff.add_column(f"{k}", justify="right")
         for name, d in result["agent_minus"].items():
-            diff.add_row(name, *[f"{mu:+.2f} ± {ci:.2f}" for mu, ci in zip(d["mean"], d["ci95"])])
+            diff.add_row(name, *[_cell(mu, ci, "+") for mu, ci in zip(d["mean"], d["ci95"])])
         console.print(diff)
     if "table" in result:
         from adaptrl.evaluation.classic_tables import render_table
         from adaptrl.experiment.classic_table import paired_lines
 
         console.print(render_table(result["table"], title="RL² paper's table: total reward "
-                                   "per trial, mean ± 95% CI over instances"))
+                                   "per trial, mean ± 95% CI over instances",
+                                   width=console.width))
         for line in paired_lines(result["table"]):
             console.print(line)
+
+
+NO_EVAL_SKIPPED = ("skipped (--no-eval) the plots that need an evaluation: the adaptation "
+                   "curve (and RL²'s table) read eval.json, the 2D paths adapt the agent on "
+                   "test tasks; draw them with `adaptrl evaluate {run}` then `adaptrl plot "
+                   "{run}`")
+
+
+def _plot_without_eval(path: Path) -> None:
+    """``train --no-eval``: the plot that needs no evaluation (the learning curve), and a
+    line saying which were skipped and why."""
+    from adaptrl.experiment.plots import plot_learning_curve
+    from adaptrl.experiment.run_dir import RunDir
+
+    run = RunDir(path)
+    run.plots.mkdir(parents=True, exist_ok=True)
+    drawn = plot_learning_curve(run, run.plots / "learning_curve.png")
+    if drawn is not None:
+        console.print(f"wrote {drawn}")
+    console.print(NO_EVAL_SKIPPED.format(run=path), highlight=False, markup=False)
+
+
+def _cap_baselines(config: Path, overrides: list[str], iterations: int) -> list[str]:
+    """``train --iterations N``: the overrides that cap at ``N`` every trained baseline the
+    config file sets to more iterations (one given with ``--set`` is kept), said in one line."""
+    from adaptrl.experiment.config import load_config
+
+    exp, _ = load_config(config, overrides)
+    capped = {name: value for name, value in exp.baselines.above(iterations).items()
+              if name in exp.evaluation.baselines and
+              not any(o.startswith(f"baselines.{name}_iterations=") for o in overrides)}
+    if capped:
+        names = ", ".join(f"{name} ({value} in the config)" for name, value in capped.items())
+        console.print(f"--iterations {iterations}: the trained baselines train at most as long "
+                      f"as the run, {iterations} iterations: {names}; keep the config's with "
+                      "--set baselines.<name>_iterations=N", highlight=False, markup=False)
+    return [f"baselines.{name}_iterations={iterations}" for name in capped]
 
 
 def _train_seeds(config: Path, spec: str, overrides: list[str], evaluate: bool) -> None:
@@ -240,6 +304,8 @@ def _train_seeds(config: Path, spec: str, overrides: list[str], evaluate: bool) 
         if evaluate:
             for p in plot_run(path):
                 console.print(f"wrote {p}")
+        else:
+            _plot_without_eval(path)
         console.print(f"wrote {write_report([path])}")
         console.print(f"seed {seed}: {'resumed and ' if state is SeedState.PARTIAL else ''}"
                       f"trained {path}")
@@ -263,16 +329,21 @@ def _train_seeds(config: Path, spec: str, overrides: list[str], evaluate: bool) 
 @_reported
 def train(
     config: Path = typer.Argument(..., help="YAML config, e.g. configs/maml-navigation.yaml"),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="run directory "
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="run directory "
                                            "(default: runs/<config name>)"),
-    iterations: Optional[int] = typer.Option(None, "--iterations", parser=_integer,
-                                             help="meta-iterations"),
-    seed: Optional[int] = typer.Option(None, "--seed", parser=_integer, help="run seed"),
+    iterations: int | None = typer.Option(None, "--iterations", parser=_integer,
+                                             help="meta-iterations; the trained baselines "
+                                             "(pretrained, ...) then train at most as many "
+                                             "(a longer baselines.<name>_iterations of the "
+                                             "config is capped, one given with --set is kept)"),
+    seed: int | None = typer.Option(None, "--seed", parser=_integer, help="run seed"),
     set_: list[str] = typer.Option([], "--set", help="override a config key: KEY=VALUE with a "
                                    "dotted KEY, e.g. --set algorithm.inner.lr=0.05"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --run-dir "
                                 "exactly where its latest checkpoint left off"),
-    no_eval: bool = typer.Option(False, "--no-eval", help="skip the evaluation at the end"),
+    no_eval: bool = typer.Option(False, "--no-eval", help="skip the evaluation at the end "
+                                 "(and the plots that need it: only the learning curve is "
+                                 "drawn)"),
     seeds: str | None = typer.Option(None, "--seeds", help="train once per seed, e.g. "
                                      "1-5, 1,3,7 or 1-3,8, one after the other into "
                                      "runs/<name>-s<seed>, then print the IQM and mean "
@@ -298,26 +369,34 @@ def train(
         if seed is not None or run_dir is not None:
             _fail("--seeds names the seeds and the run directories (runs/<name>-s<seed>); "
                   "give it without --seed and --run-dir")
+        if iterations is not None:
+            overrides += _cap_baselines(config, overrides, iterations)
         _train_seeds(config, seeds, overrides, evaluate=not no_eval)
         return
     if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
         _fail(f"--run-dir {run_dir} exists and is not a directory")
     exp = None
     try:
+        source = config
         if resume and run_dir is not None and (run_dir / "config.yaml").exists():
             # resuming continues the run's own resolved config (CLI overrides apply on top)
-            exp, algo = load_config(run_dir / "config.yaml", overrides)
-        else:
-            exp, algo = load_config(config, overrides)
+            source = run_dir / "config.yaml"
+        if iterations is not None:
+            overrides += _cap_baselines(source, overrides, iterations)
+        exp, algo = load_config(source, overrides)
         path = run_dir or Path("runs") / exp.name
         result = run_training(exp, algo, path, resume=resume)
-        console.print(f"trained {result.iterations} iterations in {result.wall_time_s:.1f} s; "
-                      f"best iteration {result.best_iteration} (score {result.best_score})")
+        best = ("" if result.best_iteration is None else
+                f"; best iteration {result.best_iteration} (score {number(result.best_score)})")
+        console.print(f"trained {result.iterations} iterations in {result.wall_time_s:.1f} s"
+                      f"{best}", highlight=False)
         if not no_eval:
             ev = evaluate_run(path)
             _print_eval(ev)
             for p in plot_run(path):
                 console.print(f"wrote {p}")
+        else:
+            _plot_without_eval(path)
     except KeyboardInterrupt:
         where = run_dir or (Path("runs") / exp.name if exp is not None else None)
         hint = f" --run-dir {where}" if where is not None else ""
@@ -336,25 +415,35 @@ def train(
 @_reported
 def evaluate(
     run_dir: Path = typer.Argument(..., help="a run directory made by `adaptrl train`"),
-    tasks: Optional[int] = typer.Option(None, "--tasks", parser=_integer,
+    tasks: int | None = typer.Option(None, "--tasks", parser=_integer,
                                         help="number of held-out tasks (>= 2)"),
-    steps: Optional[int] = typer.Option(None, "--steps", parser=_integer,
+    steps: int | None = typer.Option(None, "--steps", parser=_integer,
                                         help="adaptation units K (>= 0)"),
-    seed: Optional[int] = typer.Option(None, "--seed", parser=_integer, help="evaluation seed"),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
-                                             help="best (default), latest, or average "
-                                             "(the policy's weight average that an "
-                                             "`averaging` section keeps)"),
-    tasks_file: Optional[str] = typer.Option(None, "--tasks-file", help="score on the fixed "
+    seed: int | None = typer.Option(None, "--seed", parser=_integer, help="evaluation seed"),
+    checkpoint: str | None = typer.Option(None, "--checkpoint",
+                                             help="best (default) or latest"),
+    tasks_file: str | None = typer.Option(None, "--tasks-file", help="score on the fixed "
                                              "tasks of this JSON file instead of the test "
                                              "split (e.g. configs/tasks/maml-navigation-"
                                              "paper-goals.json, the MAML paper's goals)"),
     all_settings: bool = typer.Option(False, "--all-settings", help="bandit / tabular-MDP "
                                       "runs: list every setting of the RL² paper's table "
                                       "for the classic algorithms (minutes)"),
+    out: Path | None = typer.Option(None, "--out", help="JSON file to write (default: "
+                                       "RUN_DIR/eval.json under the config's evaluation "
+                                       "settings, else RUN_DIR/eval-<settings>.json)"),
     threads: int = _threads_option(),
 ) -> None:
-    """Score RUN_DIR's agent and its baselines on held-out tasks; write RUN_DIR/eval.json."""
+    """Score RUN_DIR's agent and its baselines on held-out tasks; write RUN_DIR/eval.json.
+
+    Under the settings of the run's config (its evaluation section) the result is
+    RUN_DIR/eval.json, which plot, report and compare read. With other settings (--tasks,
+    --steps, --seed, --checkpoint or --tasks-file differing from the config's) it goes to
+    RUN_DIR/eval-<settings>.json instead, naming what differs in the order tasks<N>,
+    steps<K>, seed<S>, the checkpoint, tasksfile-<stem> (e.g.
+    eval-tasks40-steps3-seed12345.json), so eval.json is never replaced by another protocol;
+    or to --out FILE.
+    """
     _use_threads(threads)
     from adaptrl.experiment.config import CHECKPOINT_NAMES
 
@@ -362,12 +451,20 @@ def evaluate(
     if checkpoint is not None and checkpoint not in CHECKPOINT_NAMES:
         _fail(f"--checkpoint must be one of {list(CHECKPOINT_NAMES)}, got {checkpoint!r}")
     _check_run_dirs([run_dir])
-    from adaptrl.experiment.evaluate import evaluate_run
+    from adaptrl.experiment.evaluate import DEFAULT_EVAL, evaluate_run, evaluation_path
 
+    target = out if out is not None else evaluation_path(run_dir, tasks, steps, seed,
+                                                         checkpoint, tasks_file)
+    if target.is_dir():
+        _fail(f"--out {target} is a directory; give a file name, e.g. {target / 'eval.json'}")
     result = evaluate_run(run_dir, tasks, steps, seed, checkpoint,
-                          all_settings=all_settings, tasks_file=tasks_file)
+                          all_settings=all_settings, tasks_file=tasks_file, out=target)
     _print_eval(result)
-    console.print(f"wrote {run_dir / 'eval.json'}")
+    console.print(f"wrote {target}", highlight=False)
+    if out is None and target.name != DEFAULT_EVAL:
+        console.print(f"(settings other than the config's evaluation section: "
+                      f"{run_dir / DEFAULT_EVAL}, which the plots and the report use, "
+                      "is left as it was)", highlight=False, markup=False)
 
 
 @app.command()
@@ -418,17 +515,27 @@ def list_() -> None:
 @_reported
 def compare(
     run_dirs: list[Path] = typer.Argument(..., help="run directories on the same task family"),
-    out: Optional[Path] = typer.Option(None, "--out", help="folder for comparison.json, "
+    out: Path | None = typer.Option(None, "--out", help="folder for comparison.json, "
                                        "comparison.md and adaptation_curves.png"),
-    tasks: Optional[int] = typer.Option(None, "--tasks", parser=_integer,
+    tasks: int | None = typer.Option(None, "--tasks", parser=_integer,
                                         help="number of held-out tasks "
                                         "(default: the first run's evaluation.num_tasks)"),
-    seed: Optional[int] = typer.Option(None, "--seed", parser=_integer, help="evaluation seed "
+    seed: int | None = typer.Option(None, "--seed", parser=_integer, help="evaluation seed "
                                        "(default: the first run's evaluation.seed)"),
-    steps: Optional[int] = typer.Option(None, "--steps", parser=_integer,
+    steps: int | None = typer.Option(None, "--steps", parser=_integer,
                                         help="adaptation units K, gradient "
                                         "steps or episodes of a trial, the same K for every run "
                                         "(default: the first run's evaluation.steps)"),
+    episodes: int | None = typer.Option(None, "--episodes", parser=_integer,
+                                        help="evaluation.episodes of every run: support "
+                                        "episodes per gradient step, trials per task for "
+                                        "runs that adapt in episodes (default: the first "
+                                        "run's of each unit)"),
+    reevaluate: bool = typer.Option(False, "--reevaluate", help="score runs evaluated "
+                                    "differently (evaluation.episodes, .batch_unit, "
+                                    ".tasks_file) under one protocol, the first run's "
+                                    "settings, instead of refusing them; runs on another "
+                                    "task family stay refused"),
     threads: int = _threads_option(),
 ) -> None:
     """Score several runs on the same held-out tasks; print a markdown table (README-ready).
@@ -436,13 +543,21 @@ def compare(
     Runs may adapt in different units (MAML in gradient steps, RL² in episodes of a
     trial): the table then has a unit column, and the plot's x is the episodes played on
     the task before the scored ones.
+
+    Runs evaluated differently (evaluation.episodes, batch_unit or tasks_file) are refused,
+    unless --reevaluate scores them all under the first run's settings (or --episodes).
     """
     _use_threads(threads)
     _check_evaluation_options(tasks, steps, seed)
+    _at_least("--episodes", episodes, 1)
     _check_run_dirs(list(run_dirs))
     from adaptrl.experiment.compare import compare_runs, markdown_table, write_comparison
 
-    result = compare_runs(list(run_dirs), tasks, seed, steps)
+    result = compare_runs(list(run_dirs), tasks, seed, steps, episodes=episodes,
+                          reevaluate=reevaluate)
+    for run, changes in result.get("reevaluated", {}).items():  # stderr: stdout is the table
+        err_console.print(f"scored {run} under the common protocol "
+                          f"({'; '.join(changes)}); its eval.json is left as it was")
     typer.echo(markdown_table(result))
     if out is not None:
         for p in write_comparison(result, out):
@@ -472,6 +587,35 @@ def report(
     except ConfigError as err:
         _fail(str(err))
     console.print(f"wrote {path}")
+
+
+@app.command()
+@_reported
+def export(
+    run_dir: Path = typer.Argument(..., help="a run directory made by `adaptrl train`"),
+    out: Path | None = typer.Option(None, "--out", help="folder for policy.pt, policy.onnx "
+                                    "and export.json (default: RUN_DIR/export)"),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best or latest"),
+    format_: str = typer.Option("all", "--format", help="torchscript, onnx, or all "
+                                "(TorchScript, and ONNX where the `export` extra is "
+                                "installed and torch.onnx can export the policy)"),
+) -> None:
+    """Write RUN_DIR's policy as TorchScript / ONNX, action rescaling inside: an observation
+    in, an action in the env's own action space out (RL²: one recurrent step, the hidden
+    state in and out). export.json says the inputs and outputs."""
+    from adaptrl.experiment.deploy import DEPLOY_CHECKPOINTS
+    from adaptrl.experiment.export import EXPORT_FORMATS, export_agent
+
+    if checkpoint not in DEPLOY_CHECKPOINTS:
+        _fail(f"--checkpoint must be one of {list(DEPLOY_CHECKPOINTS)}, got {checkpoint!r}")
+    if format_ not in EXPORT_FORMATS:
+        _fail(f"--format must be one of {list(EXPORT_FORMATS)}, got {format_!r}")
+    _check_run_dirs([run_dir])
+    result = export_agent(run_dir, out, checkpoint, format=format_)  # type: ignore[arg-type]
+    for path in result.files:
+        console.print(f"wrote {path}")
+    for fmt, why in result.skipped.items():
+        err_console.print(Text.assemble((f"{fmt}: skipped", "yellow"), f" ({why})"))
 
 
 def main() -> None:  # pragma: no cover - console entry point

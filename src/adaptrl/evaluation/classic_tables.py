@@ -28,10 +28,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
-from adaptrl.agents.classic._common import grid_search
+from adaptrl.agents.classic._common import Params, grid_search
 from adaptrl.agents.classic.bandits import run_bandit
 from adaptrl.agents.classic.methods import (
     BANDIT_METHODS,
@@ -106,10 +108,10 @@ def _score_setting(key: tuple[int, ...], family: Any, run: Runner,
         start = time.perf_counter()
         params: dict[str, Any] = {}
         if method.grid:
-            params, _ = grid_search(
-                lambda p: run(method.make(**p), tune,
-                              derived_generator(seed, "tune", key, name, repr(p))).mean().item(),
-                method.grid)
+            def tuned(p: Params, method: Method = method, name: str = name) -> float:
+                gen = derived_generator(seed, "tune", key, name, repr(p))
+                return float(run(method.make(**p), tune, gen).mean().item())
+            params, _ = grid_search(tuned, method.grid)
         scores = run(method.make(**params), test, run_generator(seed, key, name))
         if scores_out is not None:
             scores_out[name] = scores
@@ -196,36 +198,89 @@ def setting_label(row: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={row[k]}" for k in ("n", "k") if k in row)
 
 
-def render_table(table: Mapping[str, Any], title: str | None = None) -> Table:
-    """A rich Table: one row per setting, one column per method, cells ``mean ± ci95``.
-
-    Columns follow the order in which methods first appear; a method missing from a
-    setting shows ``-``. The best mean of each row is bold.
-    """
+def _cells(table: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, dict[str, str]]]]:
+    """The methods in order of first appearance, and per setting its label and the cell of
+    each method it has (``mean ± ci95``, the best mean of the setting bold)."""
     columns: list[str] = []
     for setting in table["settings"]:
         columns += [m for m in setting["methods"] if m not in columns]
-    out = Table(title=title or f"{table['family']}: {table['score']}")
+    rows = []
+    for setting in table["settings"]:
+        found = setting["methods"]
+        best = max(r["mean"] for r in found.values())
+        cells = {}
+        for name, r in found.items():
+            text = f"{r['mean']:.1f} ± {r['ci95']:.1f}"
+            cells[name] = f"[bold]{text}[/bold]" if r["mean"] == best else text
+        rows.append((setting_label(setting), cells))
+    return columns, rows
+
+
+def _wide(table: Mapping[str, Any], title: str) -> Table:
+    """One row per setting, one column per method."""
+    columns, rows = _cells(table)
+    out = Table(title=title)
     out.add_column("setting")
     for name in columns:
         out.add_column(name, justify="right")
-    for setting in table["settings"]:
-        label = setting_label(setting)
-        found = setting["methods"]
-        best = max(r["mean"] for r in found.values())
-        cells = []
-        for name in columns:
-            if name not in found:
-                cells.append("-")
-                continue
-            text = f"{found[name]['mean']:.1f} ± {found[name]['ci95']:.1f}"
-            cells.append(f"[bold]{text}[/bold]" if found[name]["mean"] == best else text)
-        out.add_row(label, *cells)
+    for label, cells in rows:
+        out.add_row(label, *[cells.get(name, "-") for name in columns])
     return out
 
 
+def _narrow(table: Mapping[str, Any], title: str, width: int) -> list[Table]:
+    """One row per method, one column per setting, in as many tables (a few settings each)
+    as it takes for each to fit ``width`` columns with every cell whole."""
+    columns, rows = _cells(table)
+    plain = [(label, {m: Text.from_markup(c).plain for m, c in cells.items()})
+             for label, cells in rows]
+    room = width - (max(len("method"), *map(len, columns)) + 3) - 1  # its padding, borders
+    chunks: list[list[int]] = [[]]
+    used = 0
+    for i, (label, cells) in enumerate(plain):
+        need = max(len(label), *map(len, cells.values())) + 3
+        if chunks[-1] and used + need > room:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(i)
+        used += need
+    out = []
+    for part, chunk in enumerate(chunks):
+        head = title if len(chunks) == 1 else f"{title} ({part + 1}/{len(chunks)})"
+        t = Table(title=head)
+        t.add_column("method", no_wrap=True)
+        for i in chunk:
+            t.add_column(rows[i][0], justify="right", no_wrap=True)
+        for name in columns:
+            t.add_row(name, *[rows[i][1].get(name, "-") for i in chunk])
+        out.append(t)
+    return out
+
+
+def render_table(table: Mapping[str, Any], title: str | None = None,
+                 width: int | None = None) -> RenderableType:
+    """The table as rich renderables, cells ``mean ± ci95``: one row per setting, one column
+    per method; or, where that is wider than ``width`` terminal columns (the RL² paper's
+    eight to ten methods are ~130), transposed, one row per method and one column per
+    setting, split into several tables of a few settings each as far as needed, so that every
+    number shows whole (none cut to ``…``).
+
+    Methods follow the order in which they first appear; a method missing from a setting
+    shows ``-``. The best mean of each setting is bold.
+    """
+    title = title or f"{table['family']}: {table['score']}"
+    wide = _wide(table, title)
+    if width is None:
+        return wide
+    measuring = Console(file=io.StringIO(), width=10_000)
+    if Measurement.get(measuring, measuring.options, wide).maximum <= width:
+        return wide
+    parts = _narrow(table, title, width)
+    return parts[0] if len(parts) == 1 else Group(*parts)
+
+
 def format_table(table: Mapping[str, Any], title: str | None = None, width: int = 200) -> str:
-    """:func:`render_table` as plain text."""
+    """:func:`render_table` as plain text, ``width`` columns wide at most."""
     console = Console(file=io.StringIO(), width=width, record=True)
-    console.print(render_table(table, title))
+    console.print(render_table(table, title, width))
     return console.export_text()

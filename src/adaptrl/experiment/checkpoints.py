@@ -136,12 +136,13 @@ _FIELDS: dict[str, tuple[str, Any]] = {
     "wall_time_s": ("a number >= 0", lambda v: _is_number(v) and v >= 0),
     "best_score": ("null or a number", lambda v: v is None or _is_number(v)),
     "best_iteration": ("null or an integer", lambda v: v is None or _is_int(v)),
-    "average": ("null or a dict", lambda v: v is None or isinstance(v, dict)),
     "stream": ("null or a dict", lambda v: v is None or isinstance(v, dict)),
 }
-"""What a run checkpoint holds: key -> (what is allowed, test)."""
+"""What a run checkpoint holds: key -> (what is allowed, test). Other keys are ignored: a
+checkpoint of an older version may hold ``average`` (the weight average of the removed
+``averaging`` section)."""
 
-_OPTIONAL = ("best_score", "best_iteration", "average", "stream")
+_OPTIONAL = ("best_score", "best_iteration", "stream")
 
 
 def check_run_checkpoint(state: dict[str, Any], path: Path) -> None:

@@ -55,7 +55,13 @@ from adaptrl.algorithms.registry import algorithm_spec
 from adaptrl.evaluation import across_seeds
 from adaptrl.evaluation.statistics import paired_difference
 from adaptrl.experiment.config import ConfigError, ExperimentConfig
-from adaptrl.experiment.evaluate import evaluate_run, load_run
+from adaptrl.experiment.evaluate import (
+    DEFAULT_EVAL,
+    TEST_SPLIT,
+    evaluate_run,
+    evaluation_name,
+    load_run,
+)
 from adaptrl.experiment.run_dir import RunDir, read_metrics
 
 GRADIENT_STEPS, EPISODES = AdaptationUnit.GRADIENT_STEPS, AdaptationUnit.EPISODES
@@ -127,18 +133,24 @@ _EVAL_DEFAULTS = {"batch_unit": "episodes", "tasks_file": None}
 """What an eval.json written before a setting existed was made with."""
 
 
-def _reusable(run: RunDir, settings: dict[str, Any], checkpoint: str) -> dict[str, Any] | None:
-    """The run's eval.json if it was made with ``settings`` after its last checkpoint."""
-    if not run.eval_json.exists():
-        return None
-    result: dict[str, Any] = json.loads(run.eval_json.read_text())
-    if any(result.get(k, _EVAL_DEFAULTS.get(k)) != v for k, v in settings.items()):
-        return None
+def _reusable(run: RunDir, settings: dict[str, Any], checkpoint: str,
+              names: tuple[str, ...] = (DEFAULT_EVAL,)) -> dict[str, Any] | None:
+    """The first of the run's evaluations ``names`` (``eval.json``, ``eval-<settings>.json``
+    of :func:`~adaptrl.experiment.evaluate.evaluation_name`) that was made with
+    ``settings`` after the run's last checkpoint."""
     ckpt = run.checkpoint_file(checkpoint)
-    if result.get("checkpoint") != checkpoint or not ckpt.exists() or \
-            run.eval_json.stat().st_mtime < ckpt.stat().st_mtime:
-        return None
-    return result
+    for name in dict.fromkeys(names):
+        path = run.path / name
+        if not path.exists():
+            continue
+        result: dict[str, Any] = json.loads(path.read_text())
+        if any(result.get(k, _EVAL_DEFAULTS.get(k)) != v for k, v in settings.items()):
+            continue
+        if result.get("checkpoint") != checkpoint or not ckpt.exists() or \
+                path.stat().st_mtime < ckpt.stat().st_mtime:
+            continue
+        return result
+    return None
 
 
 def _label(run: RunDir, algorithm: str, taken: set[str]) -> str:
@@ -151,12 +163,40 @@ def adaptation_unit(algo_cfg: AlgorithmConfig) -> AdaptationUnit:
     return algorithm_spec(algo_cfg.name).unit
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """The evaluation settings every run of a comparison is scored under: per unit,
+    ``evaluation.episodes`` and ``.batch_unit`` (``batches``), and the tasks file."""
+
+    batches: dict[str, tuple[int, str]]
+    tasks_file: str | None
+
+    def changes(self, cfg: ExperimentConfig, unit: str) -> list[str]:
+        """How this protocol differs from the run's own evaluation settings ``cfg``."""
+        episodes, batch_unit = self.batches[unit]
+        ev = cfg.evaluation
+        return [f"evaluation.{key} {own} -> {new}" for key, own, new in (
+            ("episodes", ev.episodes, episodes), ("batch_unit", ev.batch_unit, batch_unit),
+            ("tasks_file", ev.tasks_file, self.tasks_file)) if own != new]
+
+
+REEVALUATE_HINT = ("; or score every run under one protocol, the first run's evaluation "
+                   "settings: `adaptrl compare RUN... --reevaluate`")
+
+
 def _check_comparable(loaded: list[tuple[RunDir, ExperimentConfig, Any]],
-                      units: list[str]) -> dict[str, int]:
-    """The common ``evaluation.episodes`` of each unit; :class:`ConfigError` if the runs
-    differ in task family or ``evaluation.tasks_file``, or runs of one unit differ in
-    ``evaluation.episodes`` or ``evaluation.batch_unit`` (the same data per adaptation
-    step)."""
+                      units: list[AdaptationUnit], reevaluate: bool = False,
+                      episodes: int | None = None) -> Protocol:
+    """The protocol every run is scored under: per unit, the ``evaluation.episodes``
+    (``episodes`` if given) and ``evaluation.batch_unit`` of its first run, and the first
+    run's ``evaluation.tasks_file``.
+
+    :class:`ConfigError` if the runs differ in task family (never comparable: a run is
+    scored on the family it was trained on) or, unless ``reevaluate``, in
+    ``evaluation.tasks_file``, or runs of one unit differ in ``evaluation.episodes`` (when
+    ``episodes`` is not given) or ``evaluation.batch_unit`` (the same data per adaptation
+    step). With ``reevaluate`` these runs are scored under the first run's settings
+    instead (their own ``eval.json`` is neither used nor changed)."""
     first, first_cfg, _ = loaded[0]
     family = (first_cfg.family.name, first_cfg.family.params)
     batches: dict[str, tuple[int, str]] = {}  # unit -> (evaluation.episodes, .batch_unit)
@@ -165,24 +205,29 @@ def _check_comparable(loaded: list[tuple[RunDir, ExperimentConfig, Any]],
         if (cfg.family.name, cfg.family.params) != family:
             raise ConfigError(f"compare: {run.path} is on family {cfg.family.name} "
                               f"{cfg.family.params}, but {first.path} is on "
-                              f"{family[0]} {family[1]}; runs must share the task family")
-        if cfg.evaluation.tasks_file != first_cfg.evaluation.tasks_file:
+                              f"{family[0]} {family[1]}; runs must share the task family "
+                              "(--reevaluate cannot help: a run is scored on the family it "
+                              "was trained on)")
+        if cfg.evaluation.tasks_file != first_cfg.evaluation.tasks_file and not reevaluate:
             raise ConfigError(f"compare: {run.path} is scored on evaluation.tasks_file="
                               f"{cfg.evaluation.tasks_file}, {first.path} on "
                               f"{first_cfg.evaluation.tasks_file}; runs must share their "
-                              "test tasks (paired differences compare task by task)")
-        batch = (cfg.evaluation.episodes, cfg.evaluation.batch_unit)
-        if unit in batches and batch != batches[unit]:
+                              "test tasks (paired differences compare task by task)"
+                              + REEVALUATE_HINT)
+        batch = (cfg.evaluation.episodes if episodes is None else episodes,
+                 cfg.evaluation.batch_unit)
+        if unit in batches and batch != batches[unit] and not reevaluate:
             what = ("support episodes per gradient step" if unit == GRADIENT_STEPS
                     else "trials per task")
             (e, b), (e0, b0) = batch, batches[unit]
             raise ConfigError(f"compare: {run.path} uses evaluation.episodes={e}, "
                               f"evaluation.batch_unit={b}; {owner[unit]} uses {e0}, {b0} "
                               f"({what}); runs scored in {unit.replace('_', ' ')} must share "
-                              "both (override with --set evaluation.<key>=... when training)")
+                              "both (override with --set evaluation.<key>=... when training)"
+                              + REEVALUATE_HINT)
         batches.setdefault(unit, batch)
         owner.setdefault(unit, run.path)
-    return {unit: e for unit, (e, _) in batches.items()}
+    return Protocol(batches, first_cfg.evaluation.tasks_file)
 
 
 SEEDLESS_KEYS = ("seed", "name")
@@ -254,10 +299,16 @@ def _groups(loaded: list[tuple[RunDir, ExperimentConfig, Any]], rows: list[Row],
 
 def compare_runs(run_paths: list[Path], num_tasks: int | None = None, seed: int | None = None,
                  steps: int | None = None,
-                 bootstrap_reps: int = across_seeds.BOOTSTRAP_REPS) -> dict[str, Any]:
+                 bootstrap_reps: int = across_seeds.BOOTSTRAP_REPS,
+                 episodes: int | None = None, reevaluate: bool = False) -> dict[str, Any]:
     """Score every run on the same held-out tasks; returns the comparison as a dict.
 
-    ``num_tasks``, ``seed`` and ``steps`` default to the first run's evaluation settings.
+    ``num_tasks``, ``seed`` and ``steps`` default to the first run's evaluation settings;
+    ``episodes`` (``evaluation.episodes`` of every run: support episodes per gradient step,
+    trials per task for runs in episodes) to each unit's first run's. With ``reevaluate``,
+    runs evaluated differently (``evaluation.episodes``, ``.batch_unit``, ``.tasks_file``)
+    are scored under the first run's settings rather than refused; ``reevaluated`` then
+    lists, per run, how its protocol differs from its config (:func:`_check_comparable`).
     Runs that differ only in seed are also summarised as groups (``groups``,
     ``group_pairs``; module docstring), their CIs from ``bootstrap_reps`` stratified
     bootstrap replications under a fixed seed (``bootstrap``).
@@ -268,7 +319,7 @@ def compare_runs(run_paths: list[Path], num_tasks: int | None = None, seed: int 
         raise ConfigError("compare: give at least one run directory")
     loaded = [load_run(Path(p)) for p in run_paths]
     units = [adaptation_unit(algo) for _, _, algo in loaded]
-    episodes = _check_comparable(loaded, units)
+    protocol = _check_comparable(loaded, units, reevaluate, episodes)
     _, first_cfg, _ = loaded[0]
     n = num_tasks or first_cfg.evaluation.num_tasks
     s = first_cfg.evaluation.seed if seed is None else seed
@@ -278,16 +329,24 @@ def compare_runs(run_paths: list[Path], num_tasks: int | None = None, seed: int 
 
     rows: list[Row] = []
     baselines: dict[str, Row] = {}
+    reevaluated: dict[str, list[str]] = {}
     for (run, cfg, algo), unit in zip(loaded, units):
-        settings = {"num_tasks": n, "seed": s, "episodes_per_step": episodes[unit],
-                    "batch_unit": cfg.evaluation.batch_unit,
-                    "tasks_file": cfg.evaluation.tasks_file}
-        result = _reusable(run, settings, cfg.evaluation.checkpoint)
+        e, batch_unit = protocol.batches[unit]
+        settings = {"num_tasks": n, "seed": s, "episodes_per_step": e,
+                    "batch_unit": batch_unit, "tasks_file": protocol.tasks_file}
+        ckpt = cfg.evaluation.checkpoint
+        result = _reusable(run, settings, ckpt, (DEFAULT_EVAL, evaluation_name(
+            cfg, n, k, s, ckpt, protocol.tasks_file or TEST_SPLIT, e, batch_unit)))
         if result is None or len(result["methods"]["agent"]["steps"]) != k + 1 or \
                 "per_task" not in result["methods"]["agent"]:
             new = set(cfg.evaluation.baselines) - set(baselines)
-            result = evaluate_run(run.path, n, k, s, write=False, baselines=bool(new))
-        per_unit = episodes[unit] if unit == GRADIENT_STEPS else 1
+            result = evaluate_run(run.path, n, k, s, write=False, baselines=bool(new),
+                                  tasks_file=protocol.tasks_file or TEST_SPLIT, episodes=e,
+                                  batch_unit=batch_unit)
+        changes = protocol.changes(cfg, unit)
+        if changes:
+            reevaluated[str(run.path)] = changes
+        per_unit = e if unit == GRADIENT_STEPS else 1
         label = _label(run, algo.name, {r.method for r in rows})
         rows.append(_row(label, str(run.path), algo.name, result["methods"]["agent"],
                          training_cost(run), unit, per_unit))
@@ -301,15 +360,16 @@ def compare_runs(run_paths: list[Path], num_tasks: int | None = None, seed: int 
     distinct = sorted(set(units))
     groups, pairs = _groups(loaded, rows, bootstrap_reps)
     across = ({"bootstrap": across_seeds.bootstrap_settings(bootstrap_reps)} if groups else {})
+    per_unit_episodes = {unit: e for unit, (e, _) in protocol.batches.items()}
     return {"family": first_cfg.family.name, "family_params": first_cfg.family.params,
-            "split": "tasks_file" if first_cfg.evaluation.tasks_file else "test",
-            "tasks_file": first_cfg.evaluation.tasks_file, "num_tasks": n, "seed": s,
+            "split": "tasks_file" if protocol.tasks_file else "test",
+            "tasks_file": protocol.tasks_file, "num_tasks": n, "seed": s,
             "steps": k,
-            "episodes_per_step": episodes.get(GRADIENT_STEPS),
-            "trials_per_task": episodes.get(EPISODES),
+            "episodes_per_step": per_unit_episodes.get(GRADIENT_STEPS),
+            "trials_per_task": per_unit_episodes.get(EPISODES),
             "unit": distinct[0] if len(distinct) == 1 else "mixed", "units": distinct,
             "rows": [asdict(r) for r in final], "groups": groups, "group_pairs": pairs,
-            **across}
+            **across, **({"reevaluated": reevaluated} if reevaluated else {})}
 
 
 def _cell(mean: float, ci: float | None) -> str:

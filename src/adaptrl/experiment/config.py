@@ -25,20 +25,21 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from adaptrl.algorithms.base import AlgorithmConfig
 from adaptrl.algorithms.registry import algorithm_spec, algorithms
 from adaptrl.errors import UserError
-from adaptrl.experiment.iterate_averaging import AveragingConfig
 from adaptrl.experiment.selection import SelectionConfig
 from adaptrl.rollouts.sampler import BatchUnit
 from adaptrl.rollouts.schedule import ScheduleConfig
 from adaptrl.schema import STRICT, ConfigModel, Seed
-from adaptrl.tasks.registry import registered
+from adaptrl.tasks.registry import load_entry_point, registered
 
-CheckpointName = Literal["best", "latest", "average"]
+CheckpointName = Literal["best", "latest"]
 CHECKPOINT_NAMES: tuple[str, ...] = get_args(CheckpointName)
 
 
@@ -55,20 +56,57 @@ def unknown_name(kind: str, value: Any, allowed: Iterable[str]) -> str:
 
 
 class FamilyConfig(ConfigModel):
-    """Which task family to train and test on, and its parameters."""
+    """Which task family to train and test on, and its parameters.
 
-    name: str = Field(description="a registered task family (see `adaptrl list`)")
+    A family registered outside adaptrl is named by ``entry_point``,
+    ``package.module:factory``, as gymnasium's ``register(entry_point=...)`` names an env:
+    the factory is imported and called with ``params``; ``name`` is then the family's label
+    (eval.json, plots, compare), and must not be a registered family's. Validating such a
+    config imports the module, which runs its code: that is what naming it asks for, so name
+    only code you trust. Every later command on the run (evaluate, plot, compare, report,
+    export) imports it again from the run's config.yaml, so it must stay importable.
+    """
+
+    # before `name`: the name's check depends on whether the family comes from an entry point
+    entry_point: str | None = Field(
+        None, description="package.module:factory that makes the family (a family not "
+                          "registered in adaptrl); null: `name` is a registered family")
+    name: str = Field(description="a registered task family (see `adaptrl list`), or the "
+                                  "label of the entry point's family")
     params: dict[str, Any] = Field(default_factory=dict, description="family parameters")
     rescale_actions: bool = Field(
         False, description="the agent acts in [-1, 1]^d, mapped linearly onto the family's "
                            "action box (rllab's normalize; the MAML reference code's setting)")
 
+    @field_validator("entry_point")
+    @classmethod
+    def _importable(cls, v: str | None) -> str | None:
+        if v is not None:
+            load_entry_point(v)
+        return v
+
     @field_validator("name")
     @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in registered():
+    def _known(cls, v: str, info: ValidationInfo) -> str:
+        if "entry_point" not in info.data:  # a bad entry point: its own error says why
+            return v
+        if info.data["entry_point"] is None and v not in registered():
             raise ValueError(unknown_name("task family", v, registered()))
+        if info.data["entry_point"] is not None and v in registered():
+            raise ValueError(f"{v!r} is a registered family; a family from entry_point needs "
+                             "a name of its own (its label in eval.json, plots and compare)")
         return v
+
+    def factory(self) -> Callable[..., Any]:
+        """What makes the family: the entry point's callable, or the registered factory."""
+        if self.entry_point is not None:
+            return load_entry_point(self.entry_point)
+        return registered()[self.name].factory
+
+
+BaselineName = Literal["pretrained", "pretrained_adam", "scratch", "oracle", "aggregation"]
+"""A baseline an evaluation may score (adaptrl.algorithms.baselines; oracle: the family's)."""
+DEFAULT_BASELINES: tuple[BaselineName, ...] = ("pretrained", "scratch", "oracle")
 
 
 class EvaluationConfig(ConfigModel):
@@ -90,13 +128,11 @@ class EvaluationConfig(ConfigModel):
         None, description="a JSON file of fixed tasks scored instead of sampling the test "
         "split (a paper's own test tasks, e.g. configs/tasks/; adaptrl.tasks.files), "
         "relative to the working directory; num_tasks takes the first that many")
-    baselines: list[Literal["pretrained", "pretrained_adam", "scratch", "oracle",
-                            "aggregation"]] = Field(
-        default_factory=lambda: ["pretrained", "scratch", "oracle"],
+    baselines: list[BaselineName] = Field(
+        default_factory=lambda: list(DEFAULT_BASELINES),
         description="baselines evaluated beside the agent")
     checkpoint: CheckpointName = Field(
-        "best", description="which checkpoint to evaluate (paper: the best); average: the "
-        "latest checkpoint's averaged policy (needs the `averaging` section)")
+        "best", description="which checkpoint to evaluate (paper: the best)")
 
     @field_validator("step_sizes")
     @classmethod
@@ -119,10 +155,57 @@ class BaselinesConfig(ConfigModel):
     aggregation_iterations: int | None = Field(
         None, ge=1, description="training iterations (default: the same as the meta-learner)")
 
+    def above(self, iterations: int) -> dict[str, int]:
+        """The baselines set to train more than ``iterations`` iterations, with their setting
+        (``{"pretrained": 60}``): what ``adaptrl train --iterations N`` caps at ``N``, so that a
+        short run does not train a long baseline."""
+        return {name.removesuffix("_iterations"): value
+                for name, value in self.model_dump().items()
+                if name.endswith("_iterations") and value is not None and value > iterations}
+
+
+class WandbConfig(ConfigModel):
+    """A Weights & Biases run beside TensorBoard (needs ``pip install 'adaptrl[wandb]'``)."""
+
+    project: str = Field(min_length=1, description="W&B project the run is logged to")
+    entity: str | None = Field(None, description="W&B user or team (default: your default "
+                               "entity)")
+    mode: Literal["online", "offline", "disabled"] = Field(
+        "online", description="online: stream to the W&B server; offline: write to "
+        "RUN_DIR/wandb only (upload later with `wandb sync`); disabled: log nothing")
+    tags: list[str] = Field(default_factory=list, description="tags of the W&B run")
+
 
 class LoggingConfig(ConfigModel):
-    tensorboard: bool = Field(True, description="write TensorBoard scalars when installed")
-    progress: bool = Field(True, description="show a progress bar")
+    """What a run shows while it trains and the scalars it logs (:mod:`.progress`,
+    :mod:`.scalars`)."""
+
+    tensorboard: bool = Field(
+        True, description="write TensorBoard scalars to RUN_DIR/tensorboard (against "
+        "iterations, and env steps under by_env_steps/), evaluation scores and the config "
+        "as hyperparameters; needs the tensorboard package (adaptrl[tensorboard]): without "
+        "it a warning, and the run goes on")
+    progress: bool | Literal["lines"] = Field(
+        True, description="true: a progress bar on a terminal, plain lines when stdout is "
+        "not a terminal (a file, a pipe, a batch job); lines: always plain lines; "
+        "false: silent")
+    every_iterations: int = Field(
+        10, ge=1, description="plain progress lines: one every this many iterations (or "
+        "every_seconds, whichever comes first), and one at the last iteration")
+    every_seconds: float = Field(
+        60.0, gt=0, description="plain progress lines: one at least every this many "
+        "seconds (or every_iterations, whichever comes first)")
+    wandb: WandbConfig | None = Field(
+        None, description="log to Weights & Biases too (project, entity, mode, tags); "
+        "null: no W&B")
+
+    @field_validator("progress", mode="before")
+    @classmethod
+    def _progress_setting(cls, v: Any) -> Any:
+        if isinstance(v, bool) or v == "lines":
+            return v
+        raise ValueError("must be true (a bar on a terminal, plain lines otherwise), lines "
+                         "or false (silent)")
 
 
 class ExperimentConfig(ConfigModel):
@@ -139,9 +222,6 @@ class ExperimentConfig(ConfigModel):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
-    averaging: AveragingConfig | None = Field(
-        None, description="keep an average of the policy's weights over iterations "
-        "(SWA); null: none")
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     schedule: ScheduleConfig = Field(
         default_factory=ScheduleConfig, description="which training tasks each iteration "
@@ -154,17 +234,6 @@ class ExperimentConfig(ConfigModel):
             raise ValueError(f"schedule: the stream lasts {total} iterations (num_stages x "
                              f"iterations_per_stage), iterations is {self.iterations}; make "
                              "them equal")
-        return self
-
-    @model_validator(mode="after")
-    def _average_is_kept(self) -> ExperimentConfig:
-        if self.evaluation.checkpoint == "average" and self.averaging is None:
-            raise ValueError("evaluation.checkpoint: average needs an `averaging` section "
-                             "(averaging.start, averaging.every); allowed without it: best, "
-                             "latest")
-        if self.averaging is not None and self.averaging.start > self.iterations:
-            raise ValueError(f"averaging.start must be <= iterations ({self.iterations}), "
-                             f"got {self.averaging.start}")
         return self
 
     @field_validator("name")
@@ -220,7 +289,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | N
 
 
 def _model_in(annotation: Any) -> Any:
-    """The model inside an optional section's annotation (``AveragingConfig | None``)."""
+    """The model inside an optional section's annotation (RL²'s ``ImitationConfig | None``)."""
     for arg in get_args(annotation):
         if isinstance(arg, type) and issubclass(arg, BaseModel):
             return arg
@@ -267,7 +336,7 @@ def check_family_params(family: FamilyConfig) -> tuple[dict[str, Any], list[str]
     """``family.params`` checked against its factory's signature: unknown names (with a
     did-you-mean) and values of the wrong type or not finite are problems, one line each.
     Returns the params with scalars converted to the declared type (``'5'`` -> ``5``)."""
-    names, hints = _family_signature(registered()[family.name].factory)
+    names, hints = _family_signature(family.factory())
     params, problems = dict(family.params), []
     for key, value in family.params.items():
         where = f"family.params.{key}"
@@ -291,7 +360,7 @@ def check_family_params(family: FamilyConfig) -> tuple[dict[str, Any], list[str]
     return params, problems
 
 
-def validate_config(data: Any) -> tuple[ExperimentConfig, BaseModel]:
+def validate_config(data: Any) -> tuple[ExperimentConfig, AlgorithmConfig]:
     """Validate a raw config dict; returns the experiment and the algorithm config."""
     if not isinstance(data, dict):
         raise ConfigError("config must be a mapping of keys to values, got "
@@ -307,7 +376,7 @@ def validate_config(data: Any) -> tuple[ExperimentConfig, BaseModel]:
         problems += family_problems
         exp.family.params = params
     algo = data.get("algorithm")
-    algo_cfg: BaseModel | None = None
+    algo_cfg: AlgorithmConfig | None = None
     if isinstance(algo, dict):  # otherwise ExperimentConfig has said what is wrong
         name = algo.get("name")
         if name is None:
@@ -411,7 +480,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def load_config(path: Path, overrides: list[str] | None = None
-                ) -> tuple[ExperimentConfig, BaseModel]:
+                ) -> tuple[ExperimentConfig, AlgorithmConfig]:
     """Read, override and validate a config file."""
     data = read_yaml(path)
     return validate_config(apply_overrides(data, overrides or []))

@@ -1,13 +1,15 @@
-"""Evaluate a run directory under the protocol, with its baselines, into ``eval.json``.
+"""Evaluate a run directory under the protocol, with its baselines, into ``eval.json`` (the
+config's own settings) or ``eval-<settings>.json`` (other settings: :func:`evaluation_name`).
 
 Checkpoints are read whole and finite (:mod:`adaptrl.experiment.checkpoints`): weights with a
-NaN or Inf are refused rather than scored as ``nan ± nan``. eval.json is checked writable
+NaN or Inf are refused rather than scored as ``nan ± nan``. The result file is checked writable
 before the (long) evaluation starts and is written atomically as strict JSON.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,6 @@ from adaptrl.evaluation.protocol import adaptation_curves, oracle_curve
 from adaptrl.evaluation.statistics import curve_summary, paired_difference
 from adaptrl.experiment.atomic import atomic_write_json, check_writable, undefined_as_null
 from adaptrl.experiment.checkpoints import (
-    CheckpointError,
     newest_good_checkpoint,
     non_finite,
     read_run_checkpoint,
@@ -30,9 +31,9 @@ from adaptrl.experiment.checkpoints import (
 )
 from adaptrl.experiment.classic_table import classic_table
 from adaptrl.experiment.config import ConfigError, ExperimentConfig, read_yaml, validate_config
-from adaptrl.experiment.iterate_averaging import averaged_policy_state, describe
 from adaptrl.experiment.learners import build_family, build_learner
 from adaptrl.experiment.run_dir import RunDir
+from adaptrl.experiment.scalars import log_evaluation
 from adaptrl.experiment.seeding import make_generator
 from adaptrl.experiment.streams import stream_summary
 from adaptrl.tasks.base import TaskFamily, Tasks
@@ -50,13 +51,11 @@ def load_run(run_path: Path) -> tuple[RunDir, ExperimentConfig, Any]:
 @dataclass(frozen=True)
 class Restored:
     """A run's learner as a checkpoint left it, with what the checkpoint says about it:
-    ``iteration`` (0-based, the last one finished), ``average`` (a description of the
-    weight average put in place, for ``checkpoint: average``) and ``stream`` (the task
-    stream's record, :mod:`adaptrl.experiment.streams`, if the run trained on one)."""
+    ``iteration`` (0-based, the last one finished) and ``stream`` (the task stream's
+    record, :mod:`adaptrl.experiment.streams`, if the run trained on one)."""
 
     learner: MetaLearner
     iteration: int
-    average: dict[str, Any] | None = None
     stream: dict[str, Any] | None = None
 
 
@@ -68,8 +67,7 @@ def load_learner(run: RunDir, config: ExperimentConfig, algo_cfg: AlgorithmConfi
 
 def restore_run(run: RunDir, config: ExperimentConfig, algo_cfg: AlgorithmConfig,
                 checkpoint: str = "best") -> Restored:
-    """The run's learner restored from its ``best`` or ``latest`` checkpoint, or (``average``)
-    the latest checkpoint with the policy's weight average in place of its weights."""
+    """The run's learner restored from its ``best`` or ``latest`` checkpoint."""
     path = run.checkpoint_file(checkpoint)
     if not path.exists() and not (path == run.latest and run.previous.exists()):
         raise ConfigError(f"{run.path}: no {checkpoint} checkpoint; train the run first")
@@ -81,20 +79,7 @@ def restore_run(run: RunDir, config: ExperimentConfig, algo_cfg: AlgorithmConfig
     else:  # the best checkpoint is a choice: no other stands in for it
         state = read_run_checkpoint(path)
     restore(learner, state["learner"], path, run.config)
-    restored = Restored(learner, int(state["iteration"]) - 1, stream=state.get("stream"))
-    if checkpoint == "average":
-        average = state.get("average")
-        if average is None or average.get("last") is None:
-            raise ConfigError(f"{run.path}: the latest checkpoint holds no averaged policy; "
-                              "train with an `averaging` section (averaging.start <= the "
-                              "iterations trained), or evaluate --checkpoint best / latest")
-        try:
-            averaged, described = averaged_policy_state(average), describe(average)
-        except (KeyError, TypeError) as err:
-            raise CheckpointError(f"{path}: damaged checkpoint (average: no {err})") from None
-        restore(learner.policy, averaged, path, run.config)
-        restored = replace(restored, average=described)
-    return restored
+    return Restored(learner, int(state["iteration"]) - 1, stream=state.get("stream"))
 
 
 def baseline_agents(run: RunDir, config: ExperimentConfig, algo_cfg: AlgorithmConfig,
@@ -141,19 +126,83 @@ def evaluation_tasks(family: TaskFamily, n: int, seed: int, path: str | None
     return tasks[:n], "tasks_file"
 
 
+DEFAULT_EVAL = "eval.json"
+"""The run's own evaluation (its config's ``evaluation`` section): what plots, reports and
+``adaptrl compare`` read."""
+
+TEST_SPLIT = ""
+"""``tasks_file`` for the test split even where the config names a tasks file."""
+
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
+
+
+def evaluation_name(config: ExperimentConfig, num_tasks: int | None = None,
+                    steps: int | None = None, seed: int | None = None,
+                    checkpoint: str | None = None, tasks_file: str | None = None,
+                    episodes: int | None = None, batch_unit: str | None = None) -> str:
+    """The file name of an evaluation of a run with ``config`` under these settings (``None``:
+    the config's): ``eval.json`` when every setting is the config's own
+    (``config.evaluation``), else ``eval-<settings>.json`` naming each setting that differs,
+    in this order: ``tasks<N>``, ``steps<K>``, ``seed<S>``, ``episodes<E>``,
+    ``batch-<unit>``, the checkpoint's name (``latest``, ``best``) and
+    ``tasksfile-<file stem>`` (or ``testsplit``: :data:`TEST_SPLIT`); e.g.
+    ``eval-tasks40-steps3-seed12345.json``. An evaluation under other settings so never
+    replaces the run's default one."""
+    ev = config.evaluation
+    parts = []
+    for word, value, own in (("tasks", num_tasks, ev.num_tasks), ("steps", steps, ev.steps),
+                             ("seed", seed, ev.seed), ("episodes", episodes, ev.episodes)):
+        if value is not None and value != own:
+            parts.append(f"{word}{value}")
+    if batch_unit is not None and batch_unit != ev.batch_unit:
+        parts.append(f"batch-{batch_unit}")
+    if checkpoint is not None and checkpoint != ev.checkpoint:
+        parts.append(checkpoint)
+    if tasks_file == TEST_SPLIT and ev.tasks_file is not None:
+        parts.append("testsplit")
+    elif tasks_file and tasks_file != ev.tasks_file:
+        stem = _NAME_UNSAFE.sub("_", Path(tasks_file).stem).strip("_.") or "file"
+        parts.append(f"tasksfile-{stem}")
+    return DEFAULT_EVAL if not parts else f"eval-{'-'.join(parts)}.json"
+
+
+def evaluation_path(run_path: Path, num_tasks: int | None = None, steps: int | None = None,
+                    seed: int | None = None, checkpoint: str | None = None,
+                    tasks_file: str | None = None) -> Path:
+    """Where :func:`evaluate_run` writes an evaluation of ``run_path`` under these settings
+    (:func:`evaluation_name`)."""
+    _, config, _ = load_run(run_path)
+    return Path(run_path) / evaluation_name(config, num_tasks, steps, seed, checkpoint,
+                                            tasks_file)
+
+
 def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None = None,
                  seed: int | None = None, checkpoint: str | None = None,
                  write: bool = True, baselines: bool = True,
-                 all_settings: bool = False, tasks_file: str | None = None) -> dict[str, Any]:
-    """Run the protocol on held-out tasks for the agent and its baselines; write eval.json.
+                 all_settings: bool = False, tasks_file: str | None = None,
+                 out: Path | None = None, episodes: int | None = None,
+                 batch_unit: str | None = None) -> dict[str, Any]:
+    """Run the protocol on held-out tasks for the agent and its baselines; write the result.
 
-    ``baselines=False`` scores the agent alone (``adaptrl compare`` takes the baselines
-    from one run only). ``tasks_file`` overrides ``evaluation.tasks_file``.
+    Settings left ``None`` are the config's (``evaluation`` section). The result goes to
+    ``out`` if given, else to ``RUN_DIR/eval.json`` when every setting is the config's
+    own, else to ``RUN_DIR/eval-<settings>.json`` (:func:`evaluation_name`): the default
+    evaluation, which plots and reports read, is only replaced by one made under the same
+    settings. ``baselines=False`` scores the agent alone (``adaptrl compare`` takes the
+    baselines from one run only). ``tasks_file`` overrides ``evaluation.tasks_file``
+    (:data:`TEST_SPLIT`: none, the test split),
+    ``episodes`` and ``batch_unit`` ``evaluation.episodes`` and ``.batch_unit``.
     """
     run, config, algo_cfg = load_run(run_path)
+    target = Path(out) if out is not None else run.path / evaluation_name(
+        config, num_tasks, steps, seed, checkpoint, tasks_file, episodes, batch_unit)
     if write:  # fail now, not after the evaluation
-        check_writable(run.eval_json)
+        check_writable(target)
     ev = config.evaluation
+    if episodes is not None or batch_unit is not None:
+        ev = ev.model_copy(update={k: v for k, v in (("episodes", episodes),
+                                                     ("batch_unit", batch_unit))
+                                   if v is not None})
     n = num_tasks or ev.num_tasks
     k = ev.steps if steps is None else steps
     s = ev.seed if seed is None else seed
@@ -162,7 +211,7 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
         raise ConfigError(f"--tasks must be >= 2 (a CI needs two tasks), got {n}")
     family = build_family(config)
     device = torch.device(config.device)
-    tasks_file = tasks_file or ev.tasks_file
+    tasks_file = ev.tasks_file if tasks_file is None else (tasks_file or None)
     tasks, split = evaluation_tasks(family, n, s, tasks_file)
     restored = restore_run(run, config, algo_cfg, ckpt)
     learner = restored.learner
@@ -197,21 +246,21 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
               "methods": methods}
     if split == "tasks_file":
         result["tasks_file"] = tasks_file
-    if ckpt == "average":
-        result["average"] = restored.average
     if paired:
         result["agent_minus"] = paired
     if restored.stream is not None:  # trained along a stream: every stage, as trained
         result.update(stream_summary(restored.stream, config, family))
     if unit == AdaptationUnit.EPISODES and baselines:  # RL² on bandits / MDPs: the paper's table
-        table = classic_table(config.family.name, family, agent, n, s, device, all_settings)
+        table = classic_table(family, agent, n, s, device, all_settings)
         if table is not None:
             result["table"] = table
     bad = non_finite(result["methods"], "methods")
     if bad:
         raise FaultError(f"evaluating {run.path} gave non-finite scores in {', '.join(bad)}; "
-                         f"nothing was written to {run.eval_json}")
+                         f"nothing was written to {target}")
     result = undefined_as_null(result)  # e.g. a CI over one value: null, never NaN
     if write:
-        atomic_write_json(run.eval_json, result)
+        atomic_write_json(target, result)
+        if target == run.eval_json:  # the run's own evaluation: to TensorBoard / W&B too
+            log_evaluation(run.path, config.logging, config.model_dump(), result)
     return result

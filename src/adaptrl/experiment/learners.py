@@ -9,7 +9,7 @@ import torch
 from adaptrl.algorithms.base import AlgorithmConfig, MetaLearner
 from adaptrl.algorithms.registry import algorithm_spec
 from adaptrl.experiment.checkpoints import load_checkpoint
-from adaptrl.experiment.config import ConfigError, ExperimentConfig
+from adaptrl.experiment.config import ConfigError, ExperimentConfig, FamilyConfig
 from adaptrl.experiment.run_dir import RunDir
 from adaptrl.experiment.seeding import seeded_init
 from adaptrl.tasks import make
@@ -18,17 +18,42 @@ from adaptrl.tasks.wrappers import RescaledActions
 
 
 def build_family(config: ExperimentConfig) -> TaskFamily:
-    """The config's task family; a parameter the family refuses is a :class:`ConfigError`."""
-    try:
-        family = make(config.family.name, **config.family.params)
-    except ValueError as err:
-        raise ConfigError(f"family.params: {err}") from err
+    """The config's task family (registered, or made by ``family.entry_point``); a parameter
+    the family refuses, or an entry point that fails, is a :class:`ConfigError`."""
+    if config.family.entry_point is not None:
+        family = _entry_point_family(config.family)
+    else:
+        try:
+            family = make(config.family.name, **config.family.params)
+        except ValueError as err:
+            raise ConfigError(f"family.params: {err}") from err
     if not config.family.rescale_actions:
         return family
     try:
         return RescaledActions(family)
     except ValueError as err:
         raise ConfigError(f"family.rescale_actions: {err}") from err
+
+
+def _entry_point_family(cfg: FamilyConfig) -> TaskFamily:
+    """``cfg.entry_point``'s factory called with ``cfg.params``: whatever it raises, or a
+    result that is not a task family, is a one-line :class:`ConfigError` naming it."""
+    try:
+        factory = cfg.factory()
+    except ValueError as err:
+        raise ConfigError(f"family.entry_point: {cfg.entry_point}: {err}") from err
+    try:
+        family = factory(**cfg.params)
+    except Exception as err:  # noqa: BLE001 - the user's factory: any failure is reported
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(f"family.entry_point: {cfg.entry_point}(**family.params) raised "
+                          f"{type(err).__name__}: {first}") from err
+    if not isinstance(family, TaskFamily):
+        raise ConfigError(f"family.entry_point: {cfg.entry_point} returned a "
+                          f"{type(family).__name__}, not a task family (it needs name, "
+                          "observation_space, action_space, horizon, sample, make_env: "
+                          "adaptrl.tasks.base.TaskFamily)")
+    return family
 
 
 def build_learner(family: TaskFamily, algo_cfg: AlgorithmConfig, generator: torch.Generator,

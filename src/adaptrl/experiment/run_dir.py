@@ -74,8 +74,7 @@ class RunDir:
         return names
 
     def checkpoint_file(self, which: str) -> Path:
-        """The file behind ``evaluation.checkpoint``: best.pt, or latest.pt for ``latest`` and
-        ``average`` (the weight average is kept in the latest checkpoint)."""
+        """The file behind ``evaluation.checkpoint``: best.pt, or latest.pt for ``latest``."""
         return self.best if which == "best" else self.latest
 
     @property

@@ -26,8 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pydantic import BaseModel
-
+from adaptrl.algorithms.base import AlgorithmConfig
 from adaptrl.errors import UserError
 from adaptrl.experiment.checkpoints import CheckpointError, newest_good_checkpoint
 from adaptrl.experiment.config import (
@@ -133,7 +132,7 @@ def _check_same_run(path: Path, config: ExperimentConfig) -> None:
 
 
 def seed_configs(config_path: Path, seeds: Sequence[int], overrides: Sequence[str] = ()
-                 ) -> list[tuple[ExperimentConfig, BaseModel]]:
+                 ) -> list[tuple[ExperimentConfig, AlgorithmConfig]]:
     """CONFIG with ``overrides``, once per seed: ``seed`` set and ``name`` suffixed."""
     data = apply_overrides(read_yaml(Path(config_path)), list(overrides))
     base, _ = validate_config(data)  # its errors once, not once per seed

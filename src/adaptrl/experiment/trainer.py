@@ -3,8 +3,7 @@
 Resuming is exact: the checkpoint holds the learner (weights and optimiser state), the
 run generator's state and the counters, and the metrics log is cut back to the
 checkpoint's iteration, so a resumed run writes the same metrics as an unbroken one
-(apart from ``wall_time_s``). With an ``averaging`` section the checkpoints also hold the
-running average of the policy's weights (:mod:`adaptrl.experiment.iterate_averaging`).
+(apart from ``wall_time_s``).
 
 Nothing lost, nothing silent:
 
@@ -44,10 +43,9 @@ from adaptrl.experiment.checkpoints import (
     restore,
     save_checkpoint,
 )
-from adaptrl.experiment.config import ConfigError, ExperimentConfig, dump_config
+from adaptrl.experiment.config import ConfigError, ExperimentConfig, LoggingConfig, dump_config
 from adaptrl.experiment.fault_points import reach
 from adaptrl.experiment.interrupts import deferred_interrupts, terminate_as_interrupt
-from adaptrl.experiment.iterate_averaging import AveragingConfig, PolicyAverage, check_resumable
 from adaptrl.experiment.learners import (
     apply_init_from,
     build_family,
@@ -91,14 +89,12 @@ class Snapshot:
     wall_time_s: float
     best_score: float | None
     best_iteration: int | None
-    average: dict[str, Any] | None
     stream: dict[str, Any] | None = None
 
     def checkpoint(self) -> dict[str, Any]:
         state = {"iteration": self.iteration, "learner": self.learner,
                  "generator": self.generator, "wall_time_s": self.wall_time_s,
-                 "best_score": self.best_score, "best_iteration": self.best_iteration,
-                 "average": self.average}
+                 "best_score": self.best_score, "best_iteration": self.best_iteration}
         if self.stream is not None:  # a task stream's record (i.i.d. runs have none)
             state["stream"] = self.stream
         return state
@@ -153,18 +149,17 @@ def _resume_state(run: RunDir, learner: Any, generator: torch.Generator,
 
 def train_learner(run: RunDir, family: TaskFamily, algo_cfg: AlgorithmConfig, *, iterations: int,
                   seed: int, device: torch.device, checkpoint_every: int, resume: bool,
-                  progress: bool, tensorboard: bool, label: str,
+                  log_cfg: LoggingConfig, label: str,
+                  run_config: dict[str, Any] | None = None,
                   score: CheckpointScore,
-                  averaging: AveragingConfig | None = None,
                   schedule: TaskSchedule | None = None,
                   stream: StreamScorer | None = None) -> TrainResult:
     """Train one learner in ``run`` (a run directory or a baseline's sub-run); ``score``
-    judges which checkpoint is the best (:mod:`adaptrl.experiment.selection`); with
-    ``averaging`` the checkpoints also hold the policy's weight average. Each iteration's
-    tasks come from ``schedule`` (default: i.i.d. training tasks, ``family.sample``); along
-    a stream, ``stream`` scores every stage after each stage ends and its record is
-    checkpointed (:mod:`adaptrl.experiment.streams`). The caller holds the run's lock
-    (:func:`train` does)."""
+    judges which checkpoint is the best (:mod:`adaptrl.experiment.selection`). Each
+    iteration's tasks come from ``schedule`` (default: i.i.d. training tasks,
+    ``family.sample``); along a stream, ``stream`` scores every stage after each stage ends
+    and its record is checkpointed (:mod:`adaptrl.experiment.streams`). The caller holds
+    the run's lock (:func:`train` does)."""
     schedule = schedule if schedule is not None else IIDSchedule(family)
     generator = make_generator(seed)
     learner = build_learner(family, algo_cfg, generator, device, init_seed=seed)
@@ -175,23 +170,18 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: AlgorithmConfig, *,
     start = int(state.get("iteration", 0))
     check_finite("the starting weights:", learner.state_dict(), start, algo_cfg,
                  "nothing was saved")
-    average = None if averaging is None else PolicyAverage(averaging, learner.policy)
-    if average is not None:
-        if state.get("average") is not None:  # prepare_run checked its window
-            average.load_state_dict(state["average"])
-        average.update(learner.policy, start)  # the starting policy, if it is due
     if stream is not None and state.get("stream") is not None:
         stream.load_state_dict(state["stream"])
     run.path.mkdir(parents=True, exist_ok=True)
     fresh = not state
-    scalars = Scalars(run.path / "tensorboard", tensorboard)
+    # W&B and the config text for the run itself (run_config), not a baseline's sub-run
+    scalars = Scalars.for_run(run.path, log_cfg, run_config, run.path.name)
     batch = meta_batch_size(algo_cfg)
     # the state at the end of the last finished iteration: an interrupt mid-way through an
     # iteration must not record the draws or updates that iteration had already made
     snap = Snapshot(start, copy.deepcopy(learner.state_dict()), generator.get_state(),
                     float(state.get("wall_time_s", 0.0)), state.get("best_score"),
                     state.get("best_iteration"),
-                    None if average is None else copy.deepcopy(average.state_dict()),
                     None if stream is None else copy.deepcopy(stream.state_dict()))
     if fresh:  # from now on the run can be resumed, whenever it is stopped
         save_checkpoint(snap.checkpoint(), run.latest)
@@ -202,16 +192,18 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: AlgorithmConfig, *,
                 "nothing non-finite was saved")
 
     try:
-        with terminate_as_interrupt(), TrainingProgress(iterations, start, label, progress) as bar:
+        with terminate_as_interrupt(), TrainingProgress(
+                iterations, start, label, log_cfg.progress,
+                every_iterations=log_cfg.every_iterations,
+                every_seconds=log_cfg.every_seconds) as bar:
             for it in range(start, iterations):
                 t0 = time.perf_counter()
                 tasks = schedule.tasks(it, batch, generator)
-                metrics = learner.meta_update(tasks)
+                metrics: dict[str, Any] = learner.meta_update(tasks)
                 if schedule.num_stages > 1:
                     metrics = {"stage": schedule.stage(it), **metrics}
                 reach("train.updated")
                 done = it + 1
-                moved = average.update(learner.policy, done) if average is not None else False
                 value = score(learner, done, metrics)  # validation time counts as training
                 wall = snap.wall_time_s + time.perf_counter() - t0
                 if value is not None and score.validates:
@@ -223,15 +215,13 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: AlgorithmConfig, *,
                 check_finite("learner state", learner_state, it, algo_cfg, kept())
                 log_file.write({"iteration": it, "wall_time_s": round(wall, 4),
                                 "env_steps": int(learner.env_steps), **metrics})
-                scalars.write(it, metrics)
+                scalars.write(it, metrics, int(learner.env_steps))
                 reach("train.logged")
                 improved = value is not None and (snap.best_score is None or
                                                   value > snap.best_score)
                 new = Snapshot(done, learner_state, generator.get_state(), wall,
                                value if improved else snap.best_score,
                                it if improved else snap.best_iteration,
-                               copy.deepcopy(average.state_dict()) if moved  # type: ignore[union-attr]
-                               else snap.average,
                                None if stream is None else copy.deepcopy(stream.state_dict()))
                 if improved:  # before the snapshot is in place: rewriting it is harmless
                     save_checkpoint(new.checkpoint(), run.best)
@@ -241,7 +231,7 @@ def train_learner(run: RunDir, family: TaskFamily, algo_cfg: AlgorithmConfig, *,
                 if done % checkpoint_every == 0 or done == iterations:
                     log_file.sync()
                     save_checkpoint(snap.checkpoint(), run.latest, keep_previous=run.previous)
-                bar.update(metrics)
+                bar.update(metrics, int(learner.env_steps))
     except (KeyboardInterrupt, DivergenceError):
         with deferred_interrupts():  # a second Ctrl-C must not cut this save short
             log_file.sync()
@@ -278,24 +268,18 @@ def _check_resumable(config: ExperimentConfig, algo_cfg: AlgorithmConfig | None,
                      run: RunDir) -> None:
     """Refuse a resume that would fail after the run's files were rewritten: the newest
     good checkpoint must load into the learner this config builds (when ``algo_cfg`` is
-    given), and its weight average must have been kept over the config's window."""
+    given; without it, it must merely be good)."""
     if not any(p.exists() for p in run.resume_candidates):
         if not _has_results(run):  # stopped before its first checkpoint: start it again
             return
         raise _no_checkpoint_error(run)
     if algo_cfg is None:
-        _, state = newest_good_checkpoint(run.resume_candidates)
-    else:
-        family = build_family(config)
-        learner = build_learner(family, algo_cfg, make_generator(config.seed),
-                                torch.device(config.device), init_seed=config.seed)
-        restored = _resume_state(run, learner, make_generator(config.seed), run.config)
-        assert restored is not None  # a candidate exists: a state or an error
-        state = restored
-    try:
-        check_resumable(state.get("average"), config.averaging)
-    except ValueError as err:
-        raise ConfigError(f"--resume: {err}") from err
+        newest_good_checkpoint(run.resume_candidates)
+        return
+    family = build_family(config)
+    learner = build_learner(family, algo_cfg, make_generator(config.seed),
+                            torch.device(config.device), init_seed=config.seed)
+    _resume_state(run, learner, make_generator(config.seed), run.config)
 
 
 def _remove_stray_temps(run: RunDir) -> None:
@@ -354,7 +338,7 @@ def _train_locked(config: ExperimentConfig, algo_cfg: AlgorithmConfig, run: RunD
     score = CheckpointScore(config.selection, family, config.evaluation, device)
     schedule = build_schedule(config.schedule, family)
     common = dict(seed=config.seed, device=device, checkpoint_every=config.checkpoint_every,
-                  progress=config.logging.progress, tensorboard=config.logging.tensorboard,
+                  log_cfg=config.logging,
                   score=score, schedule=schedule)
 
     def scorer() -> StreamScorer | None:  # each trained learner keeps its own record
@@ -362,7 +346,7 @@ def _train_locked(config: ExperimentConfig, algo_cfg: AlgorithmConfig, run: RunD
                              config.schedule.eval_tasks_per_stage, device)
 
     result = train_learner(run, family, algo_cfg, iterations=config.iterations, resume=resume,
-                           label=f"{algo_cfg.name} meta-train", averaging=config.averaging,
+                           label=f"{algo_cfg.name} meta-train", run_config=config.model_dump(),
                            stream=scorer(), **common)  # type: ignore[arg-type]
     admitted = algorithm_spec(algo_cfg.name).baselines
     for name in TRAINED_BASELINES:

@@ -39,7 +39,8 @@ class RecurrentPolicy(Protocol):
     See :class:`adaptrl.models.recurrent.RecurrentPolicy`.
     """
 
-    input_dim: int
+    @property
+    def input_dim(self) -> int: ...
 
     def encode(self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor,
                prev_done: torch.Tensor, clock: torch.Tensor | None = None,
@@ -95,20 +96,7 @@ class Trials:
 
     def trial_returns(self) -> torch.Tensor:
         """Total undiscounted reward of every trial, ``[tasks, trials]``."""
-        return (self.steps.rewards * self.steps.masks).sum(0)
-
-    def weight_episodes(self, weights: torch.Tensor) -> Trials:
-        """The same trials with episode ``k``'s rewards multiplied by ``weights[k]``: a
-        training objective that counts the episodes of a trial unequally (the inputs the
-        policy saw keep the raw rewards). Call before :meth:`compact`, which loses the
-        episode layout."""
-        if weights.shape != (self.episodes,):
-            raise ValueError(f"weights must have shape ({self.episodes},), "
-                             f"got {tuple(weights.shape)}")
-        rewards = self.steps.rewards
-        w = weights.to(rewards).view(-1, *([1] * rewards.dim()))  # over [episodes, horizon, ...]
-        weighted = (self.by_episode(rewards) * w).reshape_as(rewards)
-        return Trials(replace(self.steps, rewards=weighted), self.inputs, self.episodes)
+        return trial_returns(self.steps)
 
     def flatten(self) -> Trials:
         """Every trial as its own row: shapes ``[T, tasks * trials, 1, ...]``."""
@@ -148,6 +136,11 @@ def trial_episode_returns(steps: Trajectories, episodes: int) -> torch.Tensor:
     :func:`play_trials`): ``[episodes, tasks, trials]``."""
     x = steps.rewards * steps.masks
     return x.reshape(episodes, -1, *x.shape[1:]).sum(1)
+
+
+def trial_returns(steps: Trajectories) -> torch.Tensor:
+    """Total undiscounted reward of every trial of ``steps``: ``[tasks, trials]``."""
+    return (steps.rewards * steps.masks).sum(0)
 
 
 def flatten_trials(x: torch.Tensor) -> torch.Tensor:
