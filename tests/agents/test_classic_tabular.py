@@ -23,9 +23,9 @@ from adaptrl.agents.classic import (
     run_mdp,
     tabular,
 )
-from adaptrl.agents.classic.tabular import PlansGreedily, _sample_mdps, greedy_policy
+from adaptrl.agents.classic.tabular import PlansGreedily, _sample_mdps
 from adaptrl.evaluation.classic_tables import format_table, mdp_table
-from adaptrl.planning import policy_value, value_iteration
+from adaptrl.planning import value_iteration
 from adaptrl.tasks.tabular_mdp import TabularMDP
 
 
@@ -42,27 +42,6 @@ def two_state_mdp(num: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     transitions[:, 1, :, 1] = 1.0
     rewards = torch.tensor([[1.0, 0.0], [2.0, 2.0]]).expand(num, 2, 2).clone()
     return transitions, rewards
-
-
-def test_value_iteration_known_answer() -> None:
-    transitions, rewards = two_state_mdp()
-    q = value_iteration(transitions, rewards, horizon=3)[0]
-    # Steps left 1: Q = r. Steps left 2: Q(0,.) = (1 + 1, 0 + 2), Q(1,.) = 4.
-    # Steps left 3: Q(0,.) = (1 + 2, 0 + 4), Q(1,.) = 6.
-    expected = torch.tensor([[[3.0, 4.0], [6.0, 6.0]],
-                             [[2.0, 2.0], [4.0, 4.0]],
-                             [[1.0, 0.0], [2.0, 2.0]]])
-    assert torch.equal(q, expected)
-    policy = greedy_policy(q[None], gen())
-    assert policy[0, 0, 0].tolist() == [0.0, 1.0]  # move to the rich state first
-    assert policy_value(transitions, rewards, policy).item() == 4.0
-
-
-def test_policy_value_of_uniform_policy() -> None:
-    transitions, rewards = two_state_mdp()
-    uniform = torch.full((1, 2, 2, 2), 0.5)
-    # Two steps from state 0: 0.5 (step 1) + [0.5 * 0.5 + 0.5 * 2] (step 2) = 1.75.
-    assert policy_value(transitions, rewards, uniform).item() == pytest.approx(1.75)
 
 
 def test_optimistic_expectation_moves_mass_to_the_best_state() -> None:
