@@ -60,8 +60,8 @@ def table(output: str) -> tuple[dict[str, list[float]], str]:
         if len(numbers) >= 2 and len(label) <= 3:
             rows[" ".join(label)] = numbers
             header = header or last_text
-        elif fields and not numbers:
-            last_text = line.strip()
+        elif fields and not numbers and set(line.strip()) - set("-=+| "):
+            last_text = line.strip()  # a header, not a rule of dashes
     return rows, header
 
 

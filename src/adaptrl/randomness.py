@@ -33,6 +33,27 @@ def randn(shape: Shape, generator: torch.Generator | None, device: torch.device 
     return out.to(device)
 
 
+def randint(high: int, shape: Shape, generator: torch.Generator | None,
+            device: torch.device | str) -> torch.Tensor:
+    """Integers uniform in ``[0, high)`` (int64) of ``shape`` on ``device``, drawn from
+    ``generator``."""
+    out = torch.randint(high, shape, generator=generator, device=_device_of(generator))
+    return out.to(device)
+
+
+def standard_gamma(concentration: torch.Tensor, generator: torch.Generator | None
+                   ) -> torch.Tensor:
+    """``Gamma(concentration, 1)`` draws, elementwise, on ``concentration``'s device."""
+    draw = torch._standard_gamma(concentration.to(_device_of(generator)), generator=generator)
+    return draw.to(concentration.device)
+
+
+def dirichlet(concentration: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """``Dirichlet(concentration)`` draws along the last dim, on ``concentration``'s device."""
+    draw = torch._sample_dirichlet(concentration.to(_device_of(generator)), generator=generator)
+    return draw.to(concentration.device)
+
+
 def categorical(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """One draw per row of ``probs [..., n]`` (index tensor ``[...]``, on ``probs``' device).
 

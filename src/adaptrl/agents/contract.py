@@ -54,7 +54,8 @@ class Agent(Protocol):
     The unit's scorer in :mod:`adaptrl.evaluation.protocol` drives the rest through the
     unit's step-level contract: for ``episodes``,
     :class:`~adaptrl.rollouts.trial_sampler.TrialActor` (``begin`` a trial,
-    ``begin_episode``, ``act``, ``observe`` each step — RL²'s agent and the one trial loop
+    ``begin_episode``, ``act``, ``observe`` each step — RL²'s agent, the classic bandit /
+    MDP algorithms (:mod:`adaptrl.agents.classic.trial_agents`), and the one trial loop
     :func:`~adaptrl.rollouts.trial_sampler.play_trials` that RL² also trains with); for
     ``gradient_steps``, :class:`adaptrl.algorithms.base.GradientAgent`'s
     ``initial_params`` / ``adapt`` (one unit's episodes at a time).

@@ -15,6 +15,9 @@ and one of them can teach RL² (:mod:`~adaptrl.agents.classic.teachers`).
   greedy, PSRL, optimistic PSRL, UCRL2, BEB (planning with
   :mod:`adaptrl.planning.value_iteration`), :func:`run_mdp`.
 * :mod:`~adaptrl.agents.classic.methods` — every algorithm by name with its tuning grid.
+* :mod:`~adaptrl.agents.classic.trial_agents` — any of them as a trial actor under the one
+  agent contract (:class:`ClassicBanditAgent`, :class:`ClassicMDPAgent`,
+  :func:`classic_agent` by name), scored by :mod:`adaptrl.evaluation.protocol` like RL².
 * :mod:`adaptrl.evaluation.classic_tables` scores them: the paper's comparison tables.
 """
 
@@ -57,6 +60,7 @@ from adaptrl.agents.classic.tabular import (
     MDPAgent,
     MDPCounts,
     MDPPrior,
+    MDPTrialMemory,
     MyopicGreedyMDP,
     OptimisticPSRL,
     RandomMDP,
@@ -64,14 +68,22 @@ from adaptrl.agents.classic.tabular import (
     optimistic_expectation,
     run_mdp,
 )
+from adaptrl.agents.classic.trial_agents import (
+    ClassicAgent,
+    ClassicBanditAgent,
+    ClassicMDPAgent,
+    MDPTrialState,
+    classic_agent,
+)
 
 __all__ = [
     "BANDIT_METHODS", "BEB", "MDP_METHODS", "PAPER_BANDIT_METHODS", "PAPER_BANDIT_SETTINGS",
     "PAPER_MDP_METHODS", "PAPER_MDP_SETTINGS", "PSRL", "UCB1", "UCRL2", "BanditPolicy",
-    "BanditState", "EpsilonGreedy", "EpsilonGreedyMDP", "FiniteHorizonTable", "GittinsPolicy",
-    "Greedy", "GreedyMDP", "MDPAgent", "MDPCounts", "MDPPrior", "Method",
-    "MostProbableThompson", "MyopicGreedyMDP", "OptimisticPSRL", "OptimisticThompson",
-    "RandomBandit", "RandomMDP", "TABULARL_PRIOR", "Thompson", "discounted_table",
-    "finite_horizon_table", "gittins_index", "grid", "grid_search", "optimistic_envelope",
-    "optimistic_expectation", "run_bandit", "run_mdp",
+    "BanditState", "ClassicAgent", "ClassicBanditAgent", "ClassicMDPAgent", "EpsilonGreedy",
+    "EpsilonGreedyMDP", "FiniteHorizonTable", "GittinsPolicy", "Greedy", "GreedyMDP", "MDPAgent",
+    "MDPCounts", "MDPPrior", "MDPTrialMemory", "MDPTrialState", "Method", "MostProbableThompson",
+    "MyopicGreedyMDP", "OptimisticPSRL", "OptimisticThompson", "RandomBandit", "RandomMDP",
+    "TABULARL_PRIOR", "Thompson", "classic_agent", "discounted_table", "finite_horizon_table",
+    "gittins_index", "grid", "grid_search", "optimistic_envelope", "optimistic_expectation",
+    "run_bandit", "run_mdp",
 ]

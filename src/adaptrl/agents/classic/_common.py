@@ -1,7 +1,9 @@
 """Pieces shared by the classic bandit and tabular-MDP baselines.
 
 Random draws (uniform tie-breaking, categorical, Beta and Dirichlet samples) all take an
-explicit ``torch.Generator`` so that every baseline is reproducible under a seed, and the
+explicit ``torch.Generator`` so that every baseline is reproducible under a seed; they are
+drawn on the generator's device (:mod:`adaptrl.randomness`), so a baseline whose tensors
+live on a GPU plays from the run's CPU generator as well as from a CUDA one; and the
 hyperparameter grid search used to tune the baselines the way the RL² paper did
 (Duan et al. 2016, §4: "we tuned the hyperparameters of every baseline") lives here once.
 """
@@ -14,7 +16,7 @@ from typing import Any
 
 import torch
 
-from adaptrl.randomness import inverse_cdf
+from adaptrl.randomness import dirichlet, inverse_cdf, rand, standard_gamma
 
 Params = Mapping[str, Any]
 
@@ -41,27 +43,27 @@ def random_argmax(values: torch.Tensor, generator: torch.Generator) -> torch.Ten
     first one, a systematic bias.
     """
     best = values.amax(dim=-1, keepdim=True)
-    noise = torch.rand(values.shape, generator=generator, device=values.device)
+    noise = rand(values.shape, generator, values.device)
     return torch.where(values == best, noise, -1.0).argmax(dim=-1)
 
 
 def sample_categorical(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One index per row of ``probs`` (rows sum to 1 along the last dim), by inverse CDF."""
-    u = torch.rand(probs.shape[:-1], generator=generator, device=probs.device)
+    u = rand(probs.shape[:-1], generator, probs.device)
     return inverse_cdf(probs, u)
 
 
 def sample_beta(alpha: torch.Tensor, beta: torch.Tensor,
                 generator: torch.Generator) -> torch.Tensor:
     """``Beta(alpha, beta)`` draws as ``X / (X + Y)`` with ``X ~ Gamma(alpha), Y ~ Gamma(beta)``."""
-    x = torch._standard_gamma(alpha, generator=generator)
-    y = torch._standard_gamma(beta, generator=generator)
+    x = standard_gamma(alpha, generator)
+    y = standard_gamma(beta, generator)
     return x / (x + y)
 
 
 def sample_dirichlet(concentration: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """``Dirichlet(concentration)`` draws along the last dim."""
-    return torch._sample_dirichlet(concentration, generator=generator)
+    return dirichlet(concentration, generator)
 
 
 def grid_search(evaluate: Callable[[Params], float], grid: Iterable[Params]

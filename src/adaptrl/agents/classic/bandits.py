@@ -31,6 +31,7 @@ from adaptrl.agents.classic._common import (
     random_argmax,
     sample_beta,
 )
+from adaptrl.randomness import rand, randint
 from adaptrl.tasks.common import check_int
 
 Prior = tuple[float, float]
@@ -74,10 +75,13 @@ class BanditState:
         mean = (self.successes + prior[0]) / total.clamp(min=1e-12)
         return torch.where(total > 0, mean, torch.inf)
 
-    def update(self, arm: torch.Tensor, reward: torch.Tensor) -> None:
-        """Record one pull of ``arm`` ([N] int64) with ``reward`` ([N] 0/1 floats)."""
-        self.successes.scatter_add_(1, arm[:, None], reward[:, None])
-        self.pulls.scatter_add_(1, arm[:, None], torch.ones_like(reward)[:, None])
+    def update(self, arm: torch.Tensor, reward: torch.Tensor,
+               live: torch.Tensor | None = None) -> None:
+        """Record one pull of ``arm`` ([N] int64) with ``reward`` ([N] 0/1 floats); with
+        ``live`` (``[N]`` bool) only in the instances where it is set."""
+        weight = torch.ones_like(reward) if live is None else live.to(reward.dtype)
+        self.successes.scatter_add_(1, arm[:, None], (reward * weight)[:, None])
+        self.pulls.scatter_add_(1, arm[:, None], weight[:, None])
         self.t += 1
 
 
@@ -96,7 +100,7 @@ def check_prior(prior: Prior) -> Prior:
 
 def _uniform_arm(state: BanditState, generator: torch.Generator) -> torch.Tensor:
     num, arms = state.pulls.shape
-    return torch.randint(arms, (num,), generator=generator, device=state.pulls.device)
+    return randint(arms, (num,), generator, state.pulls.device)
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,7 @@ class EpsilonGreedy:
 
     def __call__(self, state: BanditState, generator: torch.Generator) -> torch.Tensor:
         greedy = random_argmax(state.mean(self.prior), generator)
-        explore = torch.rand(greedy.shape, generator=generator, device=greedy.device)
+        explore = rand(greedy.shape, generator, greedy.device)
         return torch.where(explore < self.epsilon, _uniform_arm(state, generator), greedy)
 
 
@@ -277,7 +281,7 @@ def run_bandit(policy: BanditPolicy, p: torch.Tensor, num_pulls: int,
     rewards = torch.empty(p.shape[0], num_pulls, device=p.device)
     for t in range(num_pulls):
         arm = policy(state, generator)
-        u = torch.rand(p.shape[0], generator=generator, device=p.device)
+        u = rand((p.shape[0],), generator, p.device)
         reward = (u < p.gather(1, arm[:, None]).squeeze(1)).to(rewards.dtype)
         state.update(arm, reward)
         rewards[:, t] = reward

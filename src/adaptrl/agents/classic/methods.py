@@ -9,7 +9,7 @@ paper tunes every method on separate training instances, Duan et al. 2016, §4).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -36,6 +36,7 @@ from adaptrl.agents.classic.tabular import (
     OptimisticPSRL,
     RandomMDP,
 )
+from adaptrl.errors import UserError
 
 PAPER_BANDIT_SETTINGS: tuple[tuple[int, int], ...] = tuple(
     (n, k) for n in (10, 100, 500) for k in (5, 10, 50))
@@ -61,6 +62,19 @@ class Method:
     def tuned(self) -> list[str]:
         """The hyperparameters its grid tunes."""
         return sorted({k for point in self.grid for k in point})
+
+
+def build_method(registry: Mapping[str, Method], name: str, params: Params,
+                 name_field: str = "name", params_field: str = "params") -> Any:
+    """The algorithm ``registry[name]`` built with ``params``. An unknown name or a wrong
+    parameter is a :class:`~adaptrl.errors.UserError` naming ``name_field`` or
+    ``params_field`` (the config fields they came from)."""
+    if name not in registry:
+        raise UserError(f"{name_field}: must be one of {sorted(registry)}, got {name!r}")
+    try:
+        return registry[name].make(**params)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{params_field}: {name}: {err}") from err
 
 
 BANDIT_METHODS: dict[str, Method] = {

@@ -47,6 +47,7 @@ from adaptrl.planning.value_iteration import (
     plan,
     value_iteration,
 )
+from adaptrl.randomness import randn
 from adaptrl.tasks.base import StepResult
 from adaptrl.tasks.common import check_int, check_positive
 
@@ -233,8 +234,7 @@ def _sample_mdps(counts: MDPCounts, prior: MDPPrior, samples: int,
     alpha = counts.posterior_transitions(prior).unsqueeze(1)
     alpha = alpha.expand(-1, samples, -1, -1, -1).contiguous()
     mean, precision = counts.posterior_rewards(prior)
-    noise = torch.randn((mean.shape[0], samples) + mean.shape[1:], generator=generator,
-                        device=mean.device)
+    noise = randn((mean.shape[0], samples, *mean.shape[1:]), generator, mean.device)
     rewards = mean.unsqueeze(1) + noise / precision.sqrt().unsqueeze(1)
     return sample_dirichlet(alpha, generator), rewards
 
@@ -427,12 +427,85 @@ def run_mdp(agent: MDPAgent, transitions: torch.Tensor, reward_mean: torch.Tenso
                 policy = agent(counts, generator)
             action = sample_categorical(policy[rows, h, state], generator)
             next_state = sample_categorical(transitions[rows, state, action], generator)
-            reward = reward_mean[rows, state, action] + torch.randn(
-                num, generator=generator, device=device)
+            reward = reward_mean[rows, state, action] + randn((num,), generator, device)
             counts.update(state, action, reward, next_state)
             returns[:, episode] += reward
             state = next_state
     return returns
+
+
+# ----------------------------------------------------------------------------- following a trial
+
+@dataclass
+class MDPTrialMemory:
+    """An :class:`MDPAgent` following a ``tabular-mdp`` trial in ``[tasks, trials]`` slots.
+
+    The one implementation behind :class:`MDPTeacher` (labels for imitation) and
+    :class:`~adaptrl.agents.classic.trial_agents.ClassicMDPAgent` (the agent acting in a
+    trial). It reads the slots' states from their one-hot observations, keeps the trial's
+    :class:`MDPCounts` (one row per slot), re-plans at every episode start exactly as
+    :func:`run_mdp` does (and before every step for an agent that
+    :func:`replans_every_step`), and gives the plan's action probabilities in each slot's
+    current state and step of the episode: for a greedy planner (:class:`PlansGreedily`)
+    uniform over its tied best actions, which is the distribution of :func:`run_mdp`'s
+    action (a state is met at most once per step of an episode, so a tie broken per visit
+    is a tie broken per plan).
+    """
+
+    agent: MDPAgent
+    counts: MDPCounts
+    shape: tuple[int, int]
+    policy: torch.Tensor | None = None  # [N, H, S, A] for the current episode (or step)
+
+    @classmethod
+    def empty(cls, agent: MDPAgent, num_tasks: int, trials: int, num_states: int,
+              num_actions: int, horizon: int, device: torch.device) -> MDPTrialMemory:
+        """Fresh memory for a trial in ``num_tasks x trials`` slots."""
+        counts = MDPCounts.empty(num_tasks * trials, num_states, num_actions, horizon, device)
+        return cls(agent, counts, (num_tasks, trials))
+
+    @property
+    def num_states(self) -> int:
+        return self.counts.visits.shape[1]
+
+    @property
+    def num_actions(self) -> int:
+        return self.counts.visits.shape[2]
+
+    def begin_episode(self) -> None:
+        """A new episode: the plan is made afresh (by :meth:`plan`, or on first use)."""
+        self.policy = None
+
+    def plan(self, generator: torch.Generator) -> None:
+        """Plan from the counts so far: the agent's action probabilities ``[N, H, S, A]``."""
+        values = getattr(self.agent, "action_values", None)
+        self.policy = (tie_uniform(values(self.counts, generator)) if values is not None
+                       else self.agent(self.counts, generator))
+
+    def states(self, obs: torch.Tensor) -> torch.Tensor:
+        """The slots' states ``[N]`` from one-hot observations ``[tasks, trials, S]``."""
+        if obs.shape[-1] != self.num_states:
+            raise ValueError(f"expected one-hot observations of {self.num_states} states, "
+                             f"got shape {tuple(obs.shape)}")
+        return obs.reshape(-1, self.num_states).argmax(-1)
+
+    def action_probs(self, obs: torch.Tensor, step: int,
+                     generator: torch.Generator) -> torch.Tensor:
+        """Action probabilities ``[tasks, trials, A]`` at step ``step`` of the episode in
+        the observed states; plans first if the episode has no plan yet, or at every step
+        ``> 0`` for an agent that re-plans every step."""
+        if self.policy is None or (step > 0 and replans_every_step(self.agent)):
+            self.plan(generator)
+        assert self.policy is not None
+        rows = torch.arange(self.policy.shape[0], device=self.policy.device)
+        probs = self.policy[rows, step, self.states(obs)]
+        return probs.reshape(*self.shape, self.num_actions)
+
+    def observe(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
+                next_obs: torch.Tensor, live: torch.Tensor) -> None:
+        """Count one step ``(s, a, r, s')`` of every slot where ``live`` (``[tasks, trials]``)."""
+        self.counts.update(self.states(obs), action.reshape(-1).long(), reward.reshape(-1),
+                           self.states(next_obs), live.reshape(-1))
 
 
 # ----------------------------------------------------------------------------- teaching
@@ -441,64 +514,47 @@ def run_mdp(agent: MDPAgent, transitions: torch.Tensor, reward_mean: torch.Tenso
 class MDPTeacher:
     """Any :class:`MDPAgent` as a teacher for imitation (:mod:`adaptrl.rollouts.imitation`).
 
-    It follows a ``tabular-mdp`` trial through its one-hot observations, keeps the trial's
-    :class:`MDPCounts` per ``[task, trial]`` slot, re-plans at every episode start exactly
-    as in :func:`run_mdp`, and gives its action probabilities in the slot's current state
-    and step of the episode: for a greedy planner (:class:`PlansGreedily`) uniform over
-    its tied best actions, so a label never names one tie at random. An agent that
-    re-plans at every step (:func:`replans_every_step`) is asked again before every step.
-    Whatever acted (the learner, or the teacher), the counts are those of the trial
-    actually played: DAgger's labels.
+    It follows a ``tabular-mdp`` trial with an :class:`MDPTrialMemory` (the trial's
+    :class:`MDPCounts` per ``[task, trial]`` slot, a plan made at every episode start as in
+    :func:`run_mdp`, or before every step for an agent that :func:`replans_every_step`) and
+    gives its action probabilities in the slot's current state and step of the episode:
+    for a greedy planner (:class:`PlansGreedily`) uniform over its tied best actions, so a
+    label never names one tie at random. Whatever acted (the learner, or the teacher), the
+    counts are those of the trial actually played: DAgger's labels.
     """
 
     agent: MDPAgent
     num_states: int
     num_actions: int
     horizon: int
-    counts: MDPCounts | None = None
-    policy: torch.Tensor | None = None  # [N, H, S, A] for the current episode (or step)
-    shape: tuple[int, int] = (0, 0)
+    memory: MDPTrialMemory | None = None
     generator: torch.Generator | None = None
 
+    @property
+    def counts(self) -> MDPCounts | None:
+        """The counts of the trial being followed (``None`` before :meth:`begin_trial`)."""
+        return None if self.memory is None else self.memory.counts
+
     def begin_trial(self, num_tasks: int, trials: int, device: torch.device) -> None:
-        self.shape = (num_tasks, trials)
-        self.counts = MDPCounts.empty(num_tasks * trials, self.num_states, self.num_actions,
-                                      self.horizon, device)
-        self.policy = None
+        self.memory = MDPTrialMemory.empty(self.agent, num_tasks, trials, self.num_states,
+                                           self.num_actions, self.horizon, device)
 
     def begin_episode(self, obs: torch.Tensor, generator: torch.Generator | None) -> None:
-        if self.counts is None:
+        if self.memory is None:
             raise RuntimeError("MDPTeacher.begin_episode before begin_trial")
         if generator is None:
             raise ValueError("MDPTeacher needs the trial's generator (ties, posterior samples)")
         self.generator = generator
-        self._plan()
-
-    def _plan(self) -> None:
-        assert self.counts is not None and self.generator is not None
-        values = getattr(self.agent, "action_values", None)
-        self.policy = (tie_uniform(values(self.counts, self.generator)) if values is not None
-                       else self.agent(self.counts, self.generator))
-
-    def _states(self, obs: torch.Tensor) -> torch.Tensor:
-        if obs.shape[-1] != self.num_states:
-            raise ValueError(f"MDPTeacher expects one-hot observations of {self.num_states} "
-                             f"states, got shape {tuple(obs.shape)}")
-        return obs.reshape(-1, self.num_states).argmax(-1)
+        self.memory.begin_episode()
+        self.memory.plan(generator)
 
     def action_probs(self, obs: torch.Tensor, step: int) -> torch.Tensor:
-        if self.policy is None:
+        if self.memory is None or self.memory.policy is None or self.generator is None:
             raise RuntimeError("MDPTeacher.action_probs before begin_episode")
-        if step > 0 and replans_every_step(self.agent):
-            self._plan()
-        rows = torch.arange(self.policy.shape[0], device=self.policy.device)
-        probs = self.policy[rows, step, self._states(obs)]
-        return probs.reshape(*self.shape, self.num_actions)
+        return self.memory.action_probs(obs, step, self.generator)
 
     def observe(self, obs: torch.Tensor, action: torch.Tensor, result: StepResult,
                 live: torch.Tensor) -> None:
-        if self.counts is None:
+        if self.memory is None:
             raise RuntimeError("MDPTeacher.observe before begin_trial")
-        self.counts.update(self._states(obs), action.reshape(-1).long(),
-                           result.reward.reshape(-1), self._states(result.observation),
-                           live.reshape(-1))
+        self.memory.observe(obs, action, result.reward, result.observation, live)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adaptrl.agents.classic.methods import MDP_METHODS
+from adaptrl.agents.classic.methods import MDP_METHODS, build_method
 from adaptrl.agents.classic.tabular import MDPTeacher
 from adaptrl.errors import UserError
 from adaptrl.tasks.base import TaskFamily
@@ -25,11 +25,6 @@ def build_teacher(family: TaskFamily, name: str, params: dict[str, Any]) -> MDPT
     if not isinstance(family, TabularMDP):
         raise UserError("algorithm.imitation: teachers exist for the tabular-mdp family "
                         f"(its classic algorithms), got family {family.name!r}")
-    if name not in MDP_METHODS:
-        raise UserError(f"algorithm.imitation.teacher: must be one of {sorted(MDP_METHODS)}, "
-                        f"got {name!r}")
-    try:
-        agent = MDP_METHODS[name].make(**params)
-    except (TypeError, ValueError) as err:
-        raise UserError(f"algorithm.imitation.params: {name}: {err}") from err
+    agent = build_method(MDP_METHODS, name, params, "algorithm.imitation.teacher",
+                         "algorithm.imitation.params")
     return MDPTeacher(agent, family.num_states, family.num_actions, family.horizon)
