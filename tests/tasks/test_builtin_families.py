@@ -31,7 +31,7 @@ def _gen(seed: int = 0) -> torch.Generator:
 
 def test_registry_holds_every_builtin_family() -> None:
     names = {"navigation-2d", "bandit-bernoulli", "tabular-mdp", "tracking-2d",
-             "cartpole-physics", "pendulum-physics"}
+             "cartpole-physics", "pendulum-physics", "catcher", "flappy-bird"}
     assert names <= set(registered())
     for name in names:
         assert make(name).name == name

@@ -58,7 +58,10 @@ class Agent(Protocol):
     MDP algorithms (:mod:`adaptrl.agents.classic.trial_agents`), and the one trial loop
     :func:`~adaptrl.rollouts.trial_sampler.play_trials` that RL² also trains with); for
     ``gradient_steps``, :class:`adaptrl.algorithms.base.GradientAgent`'s
-    ``initial_params`` / ``adapt`` (one unit's episodes at a time).
+    ``initial_params`` / ``adapt`` (one unit's episodes at a time); for ``env_steps``,
+    :class:`~adaptrl.rollouts.online.OnlineLearner` (``begin`` a learning state, ``act``,
+    ``observe`` each step, ``evaluation_actor`` to score it), driven by
+    :func:`~adaptrl.rollouts.online.play_online` (:class:`adaptrl.agents.dqn.DQNAgent`).
     """
 
     @property

@@ -5,7 +5,9 @@ the score after each unit: the mean episode return per task, summarised by its m
 95% CI over tasks. For a gradient-based agent a unit is one inner gradient step (each on
 ``episodes`` fresh episodes sampled with the current adapted policy, which are also the
 episodes scored: the MAML paper's meta-test); for a memory-based agent a unit is one
-episode of the trial.
+episode of the trial; for an online learner (a DQN) a unit is ``env_steps_per_unit``
+env steps of learning on each task, and the score is the greedy return of ``episodes``
+separate evaluation episodes (:func:`online_curve`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,15 @@ import torch
 from adaptrl.agents.contract import AdaptationUnit, Agent
 from adaptrl.algorithms.base import GradientAgent
 from adaptrl.models.functional import expand_params
+from adaptrl.rollouts.online import OnlineLearner, play_online
 from adaptrl.rollouts.sampler import BatchSampler, BatchUnit
-from adaptrl.rollouts.trial_sampler import TrialActor, play_trials, trial_episode_returns
-from adaptrl.tasks.base import TaskFamily, Tasks
+from adaptrl.rollouts.trial_sampler import (
+    TrialActor,
+    play_trials,
+    trial_episode_returns,
+    trial_returns,
+)
+from adaptrl.tasks.base import BatchedEnv, TaskFamily, Tasks
 
 
 def gradient_curve(family: TaskFamily, agent: GradientAgent, tasks: Tasks, steps: int,
@@ -60,16 +68,57 @@ def trial_curve(family: TaskFamily, agent: TrialActor[Any], tasks: Tasks, steps:
     return trial_episode_returns(played, steps + 1).mean(-1)
 
 
+def greedy_returns(env: BatchedEnv, actor: TrialActor[Any], seed: int) -> torch.Tensor:
+    """The mean return per task ``[tasks]`` of one episode in every slot of ``env``, played
+    by ``actor`` from a generator seeded ``seed``."""
+    played = play_trials(env, actor, 1, torch.Generator().manual_seed(seed))
+    return trial_returns(played).mean(-1)
+
+
+def online_curve(family: TaskFamily, agent: OnlineLearner[Any], tasks: Tasks, steps: int,
+                 episodes: int, env_steps_per_unit: int, generator: torch.Generator,
+                 eval_seed: int, device: torch.device) -> torch.Tensor:
+    """Scores ``[steps+1, tasks]`` of an online learner (unit: env steps) after
+    ``0, s, 2s, ..., steps x s`` env steps of learning, ``s = env_steps_per_unit``.
+
+    Every task learns in one env slot of its own (:func:`play_online`, from
+    ``generator``); after each unit the agent as it stands
+    (``agent.evaluation_actor(state)``: no exploration, no learning) plays ``episodes``
+    episodes per task in a separate evaluation env, each checkpoint from a generator
+    seeded ``eval_seed`` (the same episode randomness at every checkpoint, so that the
+    curve's differences are the learning's). Unit 0 scores the untrained agent.
+    """
+    env = family.make_env(tasks, 1, device)
+    eval_env = family.make_env(tasks, episodes, device)
+    state = agent.begin(env)
+    scores = []
+    for k in range(steps + 1):
+        scores.append(greedy_returns(eval_env, agent.evaluation_actor(state), eval_seed))
+        if k < steps:
+            state = play_online(env, agent, env_steps_per_unit, generator, state=state).state
+    return torch.stack(scores)
+
+
 def adaptation_curves(family: TaskFamily, agent: Agent, tasks: Tasks, steps: int, episodes: int,
-                      seed: int, device: torch.device, batch_unit: BatchUnit = "episodes"
-                      ) -> dict[str, torch.Tensor]:
+                      seed: int, device: torch.device, batch_unit: BatchUnit = "episodes",
+                      env_steps_per_unit: int | None = None) -> dict[str, torch.Tensor]:
     """``{"return": [steps+1, tasks]}`` plus ``"success"`` where the env reports success.
 
-    ``batch_unit`` counts a gradient agent's batches (:class:`BatchSampler`)."""
+    ``batch_unit`` counts a gradient agent's batches (:class:`BatchSampler`);
+    ``env_steps_per_unit`` is the size of a unit of an online learner (required for one:
+    :func:`online_curve`)."""
     generator = torch.Generator().manual_seed(seed)
     if agent.unit == AdaptationUnit.EPISODES and isinstance(agent, TrialActor):
         return {"return": trial_curve(family, agent, tasks, steps, episodes, generator,
                                       device)}
+    if agent.unit == AdaptationUnit.ENV_STEPS and isinstance(agent, OnlineLearner):
+        if env_steps_per_unit is None:
+            raise ValueError(f"{type(agent).__name__} adapts in env steps: the protocol "
+                             "needs env_steps_per_unit (evaluation.env_steps_per_unit)")
+        # the evaluation episodes draw from their own seed, taken from the run's generator
+        eval_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        return {"return": online_curve(family, agent, tasks, steps, episodes,
+                                       env_steps_per_unit, generator, eval_seed, device)}
     if agent.unit != AdaptationUnit.GRADIENT_STEPS or not isinstance(agent, GradientAgent):
         raise TypeError(f"{type(agent).__name__} declares adaptation unit {agent.unit!s}, "
                         "which has no scorer in adaptrl.evaluation.protocol (or lacks that "
@@ -84,11 +133,11 @@ def adaptation_curves(family: TaskFamily, agent: Agent, tasks: Tasks, steps: int
 
 
 def adaptation_curve(family: TaskFamily, agent: Agent, tasks: Tasks, steps: int, episodes: int,
-                     seed: int, device: torch.device, batch_unit: BatchUnit = "episodes"
-                     ) -> torch.Tensor:
+                     seed: int, device: torch.device, batch_unit: BatchUnit = "episodes",
+                     env_steps_per_unit: int | None = None) -> torch.Tensor:
     """The adaptation curve of any agent on ``tasks``, sampling from a generator seeded ``seed``."""
     return adaptation_curves(family, agent, tasks, steps, episodes, seed, device,
-                             batch_unit)["return"]
+                             batch_unit, env_steps_per_unit)["return"]
 
 
 def oracle_curve(family: TaskFamily, tasks: Tasks, steps: int, episodes: int,

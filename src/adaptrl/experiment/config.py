@@ -113,8 +113,12 @@ class EvaluationConfig(ConfigModel):
     """The meta-test protocol: held-out tasks, K adaptation units, scores with 95% CIs."""
 
     num_tasks: int = Field(40, ge=2, description="held-out test tasks")
-    steps: int = Field(3, ge=0, description="adaptation units K (gradient steps or episodes)")
+    steps: int = Field(3, ge=0, description="adaptation units K (gradient steps, episodes or "
+                       "env_steps_per_unit env steps)")
     episodes: int = Field(40, ge=1, description="episodes per task per adaptation step")
+    env_steps_per_unit: int = Field(
+        1000, ge=1, description="env steps of online learning per adaptation unit, for an "
+        "agent whose unit is env_steps (a DQN): scored after 0, 1, ..., steps units")
     batch_unit: BatchUnit = Field(
         "episodes", description="episodes: exactly `episodes` per step; steps: whole "
         "episodes up to episodes x horizon steps per step; finished_steps: `episodes` "

@@ -223,7 +223,8 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
     methods = {}
     scores: dict[str, torch.Tensor] = {}
     for name, a in agents.items():
-        curves = adaptation_curves(family, a, tasks, k, ev.episodes, s, device, ev.batch_unit)
+        curves = adaptation_curves(family, a, tasks, k, ev.episodes, s, device, ev.batch_unit,
+                                   ev.env_steps_per_unit)
         scores[name] = curves["return"]
         # per-task scores [units+1][tasks] make paired comparisons across runs possible
         methods[name] = {**curve_summary(curves["return"]),

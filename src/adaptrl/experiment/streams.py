@@ -60,7 +60,7 @@ class StreamScorer:
         def score(stage: int) -> torch.Tensor:
             curves = adaptation_curves(self.family, agent, self.tasks[stage], ev.steps,
                                        ev.episodes, ev.seed + stage, self.device,
-                                       ev.batch_unit)
+                                       ev.batch_unit, ev.env_steps_per_unit)
             return curves["return"][-1]
 
         self.record.score_stages(finished, score, include_future=True)

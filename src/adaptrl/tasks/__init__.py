@@ -4,7 +4,9 @@ from adaptrl.tasks.adapters import register_adapter_families
 from adaptrl.tasks.bandits import BanditBernoulli
 from adaptrl.tasks.base import SPLITS, BatchedEnv, Split, StepResult, TaskFamily, Tasks
 from adaptrl.tasks.cartpole import CartPolePhysics
+from adaptrl.tasks.catcher import Catcher
 from adaptrl.tasks.checker import check_task_family
+from adaptrl.tasks.flappy import FlappyBird
 from adaptrl.tasks.navigation import Navigation2D
 from adaptrl.tasks.pendulum import PendulumPhysics
 from adaptrl.tasks.registry import make, register, registered
@@ -24,9 +26,15 @@ register("cartpole-physics", CartPolePhysics,
          "CartPole-v1 with pole length, masses, gravity and force varied 0.5x..2x")
 register("pendulum-physics", PendulumPhysics,
          "Pendulum-v1 with length, mass, gravity and damping varied")
+register("catcher", Catcher,
+         "PLE's Catcher (Tasfi 2016) with fruit speed, paddle speed and width varied; "
+         "3 lives, +1 catch, -1 miss (MER's continual Catcher)")
+register("flappy-bird", FlappyBird,
+         "PLE's Flappy Bird (Tasfi 2016) with pipe gap, gravity and flap strength varied; "
+         "+1 per pipe, -5 on a crash (MER's narrowing gap)")
 register_adapter_families()  # MuJoCo / Meta-World families (imported lazily, extras)
 
-__all__ = ["SPLITS", "BanditBernoulli", "BatchedEnv", "CartPolePhysics", "Navigation2D",
-           "PendulumPhysics", "Split", "StepResult", "TabularMDP", "TaskFamily", "Tasks",
-           "Tracking2D", "check_task_family", "make", "register", "registered",
-           "sample_split", "split_of"]
+__all__ = ["SPLITS", "BanditBernoulli", "BatchedEnv", "CartPolePhysics", "Catcher",
+           "FlappyBird", "Navigation2D", "PendulumPhysics", "Split", "StepResult", "TabularMDP",
+           "TaskFamily", "Tasks", "Tracking2D", "check_task_family", "make", "register",
+           "registered", "sample_split", "split_of"]

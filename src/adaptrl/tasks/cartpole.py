@@ -42,8 +42,7 @@ from adaptrl.tasks.common import (
     Range,
     check_dtype,
     check_int,
-    check_range,
-    check_some_range_varies,
+    check_ranges,
     draw_uniform_params,
     freeze,
 )
@@ -115,9 +114,7 @@ class CartPolePhysics:
         given = {"gravity": gravity_range, "cart_mass": cart_mass_range,
                  "pole_mass": pole_mass_range, "length": length_range,
                  "force_mag": force_mag_range}
-        self.ranges = {k: check_range(f"{k}_range", v, 0.0, strict_minimum=True)
-                       for k, v in given.items()}
-        check_some_range_varies(self.name, {f"{k}_range": v for k, v in self.ranges.items()})
+        self.ranges = check_ranges(self.name, given)
         if not (isinstance(reversed_fraction, (int, float)) and 0 <= reversed_fraction <= 1):
             raise ValueError(f"reversed_fraction must be a probability in [0, 1], "
                              f"got {reversed_fraction!r}")

@@ -1,0 +1,71 @@
+"""Action-value networks for value-based learners (DQN and its meta-learned variants).
+
+:class:`QNetwork` maps an observation to one value per discrete action, ``Q(s, .)``
+``[..., actions]``. Like the policies of :mod:`adaptrl.models.policies` it is called with
+an explicit parameter dict, and a parameter may carry a leading *task* dimension: with
+per-task parameters ``[tasks, ...]`` and observations ``[tasks, ...]`` one batched call
+evaluates every task's own Q-network (:mod:`adaptrl.models.functional`), which is how a
+DQN learner runs a batch of tasks without a Python loop over them.
+
+Two heads:
+
+* plain (Mnih et al. 2015, "Human-level control through deep reinforcement learning"):
+  the MLP's last layer outputs ``Q(s, a)`` directly;
+* dueling (Wang et al. 2016, "Dueling network architectures for deep reinforcement
+  learning", eq. 9): the last hidden layer feeds a value head ``V(s)`` and an advantage
+  head ``A(s, a)``, aggregated as ``Q = V + A - mean_a A``, so that ``V`` is identifiable
+  (``mean_a Q(s, a) = V(s)``).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from adaptrl.models.functional import MLP, Params, activation, linear, named_params
+from adaptrl.models.policies import space_dims
+
+
+class QNetwork(nn.Module):
+    """An MLP Q-network over ``num_actions`` actions, optionally dueling (see module doc).
+
+    Parameter names: ``body.layers.{i}.{weight,bias}`` for the MLP (its output is ``Q``
+    for a plain network, the last hidden features for a dueling one) and, when dueling,
+    ``value.{weight,bias}`` and ``advantage.{weight,bias}``.
+    """
+
+    def __init__(self, obs_dim: int, num_actions: int, hidden: tuple[int, ...] = (120, 84),
+                 act: str = "relu", dueling: bool = False) -> None:
+        super().__init__()
+        if dueling and not hidden:
+            raise ValueError("a dueling Q-network needs at least one hidden layer")
+        self.num_actions = num_actions
+        self.dueling = dueling
+        self._act = activation(act)
+        if dueling:
+            self.body = MLP(obs_dim, hidden[-1], hidden[:-1], act)
+            self.value = nn.Linear(hidden[-1], 1)
+            self.advantage = nn.Linear(hidden[-1], num_actions)
+        else:
+            self.body = MLP(obs_dim, num_actions, hidden, act)
+
+    def forward(self, obs: torch.Tensor, params: Params | None = None) -> torch.Tensor:
+        """``Q(obs, .)`` ``[..., actions]``; per-task ``params`` need ``obs [tasks, ...]``."""
+        p = named_params(self) if params is None else params
+        x = self.body(obs, p, prefix="body.")
+        if not self.dueling:
+            return x
+        x = self._act(x)
+        value = linear(x, p["value.weight"], p["value.bias"])
+        adv = linear(x, p["advantage.weight"], p["advantage.bias"])
+        return value + adv - adv.mean(-1, keepdim=True)
+
+
+def make_q_network(observation_space: gym.Space, action_space: gym.Space,
+                   hidden: tuple[int, ...] = (120, 84), act: str = "relu",
+                   dueling: bool = False) -> QNetwork:
+    """The Q-network for the spaces; the action space must be ``Discrete``."""
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise ValueError(f"a Q-network needs a Discrete action space, got {action_space}")
+    return QNetwork(space_dims(observation_space), int(action_space.n), hidden, act, dueling)
