@@ -25,11 +25,21 @@ Why reversed tasks: with physics alone, one robust balancing policy already scor
 near the horizon on every task (a MAML run at horizon 200 scored 200 before adapting),
 so there is nothing to adapt. Swapped controls cannot be handled without identifying
 the task, which makes adaptation necessary.
+
+Separate train and test sets (``train_grid`` / ``test_boxes``,
+:class:`~adaptrl.tasks.splits.GridBoxSplit`) replace the hashed split of one prior: train
+tasks on a grid, test tasks out of distribution in boxes. :data:`CADM_PARAMS` are those of
+context-aware model-based RL (Lee et al. 2020, CaDM): Gymnasium's discrete cart-pole
+(pole mass 0.1) with ``force_mag`` in {5, 6, ..., 15} and ``length`` (the half length,
+CaDM's gym ``length`` too) in {0.40, 0.45, ..., 0.60} for training, and four
+out-of-distribution test boxes (force, length): ([2, 2.5], [0.15, 0.2]),
+([3, 3.5], [0.25, 0.3]), ([16.5, 17], [0.7, 0.75]), ([17.5, 18], [0.8, 0.85]); horizon 200.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -46,7 +56,7 @@ from adaptrl.tasks.common import (
     draw_uniform_params,
     freeze,
 )
-from adaptrl.tasks.splits import sample_split
+from adaptrl.tasks.splits import TestBoxes, TrainGrid, grid_box_split, sample_split, split_of
 
 GYMNASIUM_DEFAULTS: dict[str, float] = {
     "gravity": 9.8, "cart_mass": 1.0, "pole_mass": 0.1, "length": 0.5, "force_mag": 10.0,
@@ -54,6 +64,20 @@ GYMNASIUM_DEFAULTS: dict[str, float] = {
 TAU = 0.02
 X_THRESHOLD = 2.4
 THETA_THRESHOLD = 12 * 2 * math.pi / 360
+
+CADM_PARAMS: dict[str, Any] = {
+    "gravity_range": (9.8, 9.8), "cart_mass_range": (1.0, 1.0), "pole_mass_range": (0.1, 0.1),
+    "train_grid": {"force_mag": [5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0],
+                   "length": [0.40, 0.45, 0.50, 0.55, 0.60]},
+    "test_boxes": [{"force_mag": (2.0, 2.5), "length": (0.15, 0.2)},
+                   {"force_mag": (3.0, 3.5), "length": (0.25, 0.3)},
+                   {"force_mag": (16.5, 17.0), "length": (0.7, 0.75)},
+                   {"force_mag": (17.5, 18.0), "length": (0.8, 0.85)}],
+    "horizon": 200,
+}
+"""``CartPolePhysics(**CADM_PARAMS)``: the train grid and out-of-distribution test boxes of
+context-aware model-based RL (Lee et al. 2020, CaDM; its ``cadm/envs/config.py``), gravity,
+cart and pole mass at Gymnasium's values; configs/maml-cartpole-cadm.yaml spells it out."""
 
 
 class CartPoleEnv:
@@ -103,18 +127,30 @@ class CartPoleEnv:
 
 
 class CartPolePhysics:
-    """Task family ``cartpole-physics`` (module docstring: dynamics, ranges, episode ends)."""
+    """Task family ``cartpole-physics`` (module docstring: dynamics, ranges, episode ends).
+
+    ``train_grid`` / ``test_boxes`` (both or neither; keys among ``force_mag``, ``length``,
+    ``gravity``, ``cart_mass``, ``pole_mass``) give separate train and test sets
+    (:func:`~adaptrl.tasks.splits.grid_box_split`; :data:`CADM_PARAMS`, Lee et al. 2020):
+    a parameter they name takes its values from them, not from its ``*_range``, and
+    ``ranges`` declares its hull. Without them a task's split is a hash of its parameters.
+    """
 
     name = "cartpole-physics"
 
     def __init__(self, gravity_range: Range = (4.9, 19.6), cart_mass_range: Range = (0.5, 2.0),
                  pole_mass_range: Range = (0.05, 0.2), length_range: Range = (0.25, 1.0),
                  force_mag_range: Range = (5.0, 20.0), reversed_fraction: float = 0.0,
-                 horizon: int = 500, dtype: str = "float64") -> None:
+                 horizon: int = 500, dtype: str = "float64", train_grid: TrainGrid | None = None,
+                 test_boxes: TestBoxes | None = None) -> None:
         given = {"gravity": gravity_range, "cart_mass": cart_mass_range,
                  "pole_mass": pole_mass_range, "length": length_range,
                  "force_mag": force_mag_range}
-        self.ranges = check_ranges(self.name, given)
+        self.grid_split = grid_box_split(self.name, train_grid, test_boxes, set(given),
+                                         minimum=0.0, strict_minimum=True)
+        self.ranges = check_ranges(self.name, given, must_vary=self.grid_split is None)
+        if self.grid_split is not None:
+            self.ranges.update(self.grid_split.hull())
         if not (isinstance(reversed_fraction, (int, float)) and 0 <= reversed_fraction <= 1):
             raise ValueError(f"reversed_fraction must be a probability in [0, 1], "
                              f"got {reversed_fraction!r}")
@@ -132,7 +168,13 @@ class CartPolePhysics:
         return Tasks({**tasks.params, "force_sign": sign})
 
     def sample(self, n: int, split: Split, generator: torch.Generator) -> Tasks:
+        if self.grid_split is not None:
+            return self.grid_split.sample(self._draw, n, split, generator)
         return sample_split(self._draw, n, split, generator)
+
+    def split_of(self, tasks: Tasks) -> list[Split]:
+        """The split each task belongs to: by test box, or by hash without one."""
+        return split_of(tasks) if self.grid_split is None else self.grid_split.split_of(tasks)
 
     def make_env(self, tasks: Tasks, episodes_per_task: int,
                  device: torch.device | str = "cpu") -> CartPoleEnv:

@@ -71,14 +71,16 @@ def check_some_range_varies(family: str, ranges: Mapping[str, Range]) -> None:
 
 
 def check_ranges(family: str, given: Mapping[str, Range], minimum: float = 0.0,
-                 strict_minimum: bool = True) -> dict[str, Range]:
+                 strict_minimum: bool = True, must_vary: bool = True) -> dict[str, Range]:
     """``given`` (``{key: (low, high)}``) checked as ``<key>_range`` constructor arguments,
     each within ``(minimum, inf)`` (``[minimum, inf)`` unless ``strict_minimum``), at least
-    one of them wider than a point (:func:`check_some_range_varies`): a physics family's
+    one of them wider than a point (:func:`check_some_range_varies`) when ``must_vary``
+    (False where separate train / test sets make the tasks vary): a physics family's
     ``ranges`` (:class:`~adaptrl.tasks.base.DeclaresRanges`)."""
     ranges = {k: check_range(f"{k}_range", v, minimum, strict_minimum=strict_minimum)
               for k, v in given.items()}
-    check_some_range_varies(family, {f"{k}_range": v for k, v in ranges.items()})
+    if must_vary:
+        check_some_range_varies(family, {f"{k}_range": v for k, v in ranges.items()})
     return ranges
 
 

@@ -12,18 +12,31 @@ damping torque ``-b * thetadot`` (``b = 0`` is Gymnasium's pendulum)::
 ``theta = 0`` is upright. Observation ``[cos theta, sin theta, thetadot]`` (float32; the
 state is kept in ``dtype``, float64 by default). Action ``Box(-max_torque, max_torque,
 (1,))`` (``max_torque = 2`` as Gymnasium). No terminal states; *truncated* at ``horizon``
-(200, Gymnasium's time limit). The initial state is ``theta ~ U[-pi, pi]``,
-``thetadot ~ U[-1, 1]`` from the generator given to ``reset``.
+(200, Gymnasium's time limit). The initial state is ``theta ~ U[start_theta_range]``,
+``thetadot ~ U[start_theta_dot_range]`` (Gymnasium's ``U[-pi, pi]``, ``U[-1, 1]`` by
+default) from the generator given to ``reset``.
 
 A task is four scalars, each uniform over its range: ``gravity`` [5, 20] (Gymnasium 10),
 ``mass`` [0.5, 2] (1), ``length`` [0.5, 2] (1), ``damping`` [0, 0.5] (0). At Gymnasium's
 values the env matches ``Pendulum-v1`` step for step
 (tests/tasks/test_physics_known_answer.py).
+
+Separate train and test sets (``train_grid`` / ``test_boxes``,
+:class:`~adaptrl.tasks.splits.GridBoxSplit`) replace the hashed split of one prior.
+:data:`CADM_PARAMS` are those of context-aware model-based RL (Lee et al. 2020, CaDM):
+``mass`` and ``length`` in {0.75, 0.80, ..., 1.25} for training, four out-of-distribution
+test boxes (mass, length): ([0.2, 0.4], [1.6, 1.8]), ([0.5, 0.7], [1.3, 1.5]),
+([1.3, 1.5], [0.5, 0.7]), ([1.6, 1.8], [0.2, 0.4]); gravity 10, no damping; the pendulum
+starts hanging down, ``theta ~ U[7 pi / 8, 9 pi / 8]``, ``thetadot ~ U[-0.2, 0.2]``; the
+cost above; horizon 200. (CaDM's own code charges ``0.001 (u / 2)^2`` in its env's step,
+its planner's reward ``0.001 u^2``; it also advances theta with the unclipped velocity, as
+old gym did. We keep Gymnasium's step and the cost as the paper and REFERENCES.md give it.)
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -42,12 +55,29 @@ from adaptrl.tasks.common import (
     draw_uniform_params,
     freeze,
 )
-from adaptrl.tasks.splits import sample_split
+from adaptrl.tasks.splits import TestBoxes, TrainGrid, grid_box_split, sample_split, split_of
 
 GYMNASIUM_DEFAULTS: dict[str, float] = {"gravity": 10.0, "mass": 1.0, "length": 1.0,
                                         "damping": 0.0}
 DT = 0.05
 MAX_SPEED = 8.0
+
+_CADM_SET = [0.75, 0.80, 0.85, 0.90, 0.95, 1.00, 1.05, 1.10, 1.15, 1.20, 1.25]
+CADM_PARAMS: dict[str, Any] = {
+    "gravity_range": (10.0, 10.0), "damping_range": (0.0, 0.0),
+    "train_grid": {"mass": _CADM_SET, "length": _CADM_SET},
+    "test_boxes": [{"mass": (0.2, 0.4), "length": (1.6, 1.8)},
+                   {"mass": (0.5, 0.7), "length": (1.3, 1.5)},
+                   {"mass": (1.3, 1.5), "length": (0.5, 0.7)},
+                   {"mass": (1.6, 1.8), "length": (0.2, 0.4)}],
+    "start_theta_range": (7 * math.pi / 8, 9 * math.pi / 8),
+    "start_theta_dot_range": (-0.2, 0.2),
+    "horizon": 200,
+}
+"""``PendulumPhysics(**CADM_PARAMS)``: the train grid, out-of-distribution test boxes and
+hanging start of context-aware model-based RL (Lee et al. 2020, CaDM; its
+``cadm/envs/config.py`` and ``classic_control.py``); configs/maml-pendulum-cadm.yaml spells
+it out."""
 
 
 def angle_normalize(theta: torch.Tensor) -> torch.Tensor:
@@ -62,7 +92,8 @@ class PendulumEnv:
     """
 
     def __init__(self, params: dict[str, torch.Tensor], episodes_per_task: int, horizon: int,
-                 max_torque: float, dtype: torch.dtype, device: torch.device) -> None:
+                 max_torque: float, dtype: torch.dtype, device: torch.device,
+                 start: tuple[Range, Range] = ((-math.pi, math.pi), (-1.0, 1.0))) -> None:
         col = {k: v.to(device, dtype).unsqueeze(1) for k, v in params.items()}  # [n, 1]
         self.device, self.dtype = device, dtype
         self.num_tasks = col["gravity"].shape[0]
@@ -71,6 +102,11 @@ class PendulumEnv:
         self.gravity_term = 3 * col["gravity"] / (2 * col["length"])
         self.torque_term = 3.0 / (col["mass"] * col["length"] ** 2)
         self.damping = col["damping"]
+        # the start box as centre +- half width: Gymnasium's high * (2u - 1) at the default
+        self.start_centre = torch.tensor([(lo + hi) / 2 for lo, hi in start], dtype=dtype,
+                                         device=device)
+        self.start_half = torch.tensor([(hi - lo) / 2 for lo, hi in start], dtype=dtype,
+                                       device=device)
         self.clock = EpisodeClock(self.num_tasks, episodes_per_task, horizon, device)
         self.state = torch.zeros(self.num_tasks, episodes_per_task, 2, dtype=dtype,
                                  device=device)
@@ -83,8 +119,7 @@ class PendulumEnv:
     def reset(self, generator: torch.Generator | None = None) -> torch.Tensor:
         self.clock.reset()
         u = rand(self.state.shape, generator, self.device, self.dtype)
-        high = torch.tensor([math.pi, 1.0], dtype=self.dtype, device=self.device)
-        self.state = high * (2 * u - 1)
+        self.state = self.start_centre + self.start_half * (2 * u - 1)
         self.observation = self._observe()
         return self.observation.clone()
 
@@ -104,20 +139,40 @@ class PendulumEnv:
 
 
 class PendulumPhysics:
-    """Task family ``pendulum-physics`` (module docstring: dynamics, ranges, episode ends)."""
+    """Task family ``pendulum-physics`` (module docstring: dynamics, ranges, episode ends).
+
+    ``train_grid`` / ``test_boxes`` (both or neither; keys among ``mass``, ``length``,
+    ``gravity``, ``damping``) give separate train and test sets
+    (:func:`~adaptrl.tasks.splits.grid_box_split`; :data:`CADM_PARAMS`, Lee et al. 2020):
+    a parameter they name takes its values from them, not from its ``*_range``, and
+    ``ranges`` declares its hull. Without them a task's split is a hash of its parameters.
+    """
 
     name = "pendulum-physics"
 
     def __init__(self, gravity_range: Range = (5.0, 20.0), mass_range: Range = (0.5, 2.0),
                  length_range: Range = (0.5, 2.0), damping_range: Range = (0.0, 0.5),
-                 max_torque: float = 2.0, horizon: int = 200, dtype: str = "float64") -> None:
+                 max_torque: float = 2.0, horizon: int = 200, dtype: str = "float64",
+                 train_grid: TrainGrid | None = None, test_boxes: TestBoxes | None = None,
+                 start_theta_range: Range = (-math.pi, math.pi),
+                 start_theta_dot_range: Range = (-1.0, 1.0)) -> None:
         self.ranges = {
             "gravity": check_range("gravity_range", gravity_range, 0.0),
             "mass": check_range("mass_range", mass_range, 0.0, strict_minimum=True),
             "length": check_range("length_range", length_range, 0.0, strict_minimum=True),
             "damping": check_range("damping_range", damping_range, 0.0),
         }
-        check_some_range_varies(self.name, {f"{k}_range": v for k, v in self.ranges.items()})
+        self.grid_split = grid_box_split(self.name, train_grid, test_boxes, set(self.ranges),
+                                         minimum=0.0)
+        if self.grid_split is None:
+            check_some_range_varies(self.name,
+                                    {f"{k}_range": v for k, v in self.ranges.items()})
+        else:
+            for key, hull in self.grid_split.hull().items():  # mass, length: > 0 (divisors)
+                self.ranges[key] = check_range(f"train_grid / test_boxes {key}", hull, 0.0,
+                                               strict_minimum=key in ("mass", "length"))
+        self.start = (check_range("start_theta_range", start_theta_range),
+                      check_range("start_theta_dot_range", start_theta_dot_range))
         self.max_torque = check_positive("max_torque", max_torque)
         self.horizon = check_int("horizon", horizon, 1)
         self.dtype = check_dtype("dtype", dtype)
@@ -129,9 +184,15 @@ class PendulumPhysics:
         return draw_uniform_params(self.ranges, n, generator)
 
     def sample(self, n: int, split: Split, generator: torch.Generator) -> Tasks:
+        if self.grid_split is not None:
+            return self.grid_split.sample(self._draw, n, split, generator)
         return sample_split(self._draw, n, split, generator)
+
+    def split_of(self, tasks: Tasks) -> list[Split]:
+        """The split each task belongs to: by test box, or by hash without one."""
+        return split_of(tasks) if self.grid_split is None else self.grid_split.split_of(tasks)
 
     def make_env(self, tasks: Tasks, episodes_per_task: int,
                  device: torch.device | str = "cpu") -> PendulumEnv:
         return PendulumEnv(tasks.params, episodes_per_task, self.horizon, self.max_torque,
-                           self.dtype, torch.device(device))
+                           self.dtype, torch.device(device), self.start)
