@@ -91,6 +91,9 @@ class DQNConfig(ConfigModel):
     hidden: LayerSizes = Field(default_factory=lambda: [120, 84],
                                description="hidden layer sizes of the Q-network")
     activation: Literal["relu", "tanh", "elu", "gelu", "silu"] = "relu"
+    init: Literal["xavier", "torch"] = Field("xavier", description="Q-network "
+                                             "initialisation: Glorot-uniform weights and "
+                                             "zero biases, or nn.Linear's own (CleanRL's)")
     epsilon_start: float = Field(1.0, ge=0, le=1, description="initial exploration rate")
     epsilon_end: float = Field(0.05, ge=0, le=1, description="final exploration rate")
     exploration_fraction: float = Field(0.5, ge=0, le=1, description="fraction of "
@@ -288,10 +291,13 @@ class DQNAgent:
     """
 
     def __init__(self, config: DQNConfig, observation_space: gym.Space,
-                 action_space: gym.Space) -> None:
+                 action_space: gym.Space, network: QNetwork | None = None) -> None:
+        """``network``: the Q-network every task starts from (shared, not copied: a
+        meta-learner's ``theta``); default a fresh one built from ``config``."""
         self.config = config
-        self.network = make_q_network(observation_space, action_space, tuple(config.hidden),
-                                      config.activation, config.dueling)
+        self.network = network if network is not None else make_q_network(
+            observation_space, action_space, tuple(config.hidden), config.activation,
+            config.dueling, config.init)
         self.num_actions = self.network.num_actions
         self.optimizer = Adam(config.lr)
 
@@ -359,23 +365,37 @@ class DQNAgent:
             # returns + discount * (1 - terminated) * V: td_targets with the window's discount
             return td_targets(batch.returns, batch.discount * value, batch.terminated, 1.0)
 
+    def sample(self, state: DQNState, generator: torch.Generator,
+               batch_size: int | None = None) -> NStepBatch:
+        """A batch of n-step transitions per task from its own replay (default size:
+        ``config.batch_size``)."""
+        c = self.config
+        return sample_n_step(state.replay, state.slots, batch_size or c.batch_size, c.gamma,
+                             c.n_step, generator)
+
+    def td_gradients(self, state: DQNState, batch: NStepBatch, params: Params
+                     ) -> tuple[Params, torch.Tensor]:
+        """The gradient of each task's TD loss on ``batch`` at ``params`` ``[tasks, ...]``
+        (targets from ``state``: its target network, no gradient through them) and the
+        per-task losses ``[tasks]``."""
+        y = self.targets(batch, state)
+        leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
+        with torch.enable_grad():
+            q = self.network(batch.obs, leaves).gather(
+                -1, batch.action.long().unsqueeze(-1)).squeeze(-1)
+            loss = td_loss(q, y, self.config.huber_delta)
+            # the tasks' losses are separable: d(sum)/d(params_i) = d(loss_i)/d(params_i)
+            grads = dict(zip(leaves, torch.autograd.grad(loss.sum(), list(leaves.values())),
+                             strict=True))
+        return grads, loss.detach()
+
     def learn(self, state: DQNState, generator: torch.Generator) -> torch.Tensor:
         """One gradient step for every task on a batch from its own replay; returns the
         per-task loss ``[tasks]``."""
         c = self.config
-        batch = sample_n_step(state.replay, state.slots, c.batch_size, c.gamma, c.n_step,
-                              generator)
-        y = self.targets(batch, state)
-        params = {k: v.detach().requires_grad_() for k, v in state.params.items()}
-        with torch.enable_grad():
-            q = self.network(batch.obs, params).gather(
-                -1, batch.action.long().unsqueeze(-1)).squeeze(-1)
-            loss = td_loss(q, y, c.huber_delta)
-            # the tasks' losses are separable: d(sum)/d(params_i) = d(loss_i)/d(params_i)
-            grads = dict(zip(params, torch.autograd.grad(loss.sum(), list(params.values())),
-                             strict=True))
+        grads, loss = self.td_gradients(state, self.sample(state, generator), state.params)
         if c.max_grad_norm is not None:
             grads, _ = clip_per_task(grads, c.max_grad_norm)
         state.params, state.opt = self.optimizer.step(state.params, grads, state.opt)
         state.updates += 1
-        return loss.detach()
+        return loss

@@ -2,6 +2,7 @@
 
 from adaptrl.algorithms import aggregation as _aggregation  # noqa: F401  (registers "aggregation")
 from adaptrl.algorithms import anil as _anil  # noqa: F401  (registers "anil")
+from adaptrl.algorithms import dqn_init as _dqn_init  # noqa: F401  (registers "dqn-*")
 from adaptrl.algorithms import maml as _maml  # noqa: F401  (registers "maml")
 from adaptrl.algorithms import metasgd as _metasgd  # noqa: F401  (registers "metasgd")
 from adaptrl.algorithms import reptile as _reptile  # noqa: F401  (registers "reptile")

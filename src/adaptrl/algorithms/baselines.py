@@ -14,19 +14,33 @@ the policy architecture, batch sizes and discounting and differs only in what it
 * ``scratch`` — the same architecture at a random initialisation, untrained, adapted with
   the same inner loop.
 
+For a meta-learned DQN initialisation (unit ``env_steps``, :mod:`adaptrl.algorithms.dqn_init`):
+
+* ``dqn_pretrained`` — one Q-network trained by online DQN (Mnih et al. 2015) on the
+  training tasks pooled, then fine-tuned online at meta-test with the same DQN;
+* ``dqn_scratch`` — the same Q-network at a random initialisation, the same online DQN.
+
 An algorithm's spec names the ones it admits (``AlgorithmSpec.baselines``); the gradient
-family admits all four (:data:`GRADIENT_FAMILY_BASELINES`). ``oracle`` is the family's own
-task-aware policy and is not built here.
+family admits the first four (:data:`GRADIENT_FAMILY_BASELINES`), a DQN initialisation the
+last two (:data:`~adaptrl.algorithms.dqn_init.DQN_FAMILY_BASELINES`). ``oracle`` is the
+family's own task-aware policy and is not built here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from adaptrl.algorithms.aggregation import AggregationConfig
 from adaptrl.algorithms.base import AlgorithmConfig
 from adaptrl.algorithms.common import GRADIENT_FAMILY_BASELINES, GradientFamilyConfig
+from adaptrl.algorithms.dqn_init import (
+    DQN_FAMILY_BASELINES,
+    DQNInitConfig,
+    DQNPretrainedConfig,
+    DQNReptileConfig,
+)
 from adaptrl.algorithms.maml import InnerLoopConfig, MAMLConfig
 
 _SHARED_FIELDS = ("meta_batch_size", "episodes_per_task", "batch_unit", "gamma", "gae_lambda",
@@ -57,15 +71,31 @@ def aggregation_config(config: GradientFamilyConfig) -> AggregationConfig:
     return AggregationConfig(**_shared(config))
 
 
+def dqn_pretrained_config(config: DQNInitConfig) -> DQNPretrainedConfig:
+    """*dqn_pretrained*: multi-task online DQN on the training tasks pooled, with the
+    meta-learner's DQN settings, batch of tasks and inner budget per iteration."""
+    return DQNPretrainedConfig(meta_batch_size=config.meta_batch_size, dqn=config.dqn,
+                               inner=config.inner)
+
+
+def dqn_scratch_config(config: DQNInitConfig) -> DQNReptileConfig:
+    """*dqn_scratch*: a DQN-initialisation learner left untrained (its agent: the
+    meta-test DQN from a random initialisation)."""
+    return DQNReptileConfig(meta_batch_size=config.meta_batch_size, dqn=config.dqn,
+                            inner=config.inner)
+
+
 @dataclass(frozen=True)
 class Baseline:
-    """How a baseline is built from the meta-learner's config; ``trained`` ones are trained
-    in ``RUN_DIR/baselines/<name>`` after the meta-learner, ``scratch`` is only built."""
+    """How a baseline is built from the meta-learner's config (an instance of ``source``);
+    ``trained`` ones are trained in ``RUN_DIR/baselines/<name>`` after the meta-learner,
+    the scratch ones are only built."""
 
     name: str
-    config: Callable[[GradientFamilyConfig], AlgorithmConfig]
+    config: Callable[[Any], AlgorithmConfig]
     trained: bool
     description: str
+    source: type[AlgorithmConfig] = GradientFamilyConfig
 
 
 BASELINES: dict[str, Baseline] = {b.name: b for b in (
@@ -77,8 +107,14 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
              "per-task policies averaged with validation-return weights"),
     Baseline("scratch", pretrained_config, False,
              "a random initialisation of the same policy, the same inner loop"),
+    Baseline("dqn_pretrained", dqn_pretrained_config, True,
+             "one Q-network trained by online DQN on the training tasks pooled, then the "
+             "same online DQN", DQNInitConfig),
+    Baseline("dqn_scratch", dqn_scratch_config, False,
+             "a random initialisation of the same Q-network, the same online DQN",
+             DQNInitConfig),
 )}
-assert set(BASELINES) == set(GRADIENT_FAMILY_BASELINES)
+assert set(BASELINES) == {*GRADIENT_FAMILY_BASELINES, *DQN_FAMILY_BASELINES}
 
 TRAINED_BASELINES = tuple(name for name, b in BASELINES.items() if b.trained)
 """Baselines trained in ``RUN_DIR/baselines/<name>`` after the meta-learner, in order."""
@@ -86,7 +122,10 @@ TRAINED_BASELINES = tuple(name for name, b in BASELINES.items() if b.trained)
 
 def baseline_config(name: str, config: AlgorithmConfig) -> AlgorithmConfig:
     """The config of baseline ``name`` for a meta-learner configured by ``config``."""
-    if not isinstance(config, GradientFamilyConfig):
-        raise ValueError(f"baseline {name!r} needs a gradient-family meta-learner "
-                         f"(its policy, batches and inner loop), got {config.name!r}")
-    return BASELINES[name].config(config)
+    baseline = BASELINES[name]
+    if not isinstance(config, baseline.source):
+        what = ("a gradient-family meta-learner (its policy, batches and inner loop)"
+                if baseline.source is GradientFamilyConfig else
+                "a DQN-initialisation meta-learner (its Q-network and DQN settings)")
+        raise ValueError(f"baseline {name!r} needs {what}, got {config.name!r}")
+    return baseline.config(config)

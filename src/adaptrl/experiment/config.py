@@ -104,7 +104,8 @@ class FamilyConfig(ConfigModel):
         return registered()[self.name].factory
 
 
-BaselineName = Literal["pretrained", "pretrained_adam", "scratch", "oracle", "aggregation"]
+BaselineName = Literal["pretrained", "pretrained_adam", "scratch", "oracle", "aggregation",
+                       "dqn_pretrained", "dqn_scratch"]
 """A baseline an evaluation may score (adaptrl.algorithms.baselines; oracle: the family's)."""
 DEFAULT_BASELINES: tuple[BaselineName, ...] = ("pretrained", "scratch", "oracle")
 
@@ -157,6 +158,8 @@ class BaselinesConfig(ConfigModel):
     pretrained_adam_iterations: int | None = Field(
         None, ge=1, description="training iterations (default: the same as the meta-learner)")
     aggregation_iterations: int | None = Field(
+        None, ge=1, description="training iterations (default: the same as the meta-learner)")
+    dqn_pretrained_iterations: int | None = Field(
         None, ge=1, description="training iterations (default: the same as the meta-learner)")
 
     def above(self, iterations: int) -> dict[str, int]:

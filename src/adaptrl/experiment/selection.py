@@ -81,6 +81,6 @@ class CheckpointScore:
         ev = self.evaluation
         curve = adaptation_curve(self.family, learner.agent(ev.step_sizes), self.tasks,
                                  ev.steps, ev.episodes, self.selection.seed, self.device,
-                                 ev.batch_unit)
+                                 ev.batch_unit, ev.env_steps_per_unit)
         units = curve[1:] if ev.steps > 0 else curve
         return float(units.mean())

@@ -30,13 +30,17 @@ from adaptrl.models.policies import space_dims
 class QNetwork(nn.Module):
     """An MLP Q-network over ``num_actions`` actions, optionally dueling (see module doc).
 
+    ``init``: ``"xavier"`` (Glorot-uniform weights, zero biases: adaptrl's MLP) or
+    ``"torch"`` (``nn.Linear``'s own initialisation, uniform in ``+-1/sqrt(fan_in)`` for
+    weights and biases: what CleanRL's ``dqn.py`` uses).
+
     Parameter names: ``body.layers.{i}.{weight,bias}`` for the MLP (its output is ``Q``
     for a plain network, the last hidden features for a dueling one) and, when dueling,
     ``value.{weight,bias}`` and ``advantage.{weight,bias}``.
     """
 
     def __init__(self, obs_dim: int, num_actions: int, hidden: tuple[int, ...] = (120, 84),
-                 act: str = "relu", dueling: bool = False) -> None:
+                 act: str = "relu", dueling: bool = False, init: str = "xavier") -> None:
         super().__init__()
         if dueling and not hidden:
             raise ValueError("a dueling Q-network needs at least one hidden layer")
@@ -49,6 +53,12 @@ class QNetwork(nn.Module):
             self.advantage = nn.Linear(hidden[-1], num_actions)
         else:
             self.body = MLP(obs_dim, num_actions, hidden, act)
+        if init == "torch":
+            for module in self.modules():
+                if isinstance(module, nn.Linear):
+                    module.reset_parameters()
+        elif init != "xavier":
+            raise ValueError(f"init must be 'xavier' or 'torch', got {init!r}")
 
     def forward(self, obs: torch.Tensor, params: Params | None = None) -> torch.Tensor:
         """``Q(obs, .)`` ``[..., actions]``; per-task ``params`` need ``obs [tasks, ...]``."""
@@ -64,8 +74,9 @@ class QNetwork(nn.Module):
 
 def make_q_network(observation_space: gym.Space, action_space: gym.Space,
                    hidden: tuple[int, ...] = (120, 84), act: str = "relu",
-                   dueling: bool = False) -> QNetwork:
+                   dueling: bool = False, init: str = "xavier") -> QNetwork:
     """The Q-network for the spaces; the action space must be ``Discrete``."""
     if not isinstance(action_space, gym.spaces.Discrete):
         raise ValueError(f"a Q-network needs a Discrete action space, got {action_space}")
-    return QNetwork(space_dims(observation_space), int(action_space.n), hidden, act, dueling)
+    return QNetwork(space_dims(observation_space), int(action_space.n), hidden, act, dueling,
+                    init)

@@ -87,3 +87,28 @@ class RescaledActions:
             oracle = cast(Any, self.family).oracle_action  # present: asked for by name
             return lambda tasks, obs: self.from_family_action(oracle(tasks, obs))
         return getattr(self.family, name)
+
+
+class PooledTasks:
+    """A :class:`BatchedEnv` of ``n`` tasks x ``m`` slots seen as **one** task with ``n m``
+    slots (slot ``i m + j`` is task ``i``'s slot ``j``): a learner batched over tasks (DQN)
+    then keeps one set of parameters and one replay for all of them, i.e. it trains on the
+    tasks pooled (the multi-task *pretrained* baseline)."""
+
+    def __init__(self, env: BatchedEnv) -> None:
+        self.env = env
+        self.num_tasks = 1
+        self.episodes_per_task = env.num_tasks * env.episodes_per_task
+        self.horizon = env.horizon
+        self.device = env.device
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(1, self.episodes_per_task, *x.shape[2:])
+
+    def reset(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self._pool(self.env.reset(generator))
+
+    def step(self, action: torch.Tensor) -> StepResult:
+        res = self.env.step(action.reshape(self.env.num_tasks, self.env.episodes_per_task,
+                                           *action.shape[2:]))
+        return StepResult(*(self._pool(x) for x in res))
