@@ -43,3 +43,18 @@ def test_needs_a_discrete_action_space() -> None:
     assert make_q_network(obs, gym.spaces.Discrete(3)).num_actions == 3
     with pytest.raises(ValueError, match="Discrete action space"):
         make_q_network(obs, gym.spaces.Box(-1.0, 1.0, (1,), np.float32))
+
+
+def test_torch_init_is_nn_linears_own() -> None:
+    """``init="torch"`` (CleanRL's): weights and biases uniform in +-1/sqrt(fan_in);
+    ``"xavier"``: zero biases."""
+    torch.manual_seed(0)
+    net = QNetwork(4, 2, (120, 84), init="torch").requires_grad_(False)
+    for layer in net.body.layers:
+        bound = 1 / layer.in_features ** 0.5
+        assert float(layer.weight.abs().max()) <= bound and float(layer.bias.abs().max()) > 0
+        assert float(layer.bias.abs().max()) <= bound
+    xavier = QNetwork(4, 2).requires_grad_(False)
+    assert all(float(layer.bias.abs().max()) == 0 for layer in xavier.body.layers)
+    with pytest.raises(ValueError, match="init"):
+        QNetwork(4, 2, init="normal")
