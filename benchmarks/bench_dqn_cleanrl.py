@@ -74,21 +74,11 @@ EPISODE_LINE = re.compile(r"global_step=(\d+), episodic_return=\[?\s*([-+0-9.eE]
 
 def run_adaptrl(seed: int, steps: int) -> dict[str, Any]:
     """adaptrl's DQN on CartPole-v1 through the Gymnasium adapter (in this process)."""
-    import torch
+    from adaptrl.agents.dqn import DQNConfig, learn_one_task
+    from adaptrl.tasks.adapters import single_env_family
 
-    from adaptrl.agents.dqn import DQNAgent, DQNConfig
-    from adaptrl.rollouts.online import play_online
-    from adaptrl.tasks.adapters import GymnasiumFamily
-    from adaptrl.tasks.base import Tasks
-
-    family = GymnasiumFamily("CartPole-v1", lambda n, g: Tasks({"none": torch.zeros(n)}),
-                             lambda env, task: None, splits="shared")
-    tasks = family.sample(1, "train", torch.Generator().manual_seed(seed))
-    torch.manual_seed(seed)
-    agent = DQNAgent(DQNConfig(total_steps=steps, init="torch"), family.observation_space,
-                     family.action_space)
-    run = play_online(family.make_env(tasks, 1), agent, steps,
-                      torch.Generator().manual_seed(seed))
+    run = learn_one_task(single_env_family("CartPole-v1"),
+                         DQNConfig(total_steps=steps, init="torch"), steps, seed)
     end, returns = run.episodes.of_task(0)
     # end_step counts live steps (1-based); CleanRL's global_step is the step's index
     return {"step": (end - 1).tolist(), "return": returns.tolist()}

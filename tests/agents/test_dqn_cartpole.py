@@ -11,26 +11,17 @@ Seed 1 measured a mean return of 420 over the training episodes of the last 20k 
 from __future__ import annotations
 
 import pytest
-import torch
 
-from adaptrl.agents.dqn import DQNAgent, DQNConfig
-from adaptrl.rollouts.online import play_online
-from adaptrl.tasks.adapters import GymnasiumFamily
-from adaptrl.tasks.base import Tasks
+from adaptrl.agents.dqn import DQNConfig, learn_one_task
+from adaptrl.tasks.adapters import single_env_family
 
 
 @pytest.mark.slow
 def test_dqn_learns_cartpole_v1_with_cleanrl_defaults() -> None:
     steps, seed = 100_000, 1
-    family = GymnasiumFamily("CartPole-v1", lambda n, g: Tasks({"none": torch.zeros(n)}),
-                             lambda env, task: None, splits="shared")
-    tasks = family.sample(1, "train", torch.Generator().manual_seed(seed))
-    torch.manual_seed(seed)
     # CleanRL's dqn.py: DQNConfig's defaults, its init (nn.Linear's), this run's length
-    agent = DQNAgent(DQNConfig(total_steps=steps, init="torch"), family.observation_space,
-                     family.action_space)
-    run = play_online(family.make_env(tasks, 1), agent, steps,
-                      torch.Generator().manual_seed(seed))
+    run = learn_one_task(single_env_family("CartPole-v1"),
+                         DQNConfig(total_steps=steps, init="torch"), steps, seed)
     end, returns = run.episodes.of_task(0)
     late = returns[end > steps - 20_000]
     assert len(late) > 0 and float(returns[end <= 20_000].mean()) < 50  # random at first

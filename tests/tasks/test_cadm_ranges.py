@@ -28,7 +28,7 @@ from adaptrl.tasks import (
     pendulum,
 )
 from adaptrl.tasks.base import Split
-from adaptrl.tasks.splits import split_of
+from adaptrl.tasks.splits import HashSplit, split_of
 
 Box = tuple[tuple[float, float], tuple[float, float]]
 
@@ -190,7 +190,7 @@ def test_cadm_pendulum_one_step_by_hand() -> None:
 
 def test_defaults_keep_the_hashed_split() -> None:
     for family in (CartPolePhysics(), PendulumPhysics()):
-        assert family.grid_split is None
+        assert isinstance(family.splitter, HashSplit)
         tasks = family.sample(50, "test", torch.Generator().manual_seed(0))
         assert family.split_of(tasks) == split_of(tasks) == ["test"] * 50
     env = PendulumPhysics().make_env(

@@ -64,12 +64,13 @@ from adaptrl.models.functional import Params, detach_params, named_params
 from adaptrl.models.policies import LayerSizes
 from adaptrl.models.q_networks import QNetwork, make_q_network
 from adaptrl.randomness import rand
+from adaptrl.rollouts.online import OnlineRun, play_online
 from adaptrl.rollouts.replay import RingBuffer
 from adaptrl.rollouts.td import n_step_windows, td_targets
 from adaptrl.rollouts.transitions import Transitions
 from adaptrl.rollouts.trial_sampler import Step
 from adaptrl.schema import ConfigModel
-from adaptrl.tasks.base import BatchedEnv
+from adaptrl.tasks.base import BatchedEnv, TaskFamily
 
 _RANDOM_HIGH = 2 ** 62
 
@@ -399,3 +400,14 @@ class DQNAgent:
         state.params, state.opt = self.optimizer.step(state.params, grads, state.opt)
         state.updates += 1
         return loss
+
+
+def learn_one_task(family: TaskFamily, config: DQNConfig, steps: int, seed: int) -> OnlineRun:
+    """Online DQN from scratch on one training task of ``family`` (one env) for ``steps``
+    env steps, the task, the initial weights and every draw seeded by ``seed``: the
+    single-env protocol of CleanRL's ``dqn.py`` (Mnih et al. 2015)."""
+    tasks = family.sample(1, "train", torch.Generator().manual_seed(seed))
+    torch.manual_seed(seed)  # the Q-network's initial weights
+    agent = DQNAgent(config, family.observation_space, family.action_space)
+    return play_online(family.make_env(tasks, 1), agent, steps,
+                       torch.Generator().manual_seed(seed))

@@ -56,7 +56,7 @@ from adaptrl.tasks.common import (
     draw_uniform_params,
     freeze,
 )
-from adaptrl.tasks.splits import TestBoxes, TrainGrid, grid_box_split, sample_split, split_of
+from adaptrl.tasks.splits import HashSplit, TaskSplit, TestBoxes, TrainGrid, grid_box_split
 
 GYMNASIUM_DEFAULTS: dict[str, float] = {
     "gravity": 9.8, "cart_mass": 1.0, "pole_mass": 0.1, "length": 0.5, "force_mag": 10.0,
@@ -146,11 +146,12 @@ class CartPolePhysics:
         given = {"gravity": gravity_range, "cart_mass": cart_mass_range,
                  "pole_mass": pole_mass_range, "length": length_range,
                  "force_mag": force_mag_range}
-        self.grid_split = grid_box_split(self.name, train_grid, test_boxes, set(given),
-                                         minimum=0.0, strict_minimum=True)
-        self.ranges = check_ranges(self.name, given, must_vary=self.grid_split is None)
-        if self.grid_split is not None:
-            self.ranges.update(self.grid_split.hull())
+        grid = grid_box_split(self.name, train_grid, test_boxes, set(given), minimum=0.0,
+                              strict_minimum=True)
+        self.ranges = check_ranges(self.name, given, must_vary=grid is None)
+        if grid is not None:
+            self.ranges.update(grid.hull())
+        self.splitter: TaskSplit = grid if grid is not None else HashSplit()
         if not (isinstance(reversed_fraction, (int, float)) and 0 <= reversed_fraction <= 1):
             raise ValueError(f"reversed_fraction must be a probability in [0, 1], "
                              f"got {reversed_fraction!r}")
@@ -168,13 +169,11 @@ class CartPolePhysics:
         return Tasks({**tasks.params, "force_sign": sign})
 
     def sample(self, n: int, split: Split, generator: torch.Generator) -> Tasks:
-        if self.grid_split is not None:
-            return self.grid_split.sample(self._draw, n, split, generator)
-        return sample_split(self._draw, n, split, generator)
+        return self.splitter.sample(self._draw, n, split, generator)
 
     def split_of(self, tasks: Tasks) -> list[Split]:
         """The split each task belongs to: by test box, or by hash without one."""
-        return split_of(tasks) if self.grid_split is None else self.grid_split.split_of(tasks)
+        return self.splitter.split_of(tasks)
 
     def make_env(self, tasks: Tasks, episodes_per_task: int,
                  device: torch.device | str = "cpu") -> CartPoleEnv:

@@ -49,6 +49,8 @@ tasks are disjoint (:mod:`adaptrl.tasks.splits`), as for the other physics famil
 
 from __future__ import annotations
 
+from functools import partial
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -173,11 +175,9 @@ class FlappyBird:
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
         self.action_space = gym.spaces.Discrete(2)
 
-    def _draw(self, n: int, generator: torch.Generator) -> Tasks:
-        return draw_uniform_params(self.ranges, n, generator)
-
     def sample(self, n: int, split: Split, generator: torch.Generator) -> Tasks:
-        return sample_split(self._draw, n, split, generator)
+        """Uniform in every range, train / test by hash (:func:`.splits.sample_split`)."""
+        return sample_split(partial(draw_uniform_params, self.ranges), n, split, generator)
 
     def make_env(self, tasks: Tasks, episodes_per_task: int,
                  device: torch.device | str = "cpu") -> FlappyBirdEnv:

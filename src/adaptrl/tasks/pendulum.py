@@ -55,7 +55,7 @@ from adaptrl.tasks.common import (
     draw_uniform_params,
     freeze,
 )
-from adaptrl.tasks.splits import TestBoxes, TrainGrid, grid_box_split, sample_split, split_of
+from adaptrl.tasks.splits import HashSplit, TaskSplit, TestBoxes, TrainGrid, grid_box_split
 
 GYMNASIUM_DEFAULTS: dict[str, float] = {"gravity": 10.0, "mass": 1.0, "length": 1.0,
                                         "damping": 0.0}
@@ -162,13 +162,13 @@ class PendulumPhysics:
             "length": check_range("length_range", length_range, 0.0, strict_minimum=True),
             "damping": check_range("damping_range", damping_range, 0.0),
         }
-        self.grid_split = grid_box_split(self.name, train_grid, test_boxes, set(self.ranges),
-                                         minimum=0.0)
-        if self.grid_split is None:
+        grid = grid_box_split(self.name, train_grid, test_boxes, set(self.ranges), minimum=0.0)
+        self.splitter: TaskSplit = grid if grid is not None else HashSplit()
+        if grid is None:
             check_some_range_varies(self.name,
                                     {f"{k}_range": v for k, v in self.ranges.items()})
         else:
-            for key, hull in self.grid_split.hull().items():  # mass, length: > 0 (divisors)
+            for key, hull in grid.hull().items():  # mass, length: > 0 (divisors)
                 self.ranges[key] = check_range(f"train_grid / test_boxes {key}", hull, 0.0,
                                                strict_minimum=key in ("mass", "length"))
         self.start = (check_range("start_theta_range", start_theta_range),
@@ -184,13 +184,11 @@ class PendulumPhysics:
         return draw_uniform_params(self.ranges, n, generator)
 
     def sample(self, n: int, split: Split, generator: torch.Generator) -> Tasks:
-        if self.grid_split is not None:
-            return self.grid_split.sample(self._draw, n, split, generator)
-        return sample_split(self._draw, n, split, generator)
+        return self.splitter.sample(self._draw, n, split, generator)
 
     def split_of(self, tasks: Tasks) -> list[Split]:
         """The split each task belongs to: by test box, or by hash without one."""
-        return split_of(tasks) if self.grid_split is None else self.grid_split.split_of(tasks)
+        return self.splitter.split_of(tasks)
 
     def make_env(self, tasks: Tasks, episodes_per_task: int,
                  device: torch.device | str = "cpu") -> PendulumEnv:

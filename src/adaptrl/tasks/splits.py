@@ -70,6 +70,19 @@ def sample_split(
     return Tasks.cat(kept)[:n]
 
 
+@dataclass(frozen=True)
+class HashSplit:
+    """The default split of a family: a task's side is a hash bit of its parameters, so
+    train and test come from one prior and never share a task (:func:`sample_split`)."""
+
+    def sample(self, draw: Callable[[int, torch.Generator], Tasks], n: int, split: Split,
+               generator: torch.Generator) -> Tasks:
+        return sample_split(draw, n, split, generator)
+
+    def split_of(self, tasks: Tasks) -> list[Split]:
+        return split_of(tasks)
+
+
 TrainGrid = Mapping[str, Sequence[float]]
 """``{parameter: values}``: train tasks take every combination, each value equally likely."""
 TestBoxes = Sequence[Mapping[str, Range]]
@@ -164,6 +177,11 @@ class GridBoxSplit:
             out[key] = (float(min(self.grid[key].min(), low.min())),
                         float(max(self.grid[key].max(), high.max())))
         return out
+
+
+TaskSplit = HashSplit | GridBoxSplit
+"""How a family turns its prior into train and test tasks: ``sample(draw, n, split,
+generator)`` and ``split_of(tasks)``, the same for both kinds."""
 
 
 def grid_box_split(family: str, train_grid: TrainGrid | None, test_boxes: TestBoxes | None,

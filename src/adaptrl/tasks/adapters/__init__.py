@@ -21,6 +21,7 @@ from adaptrl.tasks.adapters.gymnasium_adapter import (
     TaskSampler,
     TaskSetter,
     TaskSlot,
+    single_env_family,
 )
 from adaptrl.tasks.adapters.metaworld_family import MetaWorldFamily, metaworld_ml1, metaworld_ml10
 from adaptrl.tasks.adapters.mujoco_locomotion import (
@@ -58,4 +59,4 @@ def register_adapter_families() -> None:
 __all__ = ["GymnasiumBatchedEnv", "GymnasiumFamily", "MetaWorldFamily", "SlotPool",
            "SplitTaskSampler", "TaskSampler", "TaskSetter", "TaskSlot", "ant_dir", "ant_vel",
            "half_cheetah_dir", "half_cheetah_vel", "metaworld_ml1", "metaworld_ml10",
-           "register_adapter_families"]
+           "register_adapter_families", "single_env_family"]

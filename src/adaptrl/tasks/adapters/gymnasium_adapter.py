@@ -545,3 +545,11 @@ class GymnasiumFamily:
         """Close the pooled sub-envs; close the family's live envs first."""
         self._pool.close()
 
+
+
+def single_env_family(env: str | Callable[[], gym.Env]) -> GymnasiumFamily:
+    """A Gymnasium env with no task parameters as a family of one task (train and test
+    share it): how a single-task RL baseline, e.g. CleanRL's DQN on CartPole-v1, runs
+    through adaptrl's samplers and agents."""
+    return GymnasiumFamily(env, lambda n, g: Tasks({"none": torch.zeros(n)}),
+                           lambda env_, task: None, splits="shared")
