@@ -4,6 +4,7 @@ from adaptrl.tasks.adapters import register_adapter_families
 from adaptrl.tasks.bandits import BanditBernoulli
 from adaptrl.tasks.base import SPLITS, BatchedEnv, Split, StepResult, TaskFamily, Tasks
 from adaptrl.tasks.cartpole import CartPolePhysics
+from adaptrl.tasks.catch_grid import CatchGrid
 from adaptrl.tasks.catcher import Catcher
 from adaptrl.tasks.checker import check_task_family
 from adaptrl.tasks.flappy import FlappyBird
@@ -32,9 +33,12 @@ register("catcher", Catcher,
 register("flappy-bird", FlappyBird,
          "PLE's Flappy Bird (Tasfi 2016) with pipe gap, gravity and flap strength varied; "
          "+1 per pipe, -5 on a crash (MER's narrowing gap)")
+register("catch-grid", CatchGrid,
+         "bsuite's 10 x 5 Catch (Optim4RL's learned-optimizer testbed) with a sideways "
+         "ball drift varied per task")
 register_adapter_families()  # MuJoCo / Meta-World families (imported lazily, extras)
 
-__all__ = ["SPLITS", "BanditBernoulli", "BatchedEnv", "CartPolePhysics", "Catcher",
+__all__ = ["SPLITS", "BanditBernoulli", "BatchedEnv", "CartPolePhysics", "CatchGrid", "Catcher",
            "FlappyBird", "Navigation2D", "PendulumPhysics", "Split", "StepResult", "TabularMDP",
            "TaskFamily", "Tasks", "Tracking2D", "check_task_family", "make", "register",
            "registered", "sample_split", "split_of"]
