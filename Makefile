@@ -14,7 +14,7 @@ PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt $(
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) -e ".[test,tensorboard,mujoco,metaworld,export,wandb,continual]"
+	$(PIP) -e ".[test,tensorboard,mujoco,metaworld,export,wandb,continual,ray,optuna]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -380,3 +380,57 @@ class Adam:
 
     def with_lr(self, lr: float) -> Adam:
         return replace(self, lr=float(lr))
+
+
+@dataclass(frozen=True)
+class RMSProp:
+    """RMSProp per task (Tieleman & Hinton 2012; ``torch.optim.RMSprop``'s defaults):
+
+        v <- alpha v + (1 - alpha) g^2,   phi = theta - lr g / (sqrt(v) + eps),
+
+    ``v`` per task and parameter (the state). A hand-set baseline for learned optimizers
+    (Optim4RL, Lan et al. 2024, compares against Adam and RMSProp). Nonlinear in the
+    gradient: no cheap Jacobian.
+    """
+
+    lr: float
+    alpha: float = 0.99
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.alpha < 1:
+            raise ValueError(f"alpha must be in [0, 1), got {self.alpha}")
+        if not self.eps > 0:
+            raise ValueError(f"eps must be > 0, got {self.eps}")
+
+    def init(self, params: Params) -> InnerState:
+        return {f"v.{k}": torch.zeros_like(p, memory_format=torch.contiguous_format)
+                for k, p in params.items()}
+
+    def step(self, params: Params, grads: Params, state: InnerState
+             ) -> tuple[Params, InnerState]:
+        new: InnerState = {}
+        out: Params = {}
+        for k, g in grads.items():
+            v = self.alpha * state[f"v.{k}"] + (1 - self.alpha) * g * g
+            denom = v.clamp_min(torch.finfo(v.dtype).tiny).sqrt() + self.eps
+            out[k] = params[k] - self.lr * g / denom
+            new[f"v.{k}"] = v
+        return out, new
+
+    def meta_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def detached(self) -> RMSProp:
+        return self
+
+    def step_jacobian(self, inputs: Params, grads: Params) -> None:
+        return None
+
+    def summary(self) -> dict[str, float]:
+        return {}
+
+    def with_lr(self, lr: float) -> RMSProp:
+        return replace(self, lr=float(lr))

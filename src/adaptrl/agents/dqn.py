@@ -50,6 +50,7 @@ if ``t > learning_starts`` and ``t % target_period == 0``, as CleanRL does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -127,7 +128,10 @@ class DQNState:
     ``opt``: the per-task Adam state; ``replay``: one ring per ``(task, slot)``, row
     ``task * slots + slot``; ``steps``: env steps observed. ``generator`` is the one the
     last action was drawn from, which ``observe`` samples the replay with (``act`` always
-    precedes ``observe``); it belongs to the caller and is not saved.
+    precedes ``observe``); it belongs to the caller and is not saved. ``eta``: the
+    conditioning input ``[tasks, eta_dim]`` of a Q-network that takes one
+    (:class:`~adaptrl.models.q_networks.QNetwork` ``eta_dim``; set by a wrapper that
+    adapts hyperparameters, e.g. :mod:`adaptrl.agents.dqn_metagrad`), else ``None``.
     """
 
     params: Params
@@ -139,14 +143,18 @@ class DQNState:
     steps: int = 0
     updates: int = 0
     generator: torch.Generator | None = field(default=None, repr=False)
+    eta: torch.Tensor | None = None
 
     def state_dict(self) -> dict[str, Any]:
         """Everything learning depends on (tensors and ints; ``torch.load`` with
         ``weights_only=True`` reads it): parameters, target, optimizer, replay, clock."""
-        return {"params": _clone(self.params), "target": _clone(self.target),
-                "opt": _clone(self.opt), "replay": self.replay.state_dict(),
-                "num_tasks": self.num_tasks, "slots": self.slots, "steps": self.steps,
-                "updates": self.updates}
+        state = {"params": _clone(self.params), "target": _clone(self.target),
+                 "opt": _clone(self.opt), "replay": self.replay.state_dict(),
+                 "num_tasks": self.num_tasks, "slots": self.slots, "steps": self.steps,
+                 "updates": self.updates}
+        if self.eta is not None:
+            state["eta"] = self.eta.detach().clone()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` into a state made for the same tasks and slots."""
@@ -160,6 +168,7 @@ class DQNState:
                     for k, v in state["opt"].items()}
         self.replay.load_state_dict(state["replay"])
         self.steps, self.updates = int(state["steps"]), int(state["updates"])
+        self.eta = state["eta"].to(dev).clone() if "eta" in state else None
 
 
 def _clone(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -266,6 +275,7 @@ class GreedyQActor:
 
     network: QNetwork
     params: Params
+    eta: torch.Tensor | None = None  # the network's conditioning input, if it takes one
 
     def begin(self, env: BatchedEnv, episodes: int) -> None:
         return None
@@ -276,7 +286,7 @@ class GreedyQActor:
     @torch.no_grad()
     def act(self, obs: torch.Tensor, state: None, generator: torch.Generator
             ) -> tuple[torch.Tensor, None]:
-        return self.network(obs, self.params).argmax(-1), state
+        return self.network(obs, self.params, self.eta).argmax(-1), state
 
     def observe(self, step: Step, state: None) -> None:
         return state
@@ -331,15 +341,20 @@ class DQNAgent:
     def act(self, obs: torch.Tensor, state: DQNState, generator: torch.Generator
             ) -> tuple[torch.Tensor, DQNState]:
         """Epsilon-greedy actions ``[tasks, slots]`` (two uniforms per slot, drawn always)."""
-        greedy = self.network(obs, state.params).argmax(-1)
+        greedy = self.network(obs, state.params, state.eta).argmax(-1)
         eps = self.config.epsilon(state.steps)
         u = rand((2, *greedy.shape), generator, greedy.device)
         random = (u[1] * self.num_actions).long().clamp_(max=self.num_actions - 1)
         state.generator = generator
         return torch.where(u[0] < eps, random, greedy), state
 
-    def observe(self, step: Step, state: DQNState) -> DQNState:
-        """Store the live transitions; on schedule, a gradient step and a target update."""
+    def observe(self, step: Step, state: DQNState,
+                learn: Callable[[DQNState, torch.Generator], Any] | None = None) -> DQNState:
+        """Store the live transitions; on schedule, a gradient step and a target update.
+
+        ``learn``: what the gradient step is (default :meth:`learn`): a wrapper that
+        changes the update (e.g. meta-gradient RL, :mod:`adaptrl.agents.dqn_metagrad`)
+        keeps this schedule, replay and target network."""
         state.replay.add(step_transitions(step))
         t, c = state.steps, self.config
         state.steps += 1
@@ -347,21 +362,23 @@ class DQNAgent:
             if t % c.train_frequency == 0:
                 if state.generator is None:
                     raise RuntimeError("observe before act: no generator to sample with")
-                self.learn(state, state.generator)
+                (learn or self.learn)(state, state.generator)
             if t % c.target_period == 0:
                 state.target = soft_update(state.target, state.params, c.tau)
         return state
 
     def evaluation_actor(self, state: DQNState) -> GreedyQActor:
         """Greedy acting with the tasks' current Q-networks (epsilon = 0, no learning)."""
-        return GreedyQActor(self.network, _clone(state.params))
+        eta = None if state.eta is None else state.eta.detach().clone()
+        return GreedyQActor(self.network, _clone(state.params), eta)
 
     # -- learning --
     def targets(self, batch: NStepBatch, state: DQNState) -> torch.Tensor:
         """The (Double) DQN n-step targets of ``batch``, ``[tasks, batch]`` (no gradient)."""
         with torch.no_grad():
-            q_target = self.network(batch.next_obs, state.target)
-            q_online = self.network(batch.next_obs, state.params) if self.config.double else None
+            q_target = self.network(batch.next_obs, state.target, state.eta)
+            q_online = (self.network(batch.next_obs, state.params, state.eta)
+                        if self.config.double else None)
             value = bootstrap_values(q_target, q_online)
             # returns + discount * (1 - terminated) * V: td_targets with the window's discount
             return td_targets(batch.returns, batch.discount * value, batch.terminated, 1.0)
@@ -382,7 +399,7 @@ class DQNAgent:
         y = self.targets(batch, state)
         leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
         with torch.enable_grad():
-            q = self.network(batch.obs, leaves).gather(
+            q = self.network(batch.obs, leaves, state.eta).gather(
                 -1, batch.action.long().unsqueeze(-1)).squeeze(-1)
             loss = td_loss(q, y, self.config.huber_delta)
             # the tasks' losses are separable: d(sum)/d(params_i) = d(loss_i)/d(params_i)

@@ -18,7 +18,15 @@ For a meta-learned DQN initialisation (unit ``env_steps``, :mod:`adaptrl.algorit
 
 * ``dqn_pretrained`` — one Q-network trained by online DQN (Mnih et al. 2015) on the
   training tasks pooled, then fine-tuned online at meta-test with the same DQN;
-* ``dqn_scratch`` — the same Q-network at a random initialisation, the same online DQN.
+* ``dqn_scratch`` — the same Q-network at a random initialisation, the same online DQN;
+* ``dqn_tuned`` — ``dqn_scratch`` with DQN hyperparameters tuned on the training tasks by a
+  black-box search (the file ``algorithm.tuned``: :mod:`adaptrl.algorithms.dqn_hparams`).
+
+For a learned optimizer (:mod:`adaptrl.algorithms.learned_optimizer`):
+
+* ``adam_tuned`` / ``rmsprop_tuned`` — the same fresh random policy trained by Adam or
+  RMSProp, the step size tuned on the training tasks when built
+  (:mod:`adaptrl.algorithms.tuned_optimizer`).
 
 An algorithm's spec names the ones it admits (``AlgorithmSpec.baselines``); the gradient
 family admits the first four (:data:`GRADIENT_FAMILY_BASELINES`), a DQN initialisation the
@@ -35,13 +43,17 @@ from typing import Any
 from adaptrl.algorithms.aggregation import AggregationConfig
 from adaptrl.algorithms.base import AlgorithmConfig
 from adaptrl.algorithms.common import GRADIENT_FAMILY_BASELINES, GradientFamilyConfig
+from adaptrl.algorithms.dqn_hparams import read_tuned, tuned_dqn_config
 from adaptrl.algorithms.dqn_init import (
     DQN_FAMILY_BASELINES,
     DQNInitConfig,
     DQNPretrainedConfig,
     DQNReptileConfig,
 )
+from adaptrl.algorithms.grbal import MODEL_BASED_BASELINES, GrBALConfig, ModelInnerConfig
+from adaptrl.algorithms.learned_optimizer import L2O_BASELINES, L2OConfig
 from adaptrl.algorithms.maml import InnerLoopConfig, MAMLConfig
+from adaptrl.algorithms.tuned_optimizer import tuned_config
 
 _SHARED_FIELDS = ("meta_batch_size", "episodes_per_task", "batch_unit", "gamma", "gae_lambda",
                   "normalize_advantages", "policy")
@@ -85,6 +97,37 @@ def dqn_scratch_config(config: DQNInitConfig) -> DQNReptileConfig:
                             inner=config.inner)
 
 
+def dqn_tuned_config(config: DQNInitConfig) -> DQNReptileConfig:
+    """*dqn_tuned*: :func:`dqn_scratch_config` with the DQN hyperparameters of the file
+    ``config.tuned`` (tuned on the training tasks)."""
+    if config.tuned is None:
+        raise ValueError("baseline 'dqn_tuned' needs algorithm.tuned: the file of DQN "
+                         "hyperparameters tuned on the training tasks")
+    dqn = tuned_dqn_config(config.dqn, read_tuned(config.tuned))
+    return DQNReptileConfig(meta_batch_size=config.meta_batch_size, dqn=dqn,
+                            inner=config.inner)
+
+
+def mb_config(config: GrBALConfig) -> GrBALConfig:
+    """*mb*: the same dynamics model, data collection and planner, trained on all training
+    tasks without meta-learning (``inner.steps: 0``) and not adapted at test."""
+    return config.model_copy(update={"inner": ModelInnerConfig(steps=0), "adapt_at_test": False,
+                                     "test_inner": None})
+
+
+def mb_finetune_config(config: GrBALConfig) -> GrBALConfig:
+    """*mb_finetune*: *mb*'s model (the same training), adapted online at test with the
+    meta-learner's inner loop (GrBAL's "MB + DE", Nagabandi et al. 2019, §6)."""
+    return config.model_copy(update={"inner": ModelInnerConfig(steps=0), "adapt_at_test": True,
+                                     "test_inner": config.test_inner or config.inner})
+
+
+def mpc_oracle_config(config: GrBALConfig) -> GrBALConfig:
+    """*mpc_oracle*: the same planner on the simulator of each task (returns normalised so
+    that it scores 1)."""
+    return config.model_copy(update={"oracle": True})
+
+
 @dataclass(frozen=True)
 class Baseline:
     """How a baseline is built from the meta-learner's config (an instance of ``source``);
@@ -113,8 +156,26 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
     Baseline("dqn_scratch", dqn_scratch_config, False,
              "a random initialisation of the same Q-network, the same online DQN",
              DQNInitConfig),
+    Baseline("dqn_tuned", dqn_tuned_config, False,
+             "a random initialisation of the same Q-network, online DQN with "
+             "hyperparameters tuned on the training tasks (algorithm.tuned)", DQNInitConfig),
+    Baseline("adam_tuned", lambda c: tuned_config(c, "adam"), False,
+             "Adam training the same fresh policy, its step size tuned on the training tasks",
+             L2OConfig),
+    Baseline("rmsprop_tuned", lambda c: tuned_config(c, "rmsprop"), False,
+             "RMSProp training the same fresh policy, its step size tuned on the training "
+             "tasks", L2OConfig),
+    Baseline("mb", mb_config, True,
+             "the same dynamics model trained on all training tasks without meta-learning, "
+             "not adapted; the same MPC", GrBALConfig),
+    Baseline("mb_finetune", mb_finetune_config, True,
+             "mb's model adapted online at test with the meta-learner's inner loop",
+             GrBALConfig),
+    Baseline("mpc_oracle", mpc_oracle_config, False,
+             "the same MPC planning with each task's simulator", GrBALConfig),
 )}
-assert set(BASELINES) == {*GRADIENT_FAMILY_BASELINES, *DQN_FAMILY_BASELINES}
+assert set(BASELINES) == {*GRADIENT_FAMILY_BASELINES, *DQN_FAMILY_BASELINES, *L2O_BASELINES,
+                          *MODEL_BASED_BASELINES}
 
 TRAINED_BASELINES = tuple(name for name, b in BASELINES.items() if b.trained)
 """Baselines trained in ``RUN_DIR/baselines/<name>`` after the meta-learner, in order."""

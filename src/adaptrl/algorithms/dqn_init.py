@@ -30,7 +30,9 @@ inner budget (:meth:`DQNInitConfig.inner_dqn`); the outer step is
 online DQN on every iteration's tasks pooled (one parameter set and one replay,
 :class:`~adaptrl.tasks.wrappers.PooledTasks`), its learning state kept from one iteration to
 the next; at meta-test fine-tuned online like the others. ``dqn_scratch`` is the same
-Q-network at a random initialisation (:mod:`adaptrl.algorithms.baselines`).
+Q-network at a random initialisation (:mod:`adaptrl.algorithms.baselines`); ``dqn_tuned`` the
+same with the DQN hyperparameters of the file ``tuned`` (searched on the training tasks:
+:mod:`adaptrl.algorithms.dqn_hparams`).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from adaptrl.schema import ConfigModel
 from adaptrl.tasks.base import TaskFamily, Tasks
 from adaptrl.tasks.wrappers import PooledTasks
 
-DQN_FAMILY_BASELINES = ("dqn_pretrained", "dqn_scratch")
+DQN_FAMILY_BASELINES = ("dqn_pretrained", "dqn_scratch", "dqn_tuned")
 """The baselines a meta-learned DQN initialisation admits (:mod:`adaptrl.algorithms.baselines`)."""
 
 
@@ -88,6 +90,10 @@ class DQNInitConfig(AlgorithmConfig):
     dqn: DQNConfig = Field(default_factory=DQNConfig, description="the DQN run from theta "
                            "at meta-test (and, rescaled, in the inner runs)")
     inner: InnerDQNConfig = Field(default_factory=InnerDQNConfig)
+    tuned: str | None = Field(
+        None, description="a file of DQN hyperparameters tuned on the training tasks "
+        "(python -m adaptrl.experiment.hyperparameter_search), relative to the working "
+        "directory: what the dqn_tuned baseline runs from scratch")
 
     def inner_dqn(self) -> DQNConfig:
         """``dqn`` with its epsilon schedule over the inner budget and its warm-up scaled to

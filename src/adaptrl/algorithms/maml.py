@@ -42,6 +42,7 @@ from pydantic import Field
 from torch import nn
 
 from adaptrl.adaptation.inner_optimizers import SGD, Adam, InnerOptimizer, StepJacobian
+from adaptrl.adaptation.learned_optimizer import LearnedOptimizerConfig, learned_inner_optimizer
 from adaptrl.agents.contract import AdaptationUnit
 from adaptrl.algorithms.common import (
     GRADIENT_FAMILY_BASELINES,
@@ -79,11 +80,17 @@ class InnerLoopConfig(ConfigModel):
     steps: int = Field(1, ge=0, description="inner gradient steps (0 = no adaptation)")
     lr: float = Field(0.1, gt=0, description="inner step size alpha")
     first_order: bool = Field(False, description="drop second-order terms (FOMAML)")
-    optimizer: Literal["sgd", "adam"] = Field(
+    optimizer: Literal["sgd", "adam", "learned"] = Field(
         "sgd", description="inner optimizer: sgd (MAML's step) or adam (per-task moments, "
-                           "step size lr; Kingma & Ba 2015)")
+                           "step size lr; Kingma & Ba 2015), or learned (a coordinate-wise "
+                           "learned optimizer meta-learned with theta by the outer step: "
+                           "adaptation/learned_optimizer.py, settings in `learned`)")
     adam_betas: tuple[Beta, Beta] = Field(
         (0.9, 0.999), description="Adam's (beta1, beta2) when optimizer = adam")
+    learned: LearnedOptimizerConfig = Field(
+        default_factory=LearnedOptimizerConfig,
+        description="the learned optimizer when optimizer = learned (its lr: the initial "
+                    "base step; its progress input counts to `steps`)")
 
 
 class MAMLConfig(GradientFamilyConfig):
@@ -126,6 +133,8 @@ class MAML(PolicyLearner):
         self.family, self.config, self.generator, self.device = family, config, generator, device
         self.policy = config.policy.build(family.observation_space, family.action_space).to(device)
         params = named_params(self.policy)
+        if inner_optimizer is None and config.inner.optimizer == "learned":
+            inner_optimizer = learned_inner_optimizer(config.inner.learned, config.inner.steps)
         optimizer = inner_optimizer(params) if inner_optimizer else hand_set(config.inner)
         self.update = make_inner_update(self.policy, config, optimizer)
         self.inner = InnerLoop(family, self.update, config.episodes_per_task, generator, device,

@@ -209,6 +209,35 @@ def _cell(mean: float | None, ci: float | None, sign: str = "") -> str:
     return head if ci is None else f"{head} ± {number(ci)}"
 
 
+def _print_stream(result: dict[str, Any]) -> None:
+    """eval.json's task stream: the score on every stage after each stage (``R[i, j]``) and
+    the continual-learning metrics at the end (mean ± 95% CI over tasks)."""
+    from adaptrl.experiment.streams import stage_label, stream_rows
+
+    stream = result["stream"]
+    stages = result.get("stages") or [{"index": j} for j in range(stream["num_stages"])]
+    matrix = Table(title="task stream: return on each stage (columns) after training "
+                         "through each stage (rows), mean ± 95% CI over tasks")
+    matrix.add_column("after")
+    for j in range(len(stages)):
+        matrix.add_column(f"stage {j}", justify="right")
+    for i, row in enumerate(stream["mean"]):
+        if any(v is not None for v in row):
+            matrix.add_row(f"stage {i}", *[_cell(mu, ci) if mu is not None else "—"
+                                           for mu, ci in zip(row, stream["ci95"][i],
+                                                             strict=True)])
+    console.print(matrix)
+    console.print("stages: " + "; ".join(f"{j} = {stage_label(stage)}"
+                                         for j, stage in enumerate(stages)),
+                  highlight=False, markup=False)
+    metrics = Table(title="continual-learning metrics at the end of the stream")
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    for name, mean, ci in stream_rows(result):
+        metrics.add_row(name, "—" if mean is None else _cell(mean, ci))
+    console.print(metrics)
+
+
 def _print_eval(result: dict[str, Any]) -> None:
     source = (f"tasks of {result['tasks_file']}" if result.get("tasks_file")
               else "held-out tasks")
@@ -241,6 +270,8 @@ def _print_eval(result: dict[str, Any]) -> None:
         for name, d in result["agent_minus"].items():
             diff.add_row(name, *[_cell(mu, ci, "+") for mu, ci in zip(d["mean"], d["ci95"])])
         console.print(diff)
+    if result.get("stream"):  # trained along a task stream: every stage, every stage's end
+        _print_stream(result)
     if "table" in result:
         from adaptrl.evaluation.classic_tables import render_table
         from adaptrl.experiment.classic_table import paired_lines
@@ -616,6 +647,46 @@ def export(
         console.print(f"wrote {path}")
     for fmt, why in result.skipped.items():
         err_console.print(Text.assemble((f"{fmt}: skipped", "yellow"), f" ({why})"))
+
+
+@app.command()
+@_reported
+def sweep(
+    config: Path = typer.Argument(..., help="YAML config, e.g. configs/maml-navigation.yaml"),
+    param: list[str] = typer.Option([], "--param", help="a swept key: KEY=a,b,c (values) or "
+                                    "KEY=uniform(lo,hi) / loguniform(lo,hi) / randint(lo,hi) "
+                                    "(a range: Optuna searches); repeat for more keys"),
+    seeds: str = typer.Option("3", "--seeds", help="seeds per point: a count N (the config's "
+                              "seed and the N-1 after it) or a spec such as 1-5"),
+    samples: int | None = typer.Option(None, "--samples", parser=_integer, help="points "
+                                       "Optuna tries (a space with a range; a grid runs every "
+                                       "combination)"),
+    out: Path | None = typer.Option(None, "--out", help="sweep directory (default: "
+                                    "runs/sweep-<config name>)"),
+    set_: list[str] = typer.Option([], "--set", help="override a config key for every "
+                                   "trial: KEY=VALUE"),
+    cpus: int | None = typer.Option(None, "--cpus", parser=_integer, help="CPUs of the local "
+                                    "Ray cluster: trials at once (default: all)"),
+    address: str | None = typer.Option(None, "--address", help="an existing Ray cluster "
+                                       "('auto', 'ray://host:10001'); the sweep directory "
+                                       "must then be on storage every node sees"),
+) -> None:
+    """Sweep hyperparameters on Ray Tune: every point trained once per seed (ordinary run
+    directories), a sensitivity report and the best config; run again to continue."""
+    from adaptrl.experiment.sweep import run_sweep
+
+    _at_least("--cpus", cpus, 1)
+    result = run_sweep(config, param, seeds, out=out, samples=samples, overrides=set_,
+                       cpus=cpus, address=address)
+    console.print(f"{result.ran} trial(s) run, {len(result.records) - result.ran} finished "
+                  f"before; best: {result.best['name']} (final return "
+                  f"{result.best['mean']:.2f})")
+    if result.failed:
+        err_console.print(Text.assemble((f"{result.failed} trial(s) failed", "yellow"),
+                                        f": see their error files under {result.out / 'tune'}; "
+                                        "run the sweep again to retry them"))
+    for name in ("report.md", "report.json", "sensitivity.png", "best.yaml"):
+        console.print(f"wrote {result.out / name}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

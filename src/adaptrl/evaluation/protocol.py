@@ -7,12 +7,14 @@ the score after each unit: the mean episode return per task, summarised by its m
 episodes scored: the MAML paper's meta-test); for a memory-based agent a unit is one
 episode of the trial; for an online learner (a DQN) a unit is ``env_steps_per_unit``
 env steps of learning on each task, and the score is the greedy return of ``episodes``
-separate evaluation episodes (:func:`online_curve`).
+separate evaluation episodes (:func:`online_curve`); for a model-based agent (unit
+``transitions``) a unit is one more episode of a trial on the task, the agent adapting on
+the transitions at every step (:func:`transitions_curve`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -99,6 +101,41 @@ def online_curve(family: TaskFamily, agent: OnlineLearner[Any], tasks: Tasks, st
     return torch.stack(scores)
 
 
+@runtime_checkable
+class TransitionsAgent(Protocol):
+    """An agent that adapts on the transitions it sees on a task (unit ``transitions``: a
+    model-based planner, :class:`adaptrl.algorithms.grbal.ModelBasedAgent`):
+    ``actor(tasks)`` is the trial actor that plays ``tasks`` (the tasks are given so that an
+    oracle may plan with their simulator; a learner ignores them)."""
+
+    @property
+    def unit(self) -> AdaptationUnit: ...
+
+    def actor(self, tasks: Tasks) -> TrialActor[Any]: ...
+
+
+def transitions_curve(family: TaskFamily, agent: TransitionsAgent, tasks: Tasks, steps: int,
+                      trials: int, generator: torch.Generator, device: torch.device
+                      ) -> torch.Tensor:
+    """Scores ``[steps+1, tasks]`` of an agent that adapts on transitions: one trial of
+    ``steps + 1`` consecutive episodes per slot (``trials`` slots per task), played by
+    :func:`~adaptrl.rollouts.trial_sampler.play_trials` with ``agent.actor(tasks)``, which
+    adapts online at every step from the transitions it has seen (GrBAL, Nagabandi et al.
+    2019, Algorithm 2). Score ``k`` is the mean return of episode ``k``, played after ``k``
+    episodes' transitions of experience on the task and adapting within it."""
+    env = family.make_env(tasks, trials, device)
+    played = play_trials(env, agent.actor(tasks), steps + 1, generator)
+    return trial_episode_returns(played, steps + 1).mean(-1)
+
+
+def normalised_to_oracle(scores: torch.Tensor, oracle: torch.Tensor, floor: torch.Tensor
+                         ) -> torch.Tensor:
+    """``(R - R_floor) / (R_oracle - R_floor)`` per task (broadcast): the oracle scores 1
+    (GrBAL's normalisation, Nagabandi et al. 2019, §6) and the floor (e.g. random actions)
+    0, which fixes the scale where returns are negative costs."""
+    return (scores - floor) / (oracle - floor)
+
+
 def adaptation_curves(family: TaskFamily, agent: Agent, tasks: Tasks, steps: int, episodes: int,
                       seed: int, device: torch.device, batch_unit: BatchUnit = "episodes",
                       env_steps_per_unit: int | None = None) -> dict[str, torch.Tensor]:
@@ -119,6 +156,9 @@ def adaptation_curves(family: TaskFamily, agent: Agent, tasks: Tasks, steps: int
         eval_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         return {"return": online_curve(family, agent, tasks, steps, episodes,
                                        env_steps_per_unit, generator, eval_seed, device)}
+    if agent.unit == AdaptationUnit.TRANSITIONS and isinstance(agent, TransitionsAgent):
+        return {"return": transitions_curve(family, agent, tasks, steps, episodes, generator,
+                                            device)}
     if agent.unit != AdaptationUnit.GRADIENT_STEPS or not isinstance(agent, GradientAgent):
         raise TypeError(f"{type(agent).__name__} declares adaptation unit {agent.unit!s}, "
                         "which has no scorer in adaptrl.evaluation.protocol (or lacks that "

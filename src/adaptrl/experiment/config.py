@@ -34,6 +34,7 @@ from adaptrl.algorithms.base import AlgorithmConfig
 from adaptrl.algorithms.registry import algorithm_spec, algorithms
 from adaptrl.errors import UserError
 from adaptrl.experiment.selection import SelectionConfig
+from adaptrl.rollouts.ray_sampler import SamplerConfig
 from adaptrl.rollouts.sampler import BatchUnit
 from adaptrl.rollouts.schedule import ScheduleConfig
 from adaptrl.schema import STRICT, ConfigModel, Seed
@@ -105,7 +106,8 @@ class FamilyConfig(ConfigModel):
 
 
 BaselineName = Literal["pretrained", "pretrained_adam", "scratch", "oracle", "aggregation",
-                       "dqn_pretrained", "dqn_scratch"]
+                       "dqn_pretrained", "dqn_scratch", "dqn_tuned", "adam_tuned",
+                       "rmsprop_tuned", "mb", "mb_finetune", "mpc_oracle"]
 """A baseline an evaluation may score (adaptrl.algorithms.baselines; oracle: the family's)."""
 DEFAULT_BASELINES: tuple[BaselineName, ...] = ("pretrained", "scratch", "oracle")
 
@@ -160,6 +162,10 @@ class BaselinesConfig(ConfigModel):
     aggregation_iterations: int | None = Field(
         None, ge=1, description="training iterations (default: the same as the meta-learner)")
     dqn_pretrained_iterations: int | None = Field(
+        None, ge=1, description="training iterations (default: the same as the meta-learner)")
+    mb_iterations: int | None = Field(
+        None, ge=1, description="training iterations (default: the same as the meta-learner)")
+    mb_finetune_iterations: int | None = Field(
         None, ge=1, description="training iterations (default: the same as the meta-learner)")
 
     def above(self, iterations: int) -> dict[str, int]:
@@ -233,6 +239,9 @@ class ExperimentConfig(ConfigModel):
     schedule: ScheduleConfig = Field(
         default_factory=ScheduleConfig, description="which training tasks each iteration "
         "draws: iid (default) or a stream of stages scored for forgetting")
+    sampler: SamplerConfig = Field(
+        default_factory=SamplerConfig, description="where episodes are sampled: local "
+        "(default) or ray (workers, address; docs/distributed.md)")
 
     @model_validator(mode="after")
     def _stream_fills_the_run(self) -> ExperimentConfig:

@@ -207,6 +207,64 @@ def adaptation_curve_figure(eval_result: dict[str, Any]) -> Any:
     return fig
 
 
+def plot_stream(eval_result: dict[str, Any], out: Path) -> Path | None:
+    """The forgetting curve and the score matrix of a run trained along a task stream
+    (eval.json's ``stream``; :func:`stream_figure`), or None for an i.i.d. run."""
+    fig = stream_figure(eval_result)
+    return None if fig is None else _save(fig, out)
+
+
+def stream_figure(eval_result: dict[str, Any]) -> Any | None:
+    """Left: the forgetting curve — the score on every stage (one line each) after each
+    stage of training, against the meta-iteration at that stage's end, 95% CI bands over
+    the stage's test tasks, a dot where the stage has just been learned (its learning
+    score) and dotted where it is not yet trained (forward transfer). Right: the matrix
+    ``R[i, j]`` (row: after stage i; column: stage j; Lopez-Paz & Ranzato 2017)."""
+    from adaptrl.experiment.streams import stage_label
+
+    stream = eval_result.get("stream")
+    if not stream or stream.get("after_stage") is None:
+        return None
+    mean, ci = stream["mean"], stream["ci95"]
+    stages = eval_result.get("stages") or [{"index": j} for j in range(len(mean))]
+    ends = [s["iterations"][1] if "iterations" in s else j + 1 for j, s in enumerate(stages)]
+    rows = [i for i in range(len(mean)) if any(v is not None for v in mean[i])]
+    fig, (ax, mat) = plt.subplots(1, 2, figsize=(12, 4.2),
+                                  gridspec_kw={"width_ratios": [1.5, 1]})
+    colors = plt.get_cmap("viridis")(torch.linspace(0, 0.9, len(mean)).tolist())
+    for j in range(len(mean)):
+        pts = [(ends[i], mean[i][j], ci[i][j] or 0.0) for i in rows if mean[i][j] is not None]
+        if not pts:
+            continue
+        x, m, c = (torch.tensor(v, dtype=torch.float64).numpy() for v in zip(*pts, strict=True))
+        trained = x >= ends[j]
+        ahead = ~trained | (x == ends[j])
+        ax.plot(x[trained], m[trained], "-", color=colors[j], label=stage_label(stages[j]))
+        ax.plot(x[ahead], m[ahead], ":", color=colors[j])
+        ax.fill_between(x, m - c, m + c, alpha=0.12, color=colors[j])
+        if j in rows:
+            ax.plot([ends[j]], [mean[j][j]], "o", color=colors[j], markersize=6)
+    for end in ends[:-1]:
+        ax.axvline(end, color="gray", alpha=0.3, lw=0.8)
+    _label(ax, "meta-iteration (end of each stage)", "return on the stage's test tasks",
+           f"{eval_result['family']}: forgetting curve")
+    ax.legend(fontsize="x-small", loc="best")
+    grid = torch.tensor([[math.nan if v is None else v for v in row] for row in mean])
+    image = mat.imshow(grid.numpy(), cmap="viridis")
+    middle = float(grid.nan_to_num(float(grid.nanmean())).mean())
+    for i in range(len(mean)):
+        for j in range(len(mean)):
+            if mean[i][j] is not None:
+                mat.text(j, i, f"{mean[i][j]:.2g}", ha="center", va="center", fontsize=7,
+                         color="black" if mean[i][j] > middle else "white")
+    mat.set_xlabel("stage scored (j)")
+    mat.set_ylabel("after training stage (i)")
+    mat.set_title("R[i, j]: score matrix")
+    fig.colorbar(image, ax=mat, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
 def per_task_figure(eval_result: dict[str, Any]) -> Any | None:
     """Every held-out task's score after each adaptation unit, one dot per task, for each
     method with per-task scores (a strip plot; the bar is the mean): what a mean hides, a
@@ -340,5 +398,7 @@ def plot_run(run_path: Path) -> list[Path]:
         made.append(plot_adaptation_curve(result, run.plots / "adaptation_curve.png"))
         if "table" in result:
             made.append(plot_classic_table(result["table"], run.plots / "classic_table.png"))
+        if result.get("stream"):  # trained along a task stream: the forgetting curve
+            made.append(plot_stream(result, run.plots / "stream.png"))
     made.append(plot_paths(run.path, run.plots / "paths.png"))
     return [p for p in made if p is not None]

@@ -67,6 +67,7 @@ from adaptrl.experiment.plots import (
     learning_curve_figure,
     per_task_figure,
     png_bytes,
+    stream_figure,
 )
 from adaptrl.experiment.run_dir import RunDir
 
@@ -334,7 +335,39 @@ def _evaluation(result: dict[str, Any], level: int) -> str:
     parts.append(_per_task_table(result, head[1:]))
     if "table" in result:
         parts.append(_classic_table(result["table"], level))
+    if result.get("stream"):
+        parts.append(_stream_section(result, level))
     return "\n".join(p for p in parts if p)
+
+
+def _stream_section(result: dict[str, Any], level: int) -> str:
+    """A run trained along a task stream: the continual-learning metrics at the end of
+    the stream, the forgetting curve and the score matrix ``R[i, j]`` (eval.json's
+    ``stream`` and ``stages``; :mod:`adaptrl.evaluation.stream`)."""
+    from adaptrl.experiment.streams import stage_label, stream_rows
+
+    stream = result["stream"]
+    stages = result.get("stages") or [{"index": j} for j in range(stream["num_stages"])]
+    labels = [stage_label(s) for s in stages]
+    matrix = [[f"after {labels[i]}"] + _ci_cells(
+        [math.nan if v is None else v for v in stream["mean"][i]], stream["ci95"][i])
+        for i in range(stream["num_stages"]) if any(v is not None for v in stream["mean"][i])]
+    return "\n".join([
+        f"<h{level}>Task stream: every stage scored after each stage</h{level}>",
+        f"<p>{stream['num_stages']} stages, each scored on {stream['num_tasks'][0]} fixed "
+        "test tasks of its own; retained: the mean over stages at the end; learning: each "
+        "stage just after it was trained; backward transfer and forgetting as in "
+        "Lopez-Paz &amp; Ranzato 2017 and Chaudhry et al. 2018 (mean ± 95% CI over "
+        "tasks).</p>",
+        _table("stream", "continual-learning metrics at the end of the stream",
+               ["metric", "value"], [[name, fmt_ci(m, c, signed=name != "retained")]
+                                     for name, m, c in stream_rows(result)]),
+        _figures([(stream_figure(result), "forgetting curve: the score on every stage "
+                   "after each stage of training (dotted before the stage is trained), and "
+                   "the score matrix")]),
+        _table("stream-matrix", "R[i, j]: the score on stage j (columns) after training "
+               "through stage i (rows), mean ± 95% CI over tasks",
+               ["after stage"] + labels, matrix)])
 
 
 def _per_task_table(result: dict[str, Any], unit_heads: list[str]) -> str:

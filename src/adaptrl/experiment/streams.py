@@ -91,3 +91,20 @@ def stream_summary(state: dict[str, Any], config: ExperimentConfig, family: Task
     record = StreamRecord(schedule.num_stages)
     record.load_state_dict(state)
     return {"stream": record.summary(), "stages": schedule.describe()}
+
+
+def stage_label(stage: dict[str, Any]) -> str:
+    """A stage of eval.json's ``stages`` in words: ``fruit_speed [1, 1.6)`` (a parameter
+    interval; ``]`` where it is closed), else ``stage k``."""
+    if {"parameter", "low", "high"} <= set(stage):
+        close = "]" if stage.get("closed") else ")"
+        return f"{stage['parameter']} [{stage['low']:.3g}, {stage['high']:.3g}{close}"
+    return f"stage {stage.get('index', '?')}"
+
+
+def stream_rows(result: dict[str, Any]) -> list[tuple[str, float | None, float | None]]:
+    """eval.json's stream metrics at the end of the stream as ``(name, mean, ci95)`` rows
+    (retained, learning, backward transfer, forgetting); ``[]`` without a stream."""
+    metrics = (result.get("stream") or {}).get("metrics") or {}
+    return [(name.replace("_", " "), value.get("mean"), value.get("ci95"))
+            for name, value in metrics.items()]

@@ -55,6 +55,7 @@ from adaptrl.experiment.learners import (
 from adaptrl.experiment.lock import run_lock
 from adaptrl.experiment.progress import TrainingProgress
 from adaptrl.experiment.run_dir import TRAINER_FILES, MetricsLog, RunDir
+from adaptrl.experiment.sampling import check_sampler, sampling_family
 from adaptrl.experiment.scalars import Scalars
 from adaptrl.experiment.seeding import make_generator
 from adaptrl.experiment.selection import CheckpointScore
@@ -333,7 +334,8 @@ def train(config: ExperimentConfig, algo_cfg: AlgorithmConfig, run_path: Path, *
 
 def _train_locked(config: ExperimentConfig, algo_cfg: AlgorithmConfig, run: RunDir, resume: bool,
                   baselines: bool) -> TrainResult:
-    family = build_family(config)
+    check_sampler(config, algo_cfg)
+    family = sampling_family(config, build_family(config))  # sampler.backend: local or ray
     device = torch.device(config.device)
     score = CheckpointScore(config.selection, family, config.evaluation, device)
     schedule = build_schedule(config.schedule, family)

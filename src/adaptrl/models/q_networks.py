@@ -15,6 +15,13 @@ Two heads:
   learning", eq. 9): the last hidden layer feeds a value head ``V(s)`` and an advantage
   head ``A(s, a)``, aggregated as ``Q = V + A - mean_a A``, so that ``V`` is identifiable
   (``mean_a Q(s, a) = V(s)``).
+
+Conditioning (``eta_dim > 0``): the network also takes a vector ``eta`` of ``eta_dim``
+hyperparameters as an input, appended to the observation, so that ``Q(s, .; eta)`` can
+follow a hyperparameter that changes during learning (the discount of meta-gradient RL:
+Xu, van Hasselt, Silver 2018, §1.4, "the value function ... takes eta as an additional
+input", which keeps its targets from drifting as eta moves). The first layer's weights on
+``eta`` are a learned linear embedding of it added to the observation's.
 """
 
 from __future__ import annotations
@@ -40,19 +47,24 @@ class QNetwork(nn.Module):
     """
 
     def __init__(self, obs_dim: int, num_actions: int, hidden: tuple[int, ...] = (120, 84),
-                 act: str = "relu", dueling: bool = False, init: str = "xavier") -> None:
+                 act: str = "relu", dueling: bool = False, init: str = "xavier",
+                 eta_dim: int = 0) -> None:
         super().__init__()
         if dueling and not hidden:
             raise ValueError("a dueling Q-network needs at least one hidden layer")
+        if eta_dim < 0:
+            raise ValueError(f"eta_dim must be >= 0, got {eta_dim}")
         self.num_actions = num_actions
         self.dueling = dueling
+        self.eta_dim = eta_dim
         self._act = activation(act)
+        in_dim = obs_dim + eta_dim
         if dueling:
-            self.body = MLP(obs_dim, hidden[-1], hidden[:-1], act)
+            self.body = MLP(in_dim, hidden[-1], hidden[:-1], act)
             self.value = nn.Linear(hidden[-1], 1)
             self.advantage = nn.Linear(hidden[-1], num_actions)
         else:
-            self.body = MLP(obs_dim, num_actions, hidden, act)
+            self.body = MLP(in_dim, num_actions, hidden, act)
         if init == "torch":
             for module in self.modules():
                 if isinstance(module, nn.Linear):
@@ -60,9 +72,19 @@ class QNetwork(nn.Module):
         elif init != "xavier":
             raise ValueError(f"init must be 'xavier' or 'torch', got {init!r}")
 
-    def forward(self, obs: torch.Tensor, params: Params | None = None) -> torch.Tensor:
-        """``Q(obs, .)`` ``[..., actions]``; per-task ``params`` need ``obs [tasks, ...]``."""
+    def forward(self, obs: torch.Tensor, params: Params | None = None,
+                eta: torch.Tensor | None = None) -> torch.Tensor:
+        """``Q(obs, .)`` ``[..., actions]``; per-task ``params`` need ``obs [tasks, ...]``.
+
+        ``eta``: the conditioning input of a network with ``eta_dim > 0`` (required there,
+        refused otherwise), ``[eta_dim]`` for every row or ``[tasks, eta_dim]`` per task
+        (broadcast over the observation's other leading dims)."""
         p = named_params(self) if params is None else params
+        if (eta is None) != (self.eta_dim == 0):
+            raise ValueError(f"this Q-network has eta_dim = {self.eta_dim}: "
+                             + ("pass eta" if eta is None else "it takes no eta"))
+        if eta is not None:
+            obs = torch.cat([obs, _broadcast_eta(eta, obs)], dim=-1)
         x = self.body(obs, p, prefix="body.")
         if not self.dueling:
             return x
@@ -72,11 +94,19 @@ class QNetwork(nn.Module):
         return value + adv - adv.mean(-1, keepdim=True)
 
 
+def _broadcast_eta(eta: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    """``eta`` ``[d]`` or ``[tasks, d]`` expanded to ``obs``'s leading dims ``[..., d]``."""
+    d = eta.shape[-1]
+    if eta.dim() == 2:
+        eta = eta.view(eta.shape[0], *([1] * (obs.dim() - 2)), d)
+    return eta.to(obs.dtype).expand(*obs.shape[:-1], d)
+
+
 def make_q_network(observation_space: gym.Space, action_space: gym.Space,
                    hidden: tuple[int, ...] = (120, 84), act: str = "relu",
-                   dueling: bool = False, init: str = "xavier") -> QNetwork:
+                   dueling: bool = False, init: str = "xavier", eta_dim: int = 0) -> QNetwork:
     """The Q-network for the spaces; the action space must be ``Discrete``."""
     if not isinstance(action_space, gym.spaces.Discrete):
         raise ValueError(f"a Q-network needs a Discrete action space, got {action_space}")
     return QNetwork(space_dims(observation_space), int(action_space.n), hidden, act, dueling,
-                    init)
+                    init, eta_dim)

@@ -1,4 +1,6 @@
-"""Planners: value iteration for tabular MDPs now; MPC (random shooting, CEM, MPPI) next."""
+"""Planners: value iteration for tabular MDPs; MPC (random shooting, CEM, MPPI) in
+:mod:`adaptrl.planning.mpc` and its trial-playing controller in
+:mod:`adaptrl.planning.controller`."""
 
 from adaptrl.planning.value_iteration import expected_backup, plan, policy_value, value_iteration
 

@@ -14,7 +14,7 @@ costs nothing per step and changes neither the other fields nor the random strea
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal, Protocol, get_args
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 import torch
 from torch.distributions import Distribution
@@ -49,6 +49,19 @@ class Policy(Protocol):
     def sample(dist: Distribution, generator: torch.Generator) -> torch.Tensor: ...
 
 
+@runtime_checkable
+class EpisodeSource(Protocol):
+    """A family that samples its episodes elsewhere: :class:`BatchSampler` hands it every
+    batch instead of stepping ``family.make_env(...)`` here (the Ray backend,
+    :class:`adaptrl.rollouts.ray_sampler.RaySampling`). The result must equal
+    :func:`rollout` on ``family.make_env(tasks, episodes, device)`` from ``generator``,
+    which it must leave as :func:`rollout` would."""
+
+    def sample_episodes(self, tasks: Tasks, episodes: int, policy: Policy,
+                        params: Params | None, generator: torch.Generator,
+                        device: torch.device | str) -> Trajectories: ...
+
+
 def act(policy: Policy, obs: torch.Tensor, params: Params | None, generator: torch.Generator,
         deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """One action per slot and its log-probability under ``policy``."""
@@ -66,7 +79,8 @@ def act(policy: Policy, obs: torch.Tensor, params: Params | None, generator: tor
 
 @torch.no_grad()
 def rollout(env: BatchedEnv, policy: Policy, params: Params | None,
-            generator: torch.Generator, deterministic: bool = False) -> Trajectories:
+            generator: torch.Generator, deterministic: bool = False,
+            stop_when_ended: bool = True) -> Trajectories:
     """Sample one episode in every ``[task, episode]`` slot of ``env``.
 
     ``params`` may be shared or carry a leading task dimension (adapted parameters).
@@ -75,6 +89,8 @@ def rollout(env: BatchedEnv, policy: Policy, params: Params | None,
     all slots, written into buffers preallocated for the whole horizon. ``truncated`` and
     ``next_observations`` (with every episode's true final observation) are filled after
     the loop; an episode still running at the horizon counts as truncated.
+    ``stop_when_ended = False`` runs all ``H`` steps (a Ray worker sampling part of a batch
+    does, :mod:`adaptrl.rollouts.ray_sampler`).
     """
     obs = env.reset(generator)
     H = env.horizon
@@ -101,7 +117,7 @@ def rollout(env: BatchedEnv, policy: Policy, params: Params | None,
         torch.logical_and(res.terminated, alive, out=terminated[t])
         alive = alive & ~(res.terminated | res.truncated)
         obs = res.observation
-        if not bool(alive.any()):
+        if stop_when_ended and not bool(alive.any()):
             break
     assert actions is not None
     truncated, next_observations = episode_ends(observations, masks, terminated,
@@ -137,16 +153,34 @@ class BatchSampler:
                              f"got {unit!r}")
         self.family, self.tasks, self.episodes, self.device, self.unit = (
             family, tasks, episodes, device, unit)
-        self.env = family.make_env(tasks, episodes, device)
+        # a family that samples elsewhere (EpisodeSource) gets every batch; none is stepped here
+        self.source = family if isinstance(family, EpisodeSource) else None
+        self.env = family.make_env(tasks, episodes, device) if self.source is None else None
 
     @property
     def step_budget(self) -> int:
         """Steps per task of a ``"steps"`` batch."""
-        return self.episodes * self.env.horizon
+        return self.episodes * self.horizon
+
+    @property
+    def horizon(self) -> int:
+        return self.family.horizon if self.env is None else self.env.horizon
+
+    def _rollout(self, episodes: int, policy: Policy, params: Params | None,
+                 generator: torch.Generator, first: bool = False) -> Trajectories:
+        """One episode in each of ``episodes`` slots per task: :func:`rollout` here (the
+        ``first`` batch in ``self.env``, more in new envs), or the family's
+        :class:`EpisodeSource`."""
+        if self.source is not None:
+            return self.source.sample_episodes(self.tasks, episodes, policy, params, generator,
+                                               self.device)
+        env = self.env if first and self.env is not None else \
+            self.family.make_env(self.tasks, episodes, self.device)
+        return rollout(env, policy, params, generator)
 
     def sample(self, policy: Policy, params: Params | None, generator: torch.Generator
                ) -> Trajectories:
-        traj = rollout(self.env, policy, params, generator)
+        traj = self._rollout(self.episodes, policy, params, generator, first=True)
         if self.unit == "episodes":
             return traj
         if self.unit == "finished_steps":
@@ -159,8 +193,7 @@ class BatchSampler:
             # enough episodes for the shortest task at its mean length so far, plus a margin
             short = (budget - steps).clamp_min(0) / (steps / count)
             extra = min(int(short.max().ceil().item()) + 2, budget)
-            more = rollout(self.family.make_env(self.tasks, extra, self.device), policy,
-                           params, generator)
+            more = self._rollout(extra, policy, params, generator)
             parts.append(more)
             steps = steps + more.masks.sum((0, 2))
             count += extra
@@ -175,15 +208,14 @@ class BatchSampler:
         stop time is known (:func:`finished_by_stop`); column ``c`` is worker ``c % E``'s
         ``(c // E)``-th episode.
         """
-        workers, budget, horizon = self.episodes, self.step_budget, self.env.horizon
+        workers, budget, horizon = self.episodes, self.step_budget, self.horizon
         parts, lengths = [traj], traj.masks.sum(0)
         while (keep := finished_by_stop(lengths, workers, budget)) is None:
             mean = lengths.mean(-1)
             # the stop comes near budget / workers + one episode: rounds for the slowest task
             short = (budget / workers + mean - covered_time(lengths, workers)) / mean
             rounds = min(max(int(short.ceil().max().item()), 1), horizon)
-            more = rollout(self.family.make_env(self.tasks, rounds * workers, self.device),
-                           policy, params, generator)
+            more = self._rollout(rounds * workers, policy, params, generator)
             parts.append(more)
             lengths = torch.cat([lengths, more.masks.sum(0)], dim=-1)
         return keep_episodes(cat_episodes(parts), keep)

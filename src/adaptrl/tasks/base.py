@@ -20,7 +20,7 @@ Episode-end semantics (every built-in env follows them):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
@@ -144,6 +144,33 @@ class DeclaresRanges(Protocol):
     """
 
     ranges: Mapping[str, tuple[float, float]]
+
+
+@runtime_checkable
+class ModelBasedFamily(Protocol):
+    """Optional: what model-based agents (MPC planners, :mod:`adaptrl.planning.mpc`) need of a
+    family beyond :class:`TaskFamily` (DESIGN.md: "its reward as a batched function of
+    (s, a, s')").
+
+    All three are batched over any leading dims (``[tasks, candidates, ...]``):
+
+    * ``reward(obs, action, next_obs)`` — the env's reward of the transition, computed from
+      observations (``cartpole-physics``, ``pendulum-physics``; checked against the env's
+      own in tests/tasks/test_model_based_family.py);
+    * ``terminal(next_obs)`` — bool, the transition reached a terminal state (no reward
+      counts after it);
+    * ``true_dynamics(tasks, device)`` — the simulator as a dynamics function
+      ``(obs [n, batch, *obs], action [n, batch, *act]) -> next_obs`` for the ``n`` tasks
+      (any ``batch``): the MPC oracle's model.
+    """
+
+    def reward(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor
+               ) -> torch.Tensor: ...
+
+    def terminal(self, next_obs: torch.Tensor) -> torch.Tensor: ...
+
+    def true_dynamics(self, tasks: Tasks, device: torch.device | str = "cpu"
+                      ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]: ...
 
 
 def check_split(split: str) -> Split:

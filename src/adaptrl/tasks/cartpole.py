@@ -39,6 +39,7 @@ out-of-distribution test boxes (force, length): ([2, 2.5], [0.15, 0.2]),
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -179,3 +180,31 @@ class CartPolePhysics:
                  device: torch.device | str = "cpu") -> CartPoleEnv:
         return CartPoleEnv(tasks.params, episodes_per_task, self.horizon, self.dtype,
                            torch.device(device))
+
+    # -- model-based members (adaptrl.tasks.base.ModelBasedFamily) --
+    def reward(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor
+               ) -> torch.Tensor:
+        """The env's reward: 1 for every step of a live episode, the terminating step
+        included (a planner stops counting after :meth:`terminal`); batched."""
+        return torch.ones(next_obs.shape[:-1], device=next_obs.device)
+
+    def terminal(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """``|x| > 2.4`` or ``|theta| > 12 deg`` after the step, as the env terminates."""
+        return (next_obs[..., 0].abs() > X_THRESHOLD) | (next_obs[..., 2].abs() > THETA_THRESHOLD)
+
+    def true_dynamics(self, tasks: Tasks, device: torch.device | str = "cpu"
+                      ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The env's own step as a dynamics function of observations (= states)
+        ``[tasks, batch, 4] -> [tasks, batch, 4]``, actions ``[tasks, batch]`` in {0, 1}:
+        the MPC oracle's model, a :class:`CartPoleEnv` of ``batch`` slots per task."""
+        envs: dict[int, CartPoleEnv] = {}  # one env per batch size, made on first use
+
+        def step(obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+            batch = obs.shape[1]
+            if batch not in envs:
+                envs[batch] = self.make_env(tasks, batch, device)
+            env = envs[batch]
+            env.clock.reset()
+            env.state = obs.to(env.dtype)
+            return env.step(action).observation
+        return step

@@ -36,6 +36,7 @@ old gym did. We keep Gymnasium's step and the cost as the paper and REFERENCES.m
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -194,3 +195,36 @@ class PendulumPhysics:
                  device: torch.device | str = "cpu") -> PendulumEnv:
         return PendulumEnv(tasks.params, episodes_per_task, self.horizon, self.max_torque,
                            self.dtype, torch.device(device), self.start)
+
+    # -- model-based members (adaptrl.tasks.base.ModelBasedFamily) --
+    def reward(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor
+               ) -> torch.Tensor:
+        """The env's reward ``-(theta^2 + 0.1 thetadot^2 + 0.001 u^2)`` of the transition,
+        from the observation ``[cos, sin, thetadot]`` it acted on (``theta`` recovered by
+        ``atan2``, which is already in ``[-pi, pi]``); batched over leading dims."""
+        theta = torch.atan2(obs[..., 1], obs[..., 0])
+        u = action[..., 0].clamp(-self.max_torque, self.max_torque)
+        return -(theta.square() + 0.1 * obs[..., 2].square() + 0.001 * u.square())
+
+    def terminal(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """No terminal states."""
+        return torch.zeros(next_obs.shape[:-1], dtype=torch.bool, device=next_obs.device)
+
+    def true_dynamics(self, tasks: Tasks, device: torch.device | str = "cpu"
+                      ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The env's own step as a dynamics function of observations
+        ``[tasks, batch, 3] -> [tasks, batch, 3]`` (the MPC oracle's model): the state is
+        recovered from the observation and stepped by a :class:`PendulumEnv` of ``batch``
+        slots per task."""
+        envs: dict[int, PendulumEnv] = {}  # one env per batch size, made on first use
+
+        def step(obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+            batch = obs.shape[1]
+            if batch not in envs:
+                envs[batch] = self.make_env(tasks, batch, device)
+            env = envs[batch]
+            env.clock.reset()
+            theta = torch.atan2(obs[..., 1], obs[..., 0]).to(env.dtype)
+            env.state = torch.stack([theta, obs[..., 2].to(env.dtype)], -1)
+            return env.step(action).observation
+        return step

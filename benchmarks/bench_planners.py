@@ -1,0 +1,101 @@
+"""Planner throughput: candidate-steps per second of random shooting, CEM and MPPI, batched.
+
+A candidate-step is one step of one candidate action sequence through the dynamics and the
+reward (``tasks x candidates x horizon x iterations`` of them per plan). Each planner plans
+from ``--tasks`` pendulum observations with (a) a learned dynamics model (the MLP of
+models/dynamics.py, hidden ``--hidden``, per-task parameters as GrBAL's adapted ones) and
+(b) the simulator itself (``pendulum-physics``' true dynamics: the MPC oracle); cart-pole
+(Discrete(2)) is timed with random shooting and CEM over categoricals.
+
+    python benchmarks/bench_planners.py                       # CPU, 1 thread
+    python benchmarks/bench_planners.py --device cuda --tasks 100 --candidates 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from adaptrl.models.dynamics import DynamicsModel
+from adaptrl.models.functional import expand_params, named_params
+from adaptrl.planning.mpc import ActionDomain, Dynamics, PlannerSettings
+from adaptrl.tasks.cartpole import CADM_PARAMS as CARTPOLE_CADM
+from adaptrl.tasks.cartpole import CartPolePhysics
+from adaptrl.tasks.pendulum import CADM_PARAMS as PENDULUM_CADM
+from adaptrl.tasks.pendulum import PendulumPhysics
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_plans(settings: PlannerSettings, family: PendulumPhysics | CartPolePhysics,
+               dynamics_kind: str, tasks: int, hidden: int, repeats: int,
+               device: torch.device) -> tuple[float, float]:
+    """(candidate-steps per second, seconds per plan): the best of ``repeats`` plans."""
+    gen = torch.Generator().manual_seed(0)
+    batch = family.sample(tasks, "train", gen)
+    obs = family.make_env(batch, 1, device).reset(gen)[:, 0]
+    domain = ActionDomain.of(family.action_space).to(device)
+    if dynamics_kind == "model":
+        obs_dim = obs.shape[-1]
+        model = DynamicsModel(obs_dim, action_dim=0 if domain.discrete else 1,
+                              choices=domain.choices, hidden=(hidden, hidden)).to(device)
+        params = expand_params(named_params(model), tasks)
+
+        def predict(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+            return model.predict(s, a, params)
+        dynamics: Dynamics = predict
+    else:
+        dynamics = family.true_dynamics(batch, device)
+    rounds = 1 if settings.name == "random_shooting" else settings.iterations
+    work = tasks * settings.candidates * settings.horizon * rounds
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(repeats + 1):  # the first is a warm-up
+            _sync(device)
+            start = time.perf_counter()
+            settings.plan(obs, dynamics, family.reward, domain, gen, family.terminal)
+            _sync(device)
+            best = min(best, time.perf_counter() - start)
+    return work / best, best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=20)
+    parser.add_argument("--candidates", type=int, default=200)
+    parser.add_argument("--horizon", type=int, default=20)
+    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    pendulum = PendulumPhysics(**PENDULUM_CADM)
+    cartpole = CartPolePhysics(**CARTPOLE_CADM)
+    print(f"device {device}, threads {args.threads}, tasks {args.tasks}, candidates "
+          f"{args.candidates}, horizon {args.horizon}, iterations {args.iterations}, model "
+          f"hidden {args.hidden}x{args.hidden}")
+    print(f"{'family':<10} {'planner':<16} {'dynamics':<10} {'cand-steps/s':>14} "
+          f"{'s/plan':>8}")
+    cases: list[tuple[PendulumPhysics | CartPolePhysics, str]] = [
+        (pendulum, "random_shooting"), (pendulum, "cem"), (pendulum, "mppi"),
+        (cartpole, "random_shooting"), (cartpole, "cem")]
+    for family, name in cases:
+        settings = PlannerSettings(name=name, horizon=args.horizon,
+                                   candidates=args.candidates, iterations=args.iterations)
+        for kind in ("model", "simulator"):
+            rate, seconds = time_plans(settings, family, kind, args.tasks, args.hidden,
+                                       args.repeats, device)
+            print(f"{family.name.split('-')[0]:<10} {name:<16} {kind:<10} {rate:>14,.0f} "
+                  f"{seconds:>8.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+"""GrBAL: a dynamics model meta-trained to adapt online from its last M transitions, with MPC
+(Nagabandi, Clavera et al., "Learning to Adapt in Dynamic, Real-World Environments through
+Meta-Reinforcement Learning", ICLR 2019, Algorithms 1 and 2; settings in REFERENCES.md).
+
+Meta-training (Algorithm 1), one iteration per batch of training tasks::
+
+    collect one episode per task with the current agent (random actions in the first
+        `random_iterations` iterations) into a buffer of episodes
+    repeat outer_steps times:
+        draw `batch_windows` windows of M + K consecutive transitions of one episode each
+        phi_j = theta - alpha grad L(theta; past M transitions of window j)   (k = inner.steps)
+        theta <- Adam step on 1/B sum_j L(phi_j; next K transitions of window j)     (eq. 3)
+
+with ``L`` the MSE of the normalised state change (:class:`~adaptrl.models.dynamics.DynamicsModel`).
+The inner step is :class:`~adaptrl.adaptation.inner_optimizers.SGD`, differentiated through
+(second order) unless ``inner.first_order``.
+
+Meta-test (Algorithm 2): at every step, adapt from theta* on the slot's last M transitions
+(``inner.steps`` SGD steps) and plan with MPC on the adapted model
+(:class:`~adaptrl.planning.controller.MPCActor`). The agent adapts in *transitions*: the
+protocol plays trials of consecutive episodes on each held-out task and scores every
+episode (:func:`adaptrl.evaluation.protocol.transitions_curve`).
+
+The same learner, configured differently, gives the baselines
+(:mod:`adaptrl.algorithms.baselines`): ``inner.steps: 0`` trains the model on all training
+tasks without meta-learning (``mb``: not adapted at test; ``mb_finetune``: adapted online
+with the same inner loop, the paper's "MB + DE"), and ``oracle: true`` plans with the
+simulator (``mpc_oracle``, the return that normalisation maps to 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import torch
+from pydantic import Field
+
+from adaptrl.adaptation.inner_optimizers import SGD, InnerOptimizer, MetaSGD
+from adaptrl.agents.contract import AdaptationUnit
+from adaptrl.algorithms.base import AlgorithmConfig
+from adaptrl.algorithms.registry import register_algorithm
+from adaptrl.models.dynamics import DynamicsModel
+from adaptrl.models.functional import Params, detach_params, expand_params, named_params
+from adaptrl.optim.ppo import load_optimizer_state, optimizer_state
+from adaptrl.planning.controller import MPCActor, RandomActor, Window
+from adaptrl.planning.mpc import ActionDomain, Dynamics, PlannerSettings
+from adaptrl.rollouts.replay import RingBuffer
+from adaptrl.rollouts.trajectories import Trajectories
+from adaptrl.rollouts.transitions import Transitions
+from adaptrl.rollouts.trial_sampler import TrialActor, play_trials
+from adaptrl.schema import ConfigModel
+from adaptrl.tasks.base import ModelBasedFamily, TaskFamily, Tasks
+
+MODEL_BASED_BASELINES = ("mb", "mb_finetune", "mpc_oracle")
+"""The baselines of a model-based learner (:mod:`adaptrl.algorithms.baselines`)."""
+
+
+class DynamicsConfig(ConfigModel):
+    """The dynamics model (:class:`~adaptrl.models.dynamics.DynamicsModel`)."""
+
+    hidden: list[int] = Field(default_factory=lambda: [200, 200], min_length=1)
+    activation: Literal["relu", "tanh", "elu", "gelu", "silu"] = "relu"
+    gaussian: bool = Field(False, description="predict a std too; Gaussian NLL loss")
+    ensemble: int = Field(1, ge=1, description="members, averaged")
+
+    def build(self, family: TaskFamily) -> DynamicsModel:
+        obs_shape = family.observation_space.shape
+        domain = ActionDomain.of(family.action_space)
+        if obs_shape is None or len(obs_shape) != 1 or len(domain.shape) > 1:
+            raise ValueError(f"family {family.name!r}: a dynamics model needs flat "
+                             f"observations and actions, got {family.observation_space}")
+        return DynamicsModel(obs_shape[0], action_dim=0 if domain.discrete else domain.shape[0],
+                             choices=domain.choices, hidden=tuple(self.hidden),
+                             activation=self.activation, gaussian=self.gaussian,
+                             ensemble=self.ensemble)
+
+
+class ModelInnerConfig(ConfigModel):
+    """The inner loop on the model: ``steps`` SGD steps of size ``lr`` on the past M."""
+
+    steps: int = Field(1, ge=0, description="SGD steps on the past M transitions (0: no "
+                       "meta-learning, the model is fitted on every transition)")
+    lr: float = Field(0.01, gt=0, description="inner step size alpha")
+    first_order: bool = Field(False, description="treat the inner gradient as a constant")
+    learn_lr: bool = Field(False, description="meta-learn a step size per weight, starting "
+                           "at lr (Meta-SGD, Li et al. 2017, eq. 2)")
+
+
+class GrBALConfig(AlgorithmConfig):
+    """GrBAL's settings (module docstring); REFERENCES.md "GrBAL / ReBAL details"."""
+
+    name: Literal["grbal"] = "grbal"
+    meta_batch_size: int = Field(10, ge=1, description="tasks whose episodes are collected "
+                                 "per iteration")
+    episodes_per_task: int = Field(1, ge=1, description="episodes collected per task")
+    past: int = Field(16, ge=1, description="M: transitions the model adapts on")
+    future: int = Field(16, ge=1, description="K: transitions the adapted model is scored on")
+    inner: ModelInnerConfig = Field(default_factory=ModelInnerConfig)
+    outer_lr: float = Field(1e-3, gt=0, description="Adam step size of the outer loop")
+    outer_steps: int = Field(50, ge=1, description="Adam steps per iteration")
+    batch_windows: int = Field(32, ge=1, description="windows (each from one episode, one "
+                               "task) per outer step")
+    buffer_episodes: int = Field(1000, ge=1, description="episodes kept (the oldest dropped)")
+    random_iterations: int = Field(1, ge=0, description="first iterations collected with "
+                                   "random actions")
+    adapt_at_test: bool = Field(True, description="adapt online at every step at meta-test "
+                                "(false: the model as trained)")
+    test_inner: ModelInnerConfig | None = Field(
+        None, description="the online adaptation at meta-test (default: inner); the "
+        "mb_finetune baseline trains with inner.steps 0 and adapts with this")
+    oracle: bool = Field(False, description="plan with the simulator (the MPC oracle)")
+    dynamics: DynamicsConfig = Field(default_factory=DynamicsConfig)
+    planner: PlannerSettings = Field(default_factory=PlannerSettings)
+
+
+def adapt_model(model: DynamicsModel, params: Params, window: Window, inner: ModelInnerConfig,
+                create_graph: bool, optimizer: InnerOptimizer | None = None) -> Params:
+    """``inner.steps`` SGD steps per row of ``window`` from ``params`` (shared or per row) on
+    its masked model loss: per-row adapted parameters ``[N, ...]`` (GrBAL's eq. 2).
+    ``optimizer`` (default ``SGD(inner.lr)``) may be a learned one (``inner.learn_lr``)."""
+    n = window.obs.shape[0]
+    ref = dict(model.named_parameters())
+    theta = {k: v if v.dim() == ref[k].dim() + 1 else expand_params({k: v}, n)[k]
+             for k, v in params.items()}
+    optimizer = optimizer or SGD(inner.lr)
+    keys = list(theta)
+    graph = create_graph and not inner.first_order
+    with torch.enable_grad():
+        for _ in range(inner.steps):
+            theta = {k: v if v.requires_grad else v.detach().requires_grad_(True)
+                     for k, v in theta.items()}
+            loss = model.loss(theta, window.obs, window.action, window.next_obs, window.mask)
+            grads = torch.autograd.grad(loss.sum(), [theta[k] for k in keys],
+                                        create_graph=graph)
+            g = {k: v if graph else v.detach() for k, v in zip(keys, grads)}
+            theta, _ = optimizer.step(theta, g, {})
+    return theta if create_graph else detach_params(theta)
+
+
+def episodes_as_rows(traj: Trajectories) -> Transitions:
+    """Every slot's episode of a one-episode trial as one buffer row: fields
+    ``[1, slots, T, ...]`` (so a :class:`RingBuffer` of one "task" keeps whole episodes)."""
+    def rows(x: torch.Tensor) -> torch.Tensor:  # [T, n, m, ...] -> [1, n * m, T, ...]
+        return x.movedim(0, 2).reshape(1, -1, x.shape[0], *x.shape[3:])
+    assert traj.truncated is not None
+    return Transitions(rows(traj.observations), rows(traj.actions), rows(traj.rewards),
+                       rows(traj._require_next()), rows(traj.terminated), rows(traj.truncated))
+
+
+def live_steps(episodes: Transitions) -> torch.Tensor:
+    """``[1, E, T]`` bool: the steps of each stored episode before and at its end."""
+    ends = (episodes.terminated | episodes.truncated).long()
+    return (ends.cumsum(-1) - ends) == 0
+
+
+@dataclass(frozen=True)
+class ModelBasedAgent:
+    """What the protocol adapts and scores (unit ``transitions``): ``actor(tasks)`` is an
+    :class:`~adaptrl.planning.controller.MPCActor` planning with the model at ``params``
+    (adapted on each slot's last ``inner``-configured window when ``adapt``), or with the
+    simulator of ``tasks`` when ``oracle``."""
+
+    family: TaskFamily
+    model: DynamicsModel
+    params: Params
+    planner: PlannerSettings
+    inner: ModelInnerConfig
+    memory: int
+    adapt: bool = True
+    oracle: bool = False
+    optimizer: InnerOptimizer | None = None  # a learned step size, detached (inner.learn_lr)
+    unit: AdaptationUnit = AdaptationUnit.TRANSITIONS
+
+    def actor(self, tasks: Tasks) -> MPCActor:
+        family = cast(ModelBasedFamily, self.family)
+
+        def dynamics(window: Window | None, slots: int) -> Dynamics:
+            if self.oracle:
+                rows = tasks.to(self.model.obs_mean.device)[
+                    torch.arange(slots) // (slots // len(tasks))]
+                return family.true_dynamics(rows, self.model.obs_mean.device)
+            params = self.params
+            if self.adapt and window is not None and window.filled:
+                params = adapt_model(self.model, params, window, self.inner, False,
+                                     self.optimizer)
+            elif next(iter(params.values())).dim() == 2:  # shared: a row dim for the planner
+                params = expand_params(params, slots)
+            return lambda s, a: self.model.predict(s, a, params)
+        return MPCActor(self.planner, ActionDomain.of(self.family.action_space),
+                        family.reward, dynamics, family.terminal, self.memory)
+
+
+class GrBAL:
+    """GrBAL's learner (module docstring)."""
+
+    def __init__(self, family: TaskFamily, config: GrBALConfig, generator: torch.Generator,
+                 device: torch.device) -> None:
+        if not isinstance(family, ModelBasedFamily):
+            raise ValueError(f"family {family.name!r} has no reward function of (s, a, s') "
+                             "(tasks.base.ModelBasedFamily): GrBAL cannot plan on it")
+        self.family, self.config, self.generator, self.device = (family, config, generator,
+                                                                 device)
+        self.model = config.dynamics.build(family).to(device)  # the trainer seeds the init
+        self.inner_optimizer = (MetaSGD(named_params(self.model), config.inner.lr).to(device)
+                                if config.inner.learn_lr and config.inner.steps > 0 else None)
+        meta = [] if self.inner_optimizer is None else self.inner_optimizer.meta_parameters()
+        self.optimizer = torch.optim.Adam([*self.model.parameters(), *meta],
+                                          lr=config.outer_lr)
+        self.buffer = RingBuffer(1, config.buffer_episodes, device)
+        self.env_steps, self.iterations, self.fitted = 0, 0, False
+
+    @property
+    def policy(self) -> DynamicsModel:
+        return self.model
+
+    def load_initial_policy(self, state: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(state)
+        self.fitted = True
+
+    def agent(self, step_sizes: list[float] | None = None) -> ModelBasedAgent:
+        """The meta-test agent (``step_sizes`` is ignored: the inner step is ``inner.lr``)."""
+        cfg = self.config
+        inner = cfg.test_inner or cfg.inner
+        learned = None if self.inner_optimizer is None or cfg.test_inner is not None \
+            else self.inner_optimizer.detached()
+        return ModelBasedAgent(self.family, self.model, detach_params(named_params(self.model)),
+                               cfg.planner, inner, cfg.past,
+                               adapt=cfg.adapt_at_test and inner.steps > 0, oracle=cfg.oracle,
+                               optimizer=learned)
+
+    def meta_update(self, tasks: Tasks) -> dict[str, float]:
+        cfg = self.config
+        actor: TrialActor[Any] = (RandomActor(ActionDomain.of(self.family.action_space))
+                                  if self.iterations < cfg.random_iterations or not self.fitted
+                                  else self.agent().actor(tasks))
+        traj = play_trials(self.family.make_env(tasks.to(self.device), cfg.episodes_per_task,
+                                                self.device), actor, 1, self.generator)
+        self.env_steps += traj.num_steps
+        self.buffer.add(episodes_as_rows(traj))
+        if not self.fitted:
+            self._fit_normalizer()
+        pre = post = 0.0
+        for _ in range(cfg.outer_steps):
+            past, future = self.windows(cfg.batch_windows)
+            loss, before = self.meta_loss(named_params(self.model), past, future)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            pre += before / cfg.outer_steps
+            post += float(loss.detach()) / cfg.outer_steps
+        self.iterations += 1
+        returns = (traj.rewards * traj.masks).sum(0).mean()
+        learned = {} if self.inner_optimizer is None else {
+            f"inner_lr/{k}": v for k, v in self.inner_optimizer.summary().items()}
+        return {"return": float(returns), "model_loss_pre": pre, "model_loss_post": post,
+                "env_steps_iteration": float(traj.num_steps), **learned}
+
+    def meta_loss(self, params: Params, past: Window, future: Window
+                  ) -> tuple[torch.Tensor, float]:
+        """The outer loss (eq. 3): the mean over windows of the future K transitions' loss
+        after the inner steps on the past M, and (detached) the same loss before them.
+        Without inner steps it is the plain loss on all M + K transitions."""
+        model = self.model
+        with torch.no_grad():
+            before = model.loss(params, future.obs, future.action, future.next_obs).mean()
+        if self.config.inner.steps == 0:
+            both = [torch.cat([getattr(past, f), getattr(future, f)], 1)
+                    for f in ("obs", "action", "next_obs")]
+            return model.loss(params, *both).mean(), float(before)
+        phi = adapt_model(model, params, past, self.config.inner, True, self.inner_optimizer)
+        return model.loss(phi, future.obs, future.action, future.next_obs).mean(), float(before)
+
+    def windows(self, count: int) -> tuple[Window, Window]:
+        """``count`` windows of ``M + K`` consecutive transitions, each inside one stored
+        episode (episode uniform among those long enough, start uniform): the past M and
+        the future K."""
+        M, K = self.config.past, self.config.future
+        data = self.buffer.data
+        live = live_steps(data)[0] & data.valid[0, :, None]  # type: ignore[index]
+        starts = (live.sum(-1) - (M + K) + 1).clamp(min=0)  # [E] admissible starts
+        usable = torch.nonzero(starts > 0).flatten()
+        if len(usable) == 0:
+            raise ValueError(f"no stored episode holds past + future = {M + K} transitions; "
+                             "lower algorithm.past / algorithm.future")
+        pick = usable[torch.randint(len(usable), (count,), generator=self.generator)]
+        u = torch.rand(count, generator=self.generator, dtype=torch.float64)
+        start = (u * starts[pick]).long()
+        index = start[:, None] + torch.arange(M + K)  # [count, M + K]
+
+        def take(x: torch.Tensor) -> torch.Tensor:
+            rows = x[0, pick.to(x.device)]
+            idx = index.to(x.device).reshape(count, M + K, *([1] * (rows.dim() - 2)))
+            return rows.gather(1, idx.expand(-1, -1, *rows.shape[2:]))
+        obs, act, nxt = take(data.obs), take(data.action), take(data.next_obs)
+        ones = torch.ones(count, M + K, dtype=torch.bool, device=obs.device)
+        return (Window(obs[:, :M], act[:, :M], nxt[:, :M], ones[:, :M]),
+                Window(obs[:, M:], act[:, M:], nxt[:, M:], ones[:, M:]))
+
+    def _fit_normalizer(self) -> None:
+        data = self.buffer.data
+        live = live_steps(data) & data.valid[..., None]  # type: ignore[index]
+        self.model.fit_normalizer(data.obs[live], data.action[live], data.next_obs[live])
+        self.fitted = True
+
+    def state_dict(self) -> dict[str, Any]:
+        learned = {} if self.inner_optimizer is None else {
+            "inner_optimizer": self.inner_optimizer.state_dict()}
+        return {**learned, "model": self.model.state_dict(),
+                "optimizer": optimizer_state(self.optimizer),
+                "buffer": self.buffer.state_dict(), "env_steps": self.env_steps,
+                "iterations": self.iterations, "fitted": self.fitted}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.inner_optimizer is not None:
+            self.inner_optimizer.load_state_dict(state["inner_optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.env_steps, self.iterations = int(state["env_steps"]), int(state["iterations"])
+        self.fitted = bool(state["fitted"])
+
+
+register_algorithm("grbal", GrBALConfig, GrBAL,
+                   "GrBAL (Nagabandi et al. 2019): a dynamics model meta-trained to adapt "
+                   "online from its last M transitions, planning with MPC",
+                   unit=AdaptationUnit.TRANSITIONS, baselines=MODEL_BASED_BASELINES)
