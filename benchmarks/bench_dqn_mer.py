@@ -118,8 +118,8 @@ def run(game: str, algo: str, seeds: list[int], overrides: list[str]) -> dict[st
         mean, ci = mean_ci95(values)
         out[name] = {"mean": float(mean), "ci95": float(ci), "per_seed": values.tolist()}
     mats = [r.mean_matrix() for r in records]
-    out["curve_seed_mean"] = [[sum(m[i][j] for m in mats) / n for j in range(len(mats[0]))]
-                              for i in range(len(mats[0]))]
+    out["curve_seed_mean"] = [[sum(float(m[i][j] or 0.0) for m in mats) / n
+                               for j in range(len(mats[0]))] for i in range(len(mats[0]))]
     return out
 
 

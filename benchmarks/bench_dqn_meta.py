@@ -5,7 +5,7 @@ DQN from scratch with hyperparameters tuned on the training tasks.
 Per preset (``configs/dqn-reptile-*.yaml``) and seed ``s``:
 
 1. meta-train the preset with ``seed: s`` (``adaptrl.experiment.trainer.train``: the
-   meta-learner, then the ``dqn_pretrained`` baseline) into ``OUT/<name>/s<s>``, timing
+   meta-learner, then the ``dqn_pretrained`` baseline) into ``OUT/<name>/s<s>/run``, timing
    both (wall and CPU: ``time.process_time``);
 2. score under the protocol (:func:`~adaptrl.evaluation.protocol.online_curve`: greedy
    return after every ``evaluation.env_steps_per_unit`` env steps, up to
@@ -61,14 +61,16 @@ AGENTS = ("agent", "dqn_scratch", "dqn_tuned", "dqn_pretrained", "dqn_metagrad")
 
 
 def measure_seed(preset: Path, seed: int, out: Path, meta: MetaGradientConfig,
-                 agents: tuple[str, ...]) -> dict[str, Any]:
+                 agents: tuple[str, ...]) -> None:
+    """Train (where an agent needs it) and score ``agents`` for one preset and seed; each
+    result is its own file (``curves/<agent>.json``), so that several processes may
+    measure different agents of the same seed at once."""
     config, algo_cfg = load_config(preset, [f"seed={seed}"])
     assert isinstance(algo_cfg, DQNInitConfig)
-    run_path = out / config.name / f"s{seed}"
-    result_file = run_path / "curves.json"
-    result: dict[str, Any] = (json.loads(result_file.read_text()) if result_file.exists()
-                              else {"curves": {}, "timing": {}})
-    if "train" not in result["timing"]:
+    seed_path = out / config.name / f"s{seed}"
+    run_path = seed_path / "run"  # the meta-training run directory
+    train_file = seed_path / "train_time.json"
+    if {"agent", "dqn_pretrained"} & set(agents) and not train_file.exists():
         resume = RunDir(run_path).latest.exists()  # an interrupted measurement continues
         start, cpu = time.time(), time.process_time()
         train(config, algo_cfg, run_path, resume=resume, baselines=False)
@@ -77,8 +79,7 @@ def measure_seed(preset: Path, seed: int, out: Path, meta: MetaGradientConfig,
         start, cpu = time.time(), time.process_time()
         train(config, algo_cfg, run_path, resume=True, baselines=True)
         base_t = {"wall_s": time.time() - start, "cpu_s": time.process_time() - cpu}
-        result["timing"]["train"] = {"meta": meta_t, "dqn_pretrained": base_t}
-        atomic_write_json(result_file, result)
+        atomic_write_json(train_file, {"meta": meta_t, "dqn_pretrained": base_t})
     run = RunDir(run_path)
     family = build_family(config)
     device = torch.device(config.device)
@@ -86,7 +87,15 @@ def measure_seed(preset: Path, seed: int, out: Path, meta: MetaGradientConfig,
     tasks = family.sample(ev.num_tasks, "test", torch.Generator().manual_seed(ev.seed))
     eval_seed = 10_000 + seed
     for name in agents:
-        if name in result["curves"]:
+        curve_file = seed_path / "curves" / f"{name}.json"
+        if curve_file.exists():
+            continue
+        scratch_file = seed_path / "curves" / "dqn_scratch.json"
+        if name == "dqn_tuned" and scratch_file.exists() and algo_cfg.tuned is not None \
+                and tuned_dqn_config(algo_cfg.dqn, read_tuned(algo_cfg.tuned)) == algo_cfg.dqn:
+            # the search kept the preset's own values: the same agent, the same numbers
+            record = {**json.loads(scratch_file.read_text()), "same_as": "dqn_scratch"}
+            atomic_write_json(curve_file, record)
             continue
         if name == "agent":
             learner = restore_run(run, config, algo_cfg, ev.checkpoint).learner
@@ -102,18 +111,22 @@ def measure_seed(preset: Path, seed: int, out: Path, meta: MetaGradientConfig,
         curve = online_curve(family, agent, tasks, ev.steps, ev.episodes,
                              ev.env_steps_per_unit, torch.Generator().manual_seed(seed),
                              eval_seed, device)
-        result["curves"][name] = curve.tolist()
-        result["timing"][name] = {"wall_s": time.time() - start,
+        record: dict[str, Any] = {"curve": curve.tolist(), "wall_s": time.time() - start,
                                   "cpu_s": time.process_time() - cpu}
-        atomic_write_json(result_file, result)
+        if name == "dqn_metagrad":
+            record["final_eta"] = {k: v.tolist()
+                                   for k, v in agent.evaluated_hyperparameters.items()}
+        curve_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(curve_file, record)
         print(f"{config.name} s{seed} {name}: {[round(float(x), 2) for x in curve.mean(1)]}",
               flush=True)
-    if "oracle" not in result["curves"]:
+    oracle_file = seed_path / "curves" / "oracle.json"
+    if not oracle_file.exists():
         oracle = oracle_curve(family, tasks, ev.steps, ev.episodes, device)
         if oracle is not None:
-            result["curves"]["oracle"] = oracle.tolist()
-            atomic_write_json(result_file, result)
-    return result
+            oracle_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(oracle_file, {"curve": oracle.tolist(), "wall_s": 0.0,
+                                            "cpu_s": 0.0})
 
 
 def _steps(n: int) -> str:
@@ -127,11 +140,13 @@ def _cell(mean: float, ci: float) -> str:
 def summary(preset: Path, seeds: list[int], out: Path, at: list[int]) -> str:
     config, _ = load_config(preset)
     unit = config.evaluation.env_steps_per_unit
-    results = [json.loads((out / config.name / f"s{s}" / "curves.json").read_text())
-               for s in seeds]
-    names = [n for n in (*AGENTS, "oracle") if all(n in r["curves"] for r in results)]
+    dirs = [out / config.name / f"s{s}" for s in seeds]
+    names = [n for n in (*AGENTS, "oracle")
+             if all((d / "curves" / f"{n}.json").exists() for d in dirs)]
+    records = {n: [json.loads((d / "curves" / f"{n}.json").read_text()) for d in dirs]
+               for n in names}
     # [seeds, units+1, tasks] -> each task's score averaged over seeds: [units+1, tasks]
-    curves = {n: torch.tensor([r["curves"][n] for r in results]).double().mean(0)
+    curves = {n: torch.tensor([r["curve"] for r in records[n]]).double().mean(0)
               for n in names}
     lines = [f"### {config.name}: seeds {seeds}, {curves[names[0]].shape[1]} held-out tasks",
              "", "| method | " + " | ".join(_steps(k * unit) for k in at) + " |",
@@ -162,17 +177,60 @@ def summary(preset: Path, seeds: list[int], out: Path, at: list[int]) -> str:
             hit = [k for k in range(len(means)) if float(means[k]) >= final]
             when = f"{hit[0] * unit} env steps" if hit else "never"
             verdict = "holds" if hit and hit[0] * unit * 4 <= last * unit else "does not hold"
-            lines.append(f"- `{n}`: {when} ({verdict})")
-    timing = [r["timing"] for r in results]
-    lines += ["", "time per seed (wall s / CPU s, 2 shared cores): " + "; ".join(
-        f"{k}: " + ", ".join(f"{t[k]['wall_s']:.0f}/{t[k]['cpu_s']:.0f}" for t in timing
-                            if k in t) for k in names if k in timing[0])]
-    tr = [t["train"] for t in timing]
-    lines.append("meta-train (wall s / CPU s): " + ", ".join(
-        f"{t['meta']['wall_s']:.0f}/{t['meta']['cpu_s']:.0f}" for t in tr)
-        + "; dqn_pretrained: " + ", ".join(
-        f"{t['dqn_pretrained']['wall_s']:.0f}/{t['dqn_pretrained']['cpu_s']:.0f}" for t in tr))
+            quarter = last // 4
+            d_mean, d_ci = mean_ci95(curves[n][quarter] - curves["dqn_tuned"][last], dim=0)
+            lines.append(f"- `{n}`: {when} ({verdict}); paired, its return at "
+                         f"{_steps(quarter * unit)} − `dqn_tuned`'s at {_steps(last * unit)}: "
+                         f"{_cell(float(d_mean), float(d_ci))}")
+    lines += ["", "time of a curve per seed (wall s / CPU s, 2 shared cores): " + "; ".join(
+        f"`{n}` " + ", ".join(f"{r['wall_s']:.0f}/{r['cpu_s']:.0f}" for r in records[n])
+        for n in names if n != "oracle")]
+    trained = [json.loads((d / "train_time.json").read_text()) for d in dirs
+               if (d / "train_time.json").exists()]
+    if trained:
+        lines.append("meta-train (wall s / CPU s): " + ", ".join(
+            f"{t['meta']['wall_s']:.0f}/{t['meta']['cpu_s']:.0f}"
+            + (" (resumed)" if t["meta"].get("resumed") else "") for t in trained)
+            + "; `dqn_pretrained`: " + ", ".join(
+            f"{t['dqn_pretrained']['wall_s']:.0f}/{t['dqn_pretrained']['cpu_s']:.0f}"
+            for t in trained))
+    for n in names:
+        etas = [r["final_eta"] for r in records[n] if "final_eta" in r]
+        if etas:
+            lines.append(f"`{n}` final eta (mean over tasks, per seed): " + "; ".join(
+                ", ".join(f"{k} {sum(v) / len(v):.4g}" for k, v in e.items()) for e in etas))
     return "\n".join(lines)
+
+
+def plot(presets: list[Path], seeds: list[int], out: Path, path: Path) -> None:
+    """Every method's curve (mean ± 95% CI over tasks, each task averaged over seeds)
+    against env steps, one panel per preset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(presets), figsize=(6 * len(presets), 4), squeeze=False)
+    for ax, preset in zip(axes[0], presets):
+        config, _ = load_config(preset)
+        unit = config.evaluation.env_steps_per_unit
+        dirs = [out / config.name / f"s{s}" for s in seeds]
+        for n in (*AGENTS, "oracle"):
+            files = [d / "curves" / f"{n}.json" for d in dirs]
+            if not all(f.exists() for f in files):
+                continue
+            c = torch.tensor([json.loads(f.read_text())["curve"] for f in files]).double()
+            mean, ci = mean_ci95(c.mean(0), dim=1)
+            x = [k * unit for k in range(len(mean))]
+            style = "--" if n == "oracle" else "-"
+            ax.plot(x, mean, style, label=n)
+            ax.fill_between(x, mean - ci.nan_to_num(), mean + ci.nan_to_num(), alpha=0.15)
+        ax.set_title(f"{config.name} (seeds {', '.join(map(str, seeds))})")
+        ax.set_xlabel("env steps of online learning (held-out tasks)")
+        ax.set_ylabel("greedy return")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -186,12 +244,16 @@ def main() -> None:
     parser.add_argument("--meta-lr", type=float, default=1e-3)
     parser.add_argument("--gamma-bar", type=float, default=0.995)
     parser.add_argument("--summary", action="store_true")
+    parser.add_argument("--plot", type=Path, default=None, help="with --summary: a PNG of "
+                        "the curves")
     args = parser.parse_args()
     torch.set_num_threads(1)
     meta = MetaGradientConfig(meta_lr=args.meta_lr, gamma_bar=args.gamma_bar)
     if args.summary:
         for preset in args.presets:
             print(summary(preset, args.seeds, args.out, args.at))
+        if args.plot is not None:
+            plot(args.presets, args.seeds, args.out, args.plot)
         return
     for seed in args.seeds:  # every preset's first seed before any second one
         for preset in args.presets:

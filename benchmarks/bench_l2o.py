@@ -15,6 +15,18 @@ differences with 95% CIs over tasks, and writes them as JSON::
 
     python benchmarks/bench_l2o.py transfer runs/l2o-catch-grid configs/l2o-navigation.yaml \
         --out runs/l2o-transfer-catch-to-nav.json
+
+``fitness``: the training fitness of runs in equal env-step bins (ES against TBPTT at the
+same samples)::
+
+    python benchmarks/bench_l2o.py fitness runs/l2o-catch-grid runs/l2o-catch-grid-tbptt
+
+``summary``: the headline table (mean return over updates 1..N and after N, and the paired
+differences from the tuned baselines with 95% CIs over tasks) of trained runs and transfer
+JSONs::
+
+    python benchmarks/bench_l2o.py summary runs/l2o-navigation runs/l2o-catch-grid \
+        runs/l2o-transfer-catch-to-nav.json
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ import torch
 from adaptrl.algorithms.baselines import baseline_config
 from adaptrl.algorithms.learned_optimizer import L2OConfig, LearnedOptimizerLearner
 from adaptrl.evaluation.protocol import adaptation_curve
-from adaptrl.evaluation.statistics import curve_summary, paired_difference
+from adaptrl.evaluation.statistics import curve_summary, mean_ci95, paired_difference
 from adaptrl.experiment.checkpoints import read_run_checkpoint
 from adaptrl.experiment.config import load_config
 from adaptrl.experiment.learners import build_family, build_learner
@@ -93,7 +105,8 @@ def transfer(run_path: str, config_path: str, num_tasks: int | None, out: str | 
              if k != "learned"}
     result = {"source": str(run_path), "source_family": source_exp.family.name,
               "target_family": exp.family.name, "num_tasks": n,
-              "methods": methods, "learned_minus": diffs}
+              "methods": {k: {**v, "per_task": scores[k].tolist()} for k, v in methods.items()},
+              "learned_minus": diffs}
     every = max(1, algo.inner.updates // 4)
     for name, summary in methods.items():
         cells = [f"{m:.2f} ± {c:.2f}" for m, c in zip(summary["mean"], summary["ci95"])]
@@ -103,6 +116,58 @@ def transfer(run_path: str, config_path: str, num_tasks: int | None, out: str | 
         print(f"learned - {name}", " | ".join(cells[::every]))
     if out:
         Path(out).write_text(json.dumps(result, indent=1))
+
+
+def _per_task(path: Path) -> tuple[str, dict[str, torch.Tensor]]:
+    """``(family, {method: scores [N + 1, tasks]})`` of a run's eval.json (its agent named
+    ``learned``) or of a ``transfer`` JSON."""
+    if path.is_dir():
+        path = path / "eval.json"
+    data = json.loads(path.read_text())
+    family = data.get("family") or f"{data['source_family']} -> {data['target_family']}"
+    scores = {("learned" if k == "agent" else k): torch.tensor(m["per_task"])
+              for k, m in data["methods"].items() if "per_task" in m}
+    return family, scores
+
+
+def summary(paths: list[str]) -> None:
+    """The headline table: per run, the learned optimizer's mean return over updates 1..N
+    and after N, and its paired difference from each tuned baseline (95% CI over tasks)."""
+    print("| run | family | learned: mean over updates 1..N | after N | learned - adam_tuned "
+          "(1..N) | (after N) | learned - rmsprop_tuned (1..N) | (after N) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for p in paths:
+        family, scores = _per_task(Path(p))
+        auc = {k: v[1:].mean(0) for k, v in scores.items()}
+        last = {k: v[-1] for k, v in scores.items()}
+
+        def cell(x: torch.Tensor) -> str:
+            m, c = mean_ci95(x)
+            return f"{float(m):+.2f} ± {float(c):.2f}"
+
+        row = [Path(p).name, family, cell(auc["learned"]), cell(last["learned"])]
+        for base in ("adam_tuned", "rmsprop_tuned"):
+            row += [cell(auc["learned"] - auc[base]), cell(last["learned"] - last[base])]
+        print("| " + " | ".join(row) + " |")
+
+
+def fitness_by_env_steps(paths: list[str], bins: int) -> None:
+    """Mean training fitness (return over updates 1..N of the iteration's inner runs; ES: the
+    population's mean) in equal env-step bins up to the smallest run's env steps, with 95%
+    CIs over iterations: the two meta-training methods side by side at equal samples."""
+    logs = {p: [json.loads(line) for line in (Path(p) / "metrics.jsonl").read_text().splitlines()]
+            for p in paths}
+    top = min(m[-1]["env_steps"] for m in logs.values())
+    edges = torch.linspace(0, top, bins + 1).tolist()
+    print("| env steps (M) | " + " | ".join(Path(p).name for p in paths) + " |")
+    print("| --- |" + " ---: |" * len(paths))
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        cells = []
+        for p in paths:
+            x = torch.tensor([m["fitness"] for m in logs[p] if lo < m["env_steps"] <= hi])
+            mean, ci = mean_ci95(x)
+            cells.append(f"{float(mean):.3f} ± {float(ci):.3f} ({len(x)} it.)")
+        print(f"| {lo / 1e6:.1f}-{hi / 1e6:.1f} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
@@ -118,9 +183,18 @@ def main() -> None:
     t.add_argument("config")
     t.add_argument("--tasks", type=int, default=None)
     t.add_argument("--out", default=None)
+    s = sub.add_parser("summary", help="the headline table of runs / transfer JSONs")
+    s.add_argument("paths", nargs="+")
+    f = sub.add_parser("fitness", help="training fitness of runs in equal env-step bins")
+    f.add_argument("paths", nargs="+")
+    f.add_argument("--bins", type=int, default=4)
     args = parser.parse_args()
     if args.command == "cost":
         cost(args.configs, args.iters, args.device)
+    elif args.command == "summary":
+        summary(args.paths)
+    elif args.command == "fitness":
+        fitness_by_env_steps(args.paths, args.bins)
     else:
         transfer(args.run, args.config, args.tasks, args.out)
 

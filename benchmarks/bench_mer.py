@@ -56,6 +56,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--gamma", type=float, default=1.0)
     p.add_argument("--speed-tasks", type=int, default=1, help="tasks timed with and "
                    "without vectorisation (0: skip)")
+    p.add_argument("--speed-variants", nargs="+", default=["mer", "mer-big-batch"],
+                   choices=["mer", "mer-big-batch"], help="the updates timed")
     p.add_argument("--quick", action="store_true", help="2 seeds, 4 tasks x 20 examples")
     p.add_argument("--out", type=Path, default=Path("/tmp/bench_mer"))
     p.add_argument("--fresh", action="store_true")
@@ -114,7 +116,7 @@ def speed(stream: RotatedDigits, a: argparse.Namespace, seeds: list[int]) -> Non
           f"{a.s * (a.k + 1)} sequential SGD steps per example per seed)\n")
     print("| update | examples/s (wall) | examples/s (CPU) | same result |")
     print("| --- | ---: | ---: | --- |")
-    for name in ("mer", "mer-big-batch"):
+    for name in a.speed_variants:
         config = SupervisedStreamConfig(learner=name, lr=a.lr, beta=a.beta, gamma=a.gamma,
                                         memory=a.memory, batch_memories=a.k,
                                         batches_per_example=a.s)

@@ -9,12 +9,18 @@ models/dynamics.py, hidden ``--hidden``, per-task parameters as GrBAL's adapted 
 
     python benchmarks/bench_planners.py                       # CPU, 1 thread
     python benchmarks/bench_planners.py --device cuda --tasks 100 --candidates 1000
+    python benchmarks/bench_planners.py --oracle-returns   # the budgets of the presets
+
+``--oracle-returns`` instead scores the MPC oracle (each planner on the simulator, one
+episode on each of 8 OOD test tasks of the CaDM families) at several budgets: how the
+presets' planner settings were chosen (docs/model_based.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import torch
 
@@ -64,6 +70,44 @@ def time_plans(settings: PlannerSettings, family: PendulumPhysics | CartPolePhys
     return work / best, best
 
 
+ORACLE_BUDGETS: dict[str, list[dict[str, Any]]] = {
+    "pendulum": [{"name": "cem", "horizon": 15, "candidates": 100, "iterations": 3},
+                 {"name": "cem", "horizon": 30, "candidates": 200, "iterations": 3},
+                 {"name": "random_shooting", "horizon": 15, "candidates": 500},
+                 {"name": "mppi", "horizon": 15, "candidates": 100, "iterations": 2},
+                 {"name": "mppi", "horizon": 20, "candidates": 100, "iterations": 2}],
+    "cartpole": [{"name": "cem", "horizon": 30, "candidates": 200, "iterations": 3},
+                 {"name": "random_shooting", "horizon": 15, "candidates": 500},
+                 {"name": "random_shooting", "horizon": 20, "candidates": 200},
+                 {"name": "random_shooting", "horizon": 30, "candidates": 150}]}
+
+
+def oracle_returns() -> None:
+    """The MPC oracle's mean return over 8 OOD tasks per planner budget, and random actions'."""
+    from adaptrl.algorithms.grbal import GrBAL, GrBALConfig
+    from adaptrl.evaluation.protocol import transitions_curve
+    from adaptrl.planning.controller import RandomActor
+    from adaptrl.rollouts.trial_sampler import play_trials
+
+    cpu = torch.device("cpu")
+    for name, family in (("pendulum", PendulumPhysics(**PENDULUM_CADM)),
+                         ("cartpole", CartPolePhysics(**CARTPOLE_CADM))):
+        tasks = family.sample(8, "test", torch.Generator().manual_seed(1))
+        for planner in ORACLE_BUDGETS[name]:
+            learner = GrBAL(family, GrBALConfig(oracle=True, planner=planner),
+                            torch.Generator().manual_seed(0), cpu)
+            start = time.process_time()
+            ret = transitions_curve(family, learner.agent(), tasks, 0, 1,
+                                    torch.Generator().manual_seed(2), cpu)[0]
+            print(f"{name:<9} oracle {planner}: mean {ret.mean():.1f}, worst {ret.min():.1f} "
+                  f"({time.process_time() - start:.1f} s cpu)", flush=True)
+        played = play_trials(family.make_env(tasks, 1),
+                             RandomActor(ActionDomain.of(family.action_space)), 1,
+                             torch.Generator().manual_seed(2))
+        print(f"{name:<9} random actions: mean "
+              f"{float((played.rewards * played.masks).sum(0).mean()):.1f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=20)
@@ -74,8 +118,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--oracle-returns", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.oracle_returns:
+        oracle_returns()
+        return
     device = torch.device(args.device)
     pendulum = PendulumPhysics(**PENDULUM_CADM)
     cartpole = CartPolePhysics(**CARTPOLE_CADM)

@@ -11,6 +11,18 @@ driver's process time, a Ray batch's the sum of its workers' (measured in each w
 around its block), so the CPU overhead of the Ray path is measured even where the cores
 are busy with other work.
 
+``--block-cost`` instead measures, in this process and without Ray, what a worker's
+exactness costs: the CPU time of sampling the first half of the tasks as a worker does
+(the whole batch's draws, the policy on the whole batch, all ``horizon`` steps) against
+sampling those tasks alone (best of ``--repeats``).
+
+``--env-steps`` instead measures the step-by-step path of RL² and the value-based learners
+(:class:`~adaptrl.rollouts.ray_env.RayBatchedEnv`): ``--tasks x --episodes`` slots reset and
+stepped for the horizon with random actions, one driver round trip per step, locally and on
+Ray at each worker count (``--repeats`` episodes each, after a warm-up episode; every Ray
+step checked equal to the local one); env steps/s from the median wall time, and the CPU
+time per episode: the driver's process time and the workers' (``SamplerWorker.cpu_time``).
+
 ``--maml-config CONFIG --iterations K`` instead trains CONFIG for ``K`` meta-iterations
 with the local sampler and with the Ray sampler at each ``--workers`` count (no
 evaluation, no baselines) and reports seconds per meta-iteration (the trainer's
@@ -18,6 +30,8 @@ evaluation, no baselines) and reports seconds per meta-iteration (the trainer's
 
     python benchmarks/bench_ray_sampler.py --family halfcheetah-vel --workers 1 2
     python benchmarks/bench_ray_sampler.py --family metaworld-ml1 --tasks 4 --episodes 5
+    python benchmarks/bench_ray_sampler.py --env-steps --family halfcheetah-vel --tasks 8 \\
+        --episodes 1 --workers 1 2
     python benchmarks/bench_ray_sampler.py --maml-config configs/maml-halfcheetah-dir.yaml \\
         --iterations 2 --workers 2
 """
@@ -71,6 +85,106 @@ class _CPU:
             return out
 
         RaySampler.sample_episodes = counted  # type: ignore[method-assign]
+
+
+def block_cost(family: Any, tasks: Any, policy: Any, params: Any, episodes: int,
+               repeats: int) -> None:
+    """CPU of the first half of the tasks sampled as a worker's block vs alone."""
+    from adaptrl.rollouts.ray_sampler import BatchRequest, sample_slice
+    from adaptrl.rollouts.sampler import rollout
+
+    half = len(tasks) // 2
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.process_time()
+            fn()
+            times.append(time.process_time() - start)
+        return min(times)
+
+    g = torch.Generator().manual_seed(1)
+    request = BatchRequest(policy, params, tasks, episodes, g.get_state())
+    alone = best(lambda: rollout(family.make_env(tasks[:half], episodes), policy,
+                                 {k: v[:half] for k, v in params.items()}, g))
+    block = best(lambda: sample_slice(family, request, 0, half))
+    print(f"{half} of {len(tasks)} tasks x {episodes} episodes: alone {alone:.3f} s CPU, as a "
+          f"worker's block {block:.3f} s ({100 * (block / alone - 1):+.1f} %), best of "
+          f"{repeats}")
+
+
+def _random_actions(space: Any, shape: tuple[int, ...], generator: torch.Generator
+                    ) -> torch.Tensor:
+    if hasattr(space, "n"):
+        return torch.randint(0, int(space.n), shape, generator=generator)
+    low, high = torch.as_tensor(space.low), torch.as_tensor(space.high)
+    return low + (high - low) * torch.rand((*shape, *space.shape), generator=generator)
+
+
+def env_step_rate(make_family: Any, tasks: Any, episodes: int, workers: list[int],
+                  repeats: int, out: str | None) -> None:
+    """Env steps/s of envs stepped on the driver's side, local vs Ray (see the module doc)."""
+    import ray
+
+    from adaptrl.rollouts.ray_env import RayBatchedEnv
+
+    family = make_family()
+    ray.init(num_cpus=sum(workers), include_dashboard=False, log_to_driver=False)
+    samplers = {w: RaySampler(make_family, w) for w in workers}
+    envs: dict[str, Any] = {"local": family.make_env(tasks, episodes)}
+    envs.update({f"ray x{w}": RayBatchedEnv(s, tasks, episodes) for w, s in samplers.items()})
+    horizon = envs["local"].horizon
+    slots = len(tasks) * episodes
+
+    def episode(env: Any, seed: int) -> list[torch.Tensor]:
+        g, ga = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+        seen = [env.reset(g)]
+        for _ in range(horizon):
+            seen.append(env.step(_random_actions(family.action_space,
+                                                 (len(tasks), episodes), ga)).observation)
+        return seen
+
+    def worker_cpu(w: int) -> float:
+        return sum(ray.get([samplers[w].actor(i).cpu_time.remote() for i in range(w)]))
+
+    for env in envs.values():
+        episode(env, 0)  # warm-up: gymnasium's first-step checks, the workers' envs
+    walls: dict[str, list[float]] = {name: [] for name in envs}
+    driver: dict[str, list[float]] = {name: [] for name in envs}
+    remote: dict[str, list[float]] = {name: [] for name in envs}
+    for r in range(repeats):
+        reference = None
+        for name, env in envs.items():
+            w = 0 if name == "local" else int(name.split("x")[1])
+            before = worker_cpu(w) if w else 0.0
+            cpu, start = time.process_time(), time.perf_counter()
+            seen = episode(env, 100 + r)
+            walls[name].append(time.perf_counter() - start)
+            driver[name].append(time.process_time() - cpu)
+            remote[name].append(worker_cpu(w) - before if w else 0.0)
+            if reference is None:
+                reference = seen
+            elif not all(torch.equal(a, b) for a, b in zip(seen, reference)):
+                raise SystemExit(f"{name}: steps differ from the local env's")
+    for sampler in samplers.values():
+        sampler.close()
+    steps = slots * horizon
+    rows = {name: {"wall_s": statistics.median(t),
+                   "env_steps_per_s": steps / statistics.median(t),
+                   "driver_cpu_s": statistics.median(driver[name]),
+                   "worker_cpu_s": statistics.median(remote[name])} for name, t in walls.items()}
+    print(f"{family.name}: {len(tasks)} tasks x {episodes} episodes stepped from the driver, "
+          f"horizon {horizon} = {steps:,} env steps per episode; medians of {repeats} "
+          f"episodes; every Ray step equal to the local one")
+    print("| env | wall s / episode | env steps/s | driver CPU s | worker CPU s |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, row in rows.items():
+        print(f"| {name} | {row['wall_s']:.2f} | {row['env_steps_per_s']:,.0f} | "
+              f"{row['driver_cpu_s']:.2f} | {row['worker_cpu_s']:.2f} |")
+    if out:
+        with open(out, "w") as f:
+            json.dump({"family": family.name, "tasks": len(tasks), "episodes": episodes,
+                       "steps_per_episode": steps, "rows": rows}, f, indent=2)
 
 
 def maml_rate(config: str, iterations: int, workers: list[int], out: str | None) -> None:
@@ -134,6 +248,10 @@ def main() -> None:
     parser.add_argument("--maml-config", default=None, help="time meta-iterations of this "
                         "config instead (see the module doc)")
     parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument("--env-steps", action="store_true", help="env steps/s of envs "
+                        "stepped from the driver (RL², DQN), see the module doc")
+    parser.add_argument("--block-cost", action="store_true", help="a worker block's CPU "
+                        "cost against its tasks alone, in-process (see the module doc)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.maml_config:
@@ -152,7 +270,13 @@ def main() -> None:
     params = {k: v.detach().expand(args.tasks, *v.shape) +
               0.01 * torch.randn(args.tasks, *v.shape, generator=g)
               for k, v in named_params(policy).items()}
+    if args.env_steps:
+        env_step_rate(make_family, tasks, args.episodes, args.workers, args.repeats, args.json)
+        return
     steps = args.tasks * args.episodes * family.horizon
+    if args.block_cost:
+        block_cost(family, tasks, policy, params, args.episodes, args.repeats)
+        return
     local = BatchSampler(family, tasks, args.episodes)
     _timed(local, policy, params, 0)  # warm-up: gymnasium's first-step checks
     import ray

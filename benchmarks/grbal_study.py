@@ -135,6 +135,24 @@ def horizon_errors(learner: GrBAL, agent: ModelBasedAgent, family: Any, tasks: T
     return before / len(starts), after / len(starts)
 
 
+def plot_horizon_errors(curves: dict[str, dict[str, list[float]]], title: str,
+                        path: str) -> None:
+    """Open-loop error against prediction horizon, from theta and after adapting (log y)."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, style in (("grbal", "-"), ("mb", "--")):
+        ks = range(1, len(curves[name]["before"]) + 1)
+        ax.plot(ks, curves[name]["before"], style, color="tab:gray", label=f"{name}, theta")
+        ax.plot(ks, curves[name]["after"], style, color="tab:blue",
+                label=f"{name}, adapted on last M")
+    ax.set_yscale("log")
+    ax.set_xlabel("prediction horizon (steps)")
+    ax.set_ylabel("open-loop state error")
+    ax.set_title(f"{title}: OOD tasks")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--grbal", required=True)
@@ -143,7 +161,14 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--out", required=True, help="prefix of the JSON and PNG files")
+    parser.add_argument("--replot", action="store_true",
+                        help="only redraw the horizon-error plot from OUT.json")
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads(Path(f"{args.out}.json").read_text())
+        plot_horizon_errors(saved["horizon_error_ood"], saved.get("family", ""),
+                            f"{args.out}-horizon-error.png")
+        return
     torch.set_num_threads(1)
     config, grbal = load(args.grbal)
     _, mb = load(args.mb)
@@ -151,14 +176,14 @@ def main() -> None:
     agent = grbal.agent()
     oracle = replace(agent, oracle=True, adapt=False)
     mb_agent = mb.agent()
-    agents = {"grbal": agent, "mb": replace(mb_agent, adapt=False),
-              "mb_finetune": replace(mb_agent, adapt=True, inner=agent.inner),
-              "mpc_oracle": oracle,
-              "random": RandomAgent(ActionDomain.of(family.action_space))}
+    finetune = replace(mb_agent, adapt=True, inner=agent.inner)
+    agents: dict[str, Any] = {
+        "grbal": agent, "mb": replace(mb_agent, adapt=False), "mb_finetune": finetune,
+        "mpc_oracle": oracle, "random": RandomAgent(ActionDomain.of(family.action_space))}
     gen = torch.Generator().manual_seed(args.seed)
     sets = {"held-out": held_out_tasks(family, args.tasks, gen),
             "ood": family.sample(args.tasks, "test", gen)}
-    result: dict[str, Any] = {"grbal_run": args.grbal, "mb_run": args.mb,
+    result: dict[str, Any] = {"family": family.name, "grbal_run": args.grbal, "mb_run": args.mb,
                               "env_steps": {"grbal": grbal.env_steps, "mb": mb.env_steps}}
     for name, tasks in sets.items():
         print(f"{name} tasks ({args.tasks}):", flush=True)
@@ -168,22 +193,11 @@ def main() -> None:
     # model error against prediction horizon on the OOD tasks, before / after adapting
     curves = {}
     for name, (learner, a) in {"grbal": (grbal, agent),
-                               "mb": (mb, agents["mb_finetune"])}.items():
+                               "mb": (mb, finetune)}.items():
         b, af = horizon_errors(learner, a, family, sets["ood"], oracle, 15, args.seed)
         curves[name] = {"before": b.tolist(), "after": af.tolist()}
     result["horizon_error_ood"] = curves
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, style in (("grbal", "-"), ("mb", "--")):
-        ks = range(1, 16)
-        ax.plot(ks, curves[name]["before"], style, color="tab:gray", label=f"{name}, theta")
-        ax.plot(ks, curves[name]["after"], style, color="tab:blue",
-                label=f"{name}, adapted on last M")
-    ax.set_xlabel("prediction horizon (steps)")
-    ax.set_ylabel("open-loop state error")
-    ax.set_title(f"{family.name}: OOD tasks")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(f"{out}-horizon-error.png", dpi=120)
+    plot_horizon_errors(curves, family.name, f"{out}-horizon-error.png")
     # one OOD episode: GrBAL + MPC beside the oracle
     task = sets["ood"][0]
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -194,10 +208,11 @@ def main() -> None:
         angle = torch.atan2(o[:, 1], o[:, 0]) if o.shape[-1] == 3 else o[:, 2]
         live = steps.masks[:, 0, 0] > 0
         ax.plot(torch.nonzero(live).flatten(), angle[live], label=name)
-    params = {k: round(float(v[0]), 3) for k, v in task.params.items()}
+    varied = getattr(getattr(family, "splitter", None), "grid", task.params)
+    params = {k: round(float(v[0]), 3) for k, v in task.params.items() if k in varied}
     ax.set_xlabel("step")
     ax.set_ylabel("pole angle (rad)")
-    ax.set_title(f"{family.name} {params}", fontsize=7)
+    ax.set_title(f"{family.name}, OOD task {params}", fontsize=8)
     ax.legend()
     fig.tight_layout()
     fig.savefig(f"{out}-trajectory.png", dpi=120)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adaptrl.adaptation.inner_optimizers import Adam
+from adaptrl.adaptation.inner_optimizers import Adam, InnerOptimizer
 from adaptrl.adaptation.learned_optimizer import (
     LearnedOptimizer,
     LearnedOptimizerConfig,
@@ -39,7 +39,7 @@ def _loss(x: Params, c: Params, a: torch.Tensor) -> torch.Tensor:
     return sum(0.5 * a * (x[k] - c[k]).pow(2).flatten(1).sum(1) for k in x)  # type: ignore[return-value]
 
 
-def _run(opt: LearnedStep | LearnedOptimizer | Adam, x: Params, c: Params, a: torch.Tensor,
+def _run(opt: InnerOptimizer, x: Params, c: Params, a: torch.Tensor,
          steps: int) -> tuple[Params, list[torch.Tensor]]:
     state = opt.init(x)
     losses = [_loss(x, c, a)]
@@ -154,3 +154,21 @@ def test_reduces_a_quadratic_after_meta_training_on_quadratics() -> None:
     ratio_after = float((learned[-1] / learned[0]).median().detach())
     assert ratio_after < 0.2, (ratio_before, ratio_after)
     assert ratio_after < 0.2 * ratio_before, (ratio_before, ratio_after)
+
+
+def test_rmsprop_baseline_equals_torch_rmsprop() -> None:
+    """The tuned baseline's RMSProp (per task) takes torch.optim.RMSprop's steps."""
+    from adaptrl.adaptation.inner_optimizers import RMSProp
+
+    x, c, a = _problem(dtype=torch.float64)
+    ours, _ = _run(RMSProp(0.02), x, c, a, 5)
+    for i in range(N):
+        ref = {k: v[i].clone().requires_grad_(True) for k, v in x.items()}
+        opt = torch.optim.RMSprop(list(ref.values()), lr=0.02, alpha=0.99, eps=1e-8)
+        for _ in range(5):
+            opt.zero_grad()
+            loss = sum(0.5 * a[i] * (ref[k] - c[k][i]).pow(2).sum() for k in ref)
+            loss.backward()  # type: ignore[union-attr]
+            opt.step()
+        for k in x:
+            torch.testing.assert_close(ours[k][i], ref[k].detach())

@@ -214,8 +214,13 @@ def test_spec_baselines_and_their_configs() -> None:
     # the two non-meta-learned baselines train the very same model
     assert mb.model_copy(update={"adapt_at_test": True, "test_inner": cfg.inner}) == finetune
     family = _family()
-    mb_agent = _build(mb, family=family).agent()
-    assert not mb_agent.adapt and _build(finetune, family=family).agent().adapt
+    learners = [_build(c, family=family) for c in (mb, finetune)]
+    for learner in learners:  # a random iteration, then one collected with MPC
+        learner.meta_update(_tasks(1))
+        learner.meta_update(_tasks(2))
+    for k, v in learners[0].model.state_dict().items():
+        assert torch.equal(v, learners[1].model.state_dict()[k]), k
+    assert not learners[0].agent().adapt and learners[1].agent().adapt
 
 
 def test_config_errors_name_the_field() -> None:

@@ -105,6 +105,12 @@ def test_cli_bad_param_exits_2_with_one_line(tiny_config_file: Path, tmp_path: P
     result = _cli("sweep", str(tiny_config_file), "--param",
                   "algorithm.inner.lr=uniform(0.05,0.2)", "--out", str(tmp_path / "s"))
     assert result.exit_code == 2 and "--samples N (>= 1) is needed" in result.output
+    result = _cli("sweep", str(tiny_config_file), "--param", "algorithm.inner.lr=0.1,0.2",
+                  "--set", "sampler.backend=ray", "--out", str(tmp_path / "s"))
+    assert result.exit_code == 2 and "trials sample locally" in result.output
+    result = _cli("sweep", str(tiny_config_file), "--param", "algorithm.inner.lr=0.1,0.2",
+                  "--seeds", "0", "--out", str(tmp_path / "s"))
+    assert result.exit_code == 2 and "--seeds" in result.output
     assert not (tmp_path / "s").exists()
 
 

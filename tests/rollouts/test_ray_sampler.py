@@ -8,7 +8,6 @@ rest runs on one local Ray cluster with 2 CPUs for the module.
 from __future__ import annotations
 
 import functools
-import gc
 import os
 import signal
 import sys
@@ -168,6 +167,13 @@ def test_ray_batches_equal_local_batches(ray_cluster: Any, unit: BatchUnit) -> N
         sampler.close()
 
 
+@needs_ray
+@pytest.mark.extra
+def test_more_workers_than_the_cluster_has_cpus_is_refused(ray_cluster: Any) -> None:
+    with pytest.raises(UserError, match="3 workers need 3 CPUs; the Ray cluster has 2"):
+        RaySampler(cartpole_family, 3)
+
+
 def _tiny_cheetah(backend: str, workers: int = 2) -> dict[str, Any]:
     return {"name": "ray-tiny", "seed": 4, "iterations": 2, "checkpoint_every": 1,
             "family": {"name": "halfcheetah-vel", "params": {"horizon": 8}},
@@ -188,11 +194,12 @@ def _metrics(run: Path) -> list[dict[str, Any]]:
 @pytest.mark.extra
 def test_maml_run_on_ray_equals_the_local_run(ray_cluster: Any, tmp_path: Path) -> None:
     """`sampler.backend: ray` trains MAML on halfcheetah-vel to the local run's metrics."""
-    for backend in ("local", "ray"):
-        exp, algo = validate_config(_tiny_cheetah(backend))
-        train(exp, algo, tmp_path / backend, baselines=False)
-        gc.collect()  # the run's Ray workers go with its family
+    for backend in ("local", "ray", "ray-again"):
+        exp, algo = validate_config(_tiny_cheetah(backend[:3] if backend != "local" else
+                                                  backend))
+        train(exp, algo, tmp_path / backend, baselines=False)  # its workers end with it
     assert _metrics(tmp_path / "ray") == _metrics(tmp_path / "local")
+    assert _metrics(tmp_path / "ray-again") == _metrics(tmp_path / "local")
     assert len(_metrics(tmp_path / "ray")) == 2
 
 
@@ -274,11 +281,11 @@ def test_ray_backend_refuses_what_it_cannot_sample(tiny_config: dict[str, Any]) 
         check_sampler(exp, algo)  # maml: fine
     with pytest.raises(ConfigError, match="Gymnasium families.*navigation-2d.*'local'"):
         sampling_family(exp, make("navigation-2d"))
-    # a learner that steps its env itself
-    rl2 = {**tiny_config, "algorithm": {"name": "rl2", "meta_batch_size": 4},
-           "sampler": {"backend": "ray"}}
-    exp, algo = validate_config(rl2)
-    with pytest.raises(ConfigError, match="'rl2' steps its env itself.*'local'"):
+    # a learner that is neither the gradient family, rl2 nor value-based (the latter two
+    # step their envs on the workers: tests/rollouts/test_ray_env.py)
+    grbal = {**tiny_config, "algorithm": {"name": "grbal"}, "sampler": {"backend": "ray"}}
+    exp, algo = validate_config(grbal)
+    with pytest.raises(ConfigError, match="'grbal' is none of them.*'local'"):
         check_sampler(exp, algo)
 
 

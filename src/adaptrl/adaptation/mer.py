@@ -18,9 +18,10 @@ memory), :func:`mer_batches` puts the current example into each batch at a rando
 (``B_i`` is a set: no place is privileged) and :func:`mer_one_big_batch` is the cheaper
 variant: the ``s`` batches concatenated into one sequence of ``s (k + 1)`` examples (the
 current one ``s`` times), one pass of per-sample SGD and a single Reptile step with rate
-``beta * gamma`` (Riemer et al. 2019's appendix lists such a one-big-batch MER as a variant
-that saves the ``s`` intermediate Reptile steps; the form here is this module's reading of
-it: with ``beta = 1`` it equals Algorithm 1 exactly, see the tests). Why it works: a
+``beta * gamma`` (Riemer et al. 2019's appendix gives cheaper variants of Algorithm 1, one
+of them a single big batch in place of the ``s`` batches; the exact form here — one pass,
+one Reptile step — is this module's reading, not checked line by line against the
+appendix; with ``beta = 1`` it equals Algorithm 1 exactly, see the tests). Why it works: a
 Reptile step over per-sample SGD on ``x_1, x_2`` moves ``theta`` along ``-(g_1 + g_2) +
 alpha H_2 g_1 + ...``, i.e. it adds ``alpha d/dtheta (g_1 . g_2)``: the update maximises
 the alignment of the gradients of different examples (Riemer et al. 2019, §3, after

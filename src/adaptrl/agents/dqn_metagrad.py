@@ -17,8 +17,8 @@ reference ``gamma_bar`` fixed (the paper's Atari agent: 0.995), ``mu`` the trace
 (eq. 4). The TD target is ``r + gamma (1 - terminated) V_target(s')`` (1-step; Double
 DQN's bootstrap value where ``dqn.double``), its target-network value held constant: eta
 reaches the update through ``gamma`` in the target, the learning rate, and the Q-network's
-conditioning input. The Q-network takes ``gamma`` as an input (``conditioned``; §1.4: "the
-value function ... takes eta as input", so that its estimates follow the discount as it
+conditioning input. The Q-network takes ``gamma`` as an input (``conditioned``: the
+paper's networks take eta as an input, so that their estimates follow the discount as it
 moves); in ``J'`` both the network and the target are conditioned on ``gamma_bar``, the
 meta-objective being the value under the reference discount. Adam's moments carry over
 from earlier updates as constants of the current one (the trace holds their history).
@@ -155,6 +155,7 @@ class MetaGradientDQN:
         self.direction = Adam(1.0)  # Adam's step at lr 1; the learned lr scales it
         self.meta_optimizer = Adam(config.meta.meta_lr)
         self.components = [ETA.index(name) for name in config.meta.learn]
+        self.evaluated_hyperparameters: dict[str, torch.Tensor] | None = None
 
     @property
     def unit(self) -> AdaptationUnit:
@@ -196,6 +197,9 @@ class MetaGradientDQN:
         return state
 
     def evaluation_actor(self, state: MetaGradientDQNState) -> GreedyQActor:
+        """The greedy DQN as it stands; records the hyperparameters of ``state`` in
+        :attr:`evaluated_hyperparameters` (what a scorer's last checkpoint saw: a log)."""
+        self.evaluated_hyperparameters = self.hyperparameters(state)
         return self.dqn.evaluation_actor(state.dqn)
 
     # -- learning --

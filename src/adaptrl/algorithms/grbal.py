@@ -30,7 +30,7 @@ simulator (``mpc_oracle``, the return that normalisation maps to 1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 
 import torch
@@ -231,9 +231,12 @@ class GrBAL:
 
     def meta_update(self, tasks: Tasks) -> dict[str, float]:
         cfg = self.config
-        actor: TrialActor[Any] = (RandomActor(ActionDomain.of(self.family.action_space))
-                                  if self.iterations < cfg.random_iterations or not self.fitted
-                                  else self.agent().actor(tasks))
+        # collect with the current model, adapting online only if it is meta-learned (so
+        # that mb and mb_finetune, which differ only at test, train the same model)
+        actor: TrialActor[Any] = (
+            RandomActor(ActionDomain.of(self.family.action_space))
+            if self.iterations < cfg.random_iterations or not self.fitted
+            else replace(self.agent(), adapt=cfg.inner.steps > 0).actor(tasks))
         traj = play_trials(self.family.make_env(tasks.to(self.device), cfg.episodes_per_task,
                                                 self.device), actor, 1, self.generator)
         self.env_steps += traj.num_steps

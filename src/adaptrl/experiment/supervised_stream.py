@@ -90,15 +90,16 @@ class StreamResult:
     update_s: float
     update_cpu_s: float
 
-    def metrics(self) -> dict[str, dict[str, float]]:
+    def metrics(self) -> dict[str, dict[str, Any]]:
         """Every metric of the end of the stream (:data:`~adaptrl.evaluation.stream.
-        METRICS`), its mean over seeds and the 95% CI half-width over seeds."""
-        out = {}
+        METRICS`): its mean over seeds, the 95% CI half-width over seeds and the value of
+        each seed (``per_seed``, in ``seeds`` order: learners are paired across kinds)."""
+        out: dict[str, dict[str, Any]] = {}
         for name in METRICS:
             values = torch.tensor([float(r.metrics()[name]["mean"] or 0.0)
                                    for r in self.records], dtype=torch.float64)
             mean, ci = mean_ci95(values)
-            out[name] = {"mean": float(mean), "ci95": float(ci)}
+            out[name] = {"mean": float(mean), "ci95": float(ci), "per_seed": values.tolist()}
         return out
 
     @property

@@ -36,6 +36,7 @@ import copy
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import re
@@ -331,6 +332,8 @@ def _tune(plan: Plan, params: Sequence[Param], done: list[dict[str, Any]], grid:
         require_ray()
     except UserError as err:
         raise UserError(str(err).replace("sampler.backend: 'ray'", "adaptrl sweep")) from None
+    # Tune's classic reporter honours verbose=0 (the new one prints its tables regardless)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
     from ray import tune
 
@@ -366,7 +369,7 @@ def _tune(plan: Plan, params: Sequence[Param], done: list[dict[str, Any]], grid:
     started = False
     if not ray.is_initialized():
         ray.init(address=address, num_cpus=None if address else cpus,
-                 include_dashboard=False, log_to_driver=False)
+                 include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         started = True
     try:
         tuner = tune.Tuner(
@@ -449,10 +452,13 @@ def write_report(out: Path, params: Sequence[Param], records: Sequence[dict[str,
         lines += [f"| {json.dumps(row['value'])} | {_cell(row['mean'], row['ci95'])} | "
                   f"{row['runs']} |" for row in rows]
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
-    _plot(out / "sensitivity.png", sens)
+    _plot(out / "sensitivity.png", sens, {p.key: p for p in params})
 
 
-def _plot(path: Path, sens: dict[str, list[dict[str, Any]]]) -> None:
+def _plot(path: Path, sens: dict[str, list[dict[str, Any]]], params: dict[str, Param]
+          ) -> None:
+    """Final return against each hyperparameter: values joined for a list, scattered (on a
+    log axis for ``loguniform``) for a range."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -465,8 +471,10 @@ def _plot(path: Path, sens: dict[str, list[dict[str, Any]]]) -> None:
         numeric = all(isinstance(r["value"], (int, float)) and not isinstance(r["value"], bool)
                       for r in rows)
         xs = [r["value"] if numeric else i for i, r in enumerate(rows)]
-        ax.errorbar(xs, [r["mean"] for r in rows],
-                    yerr=[r["ci95"] or 0.0 for r in rows], fmt="o-", capsize=3)
+        ax.errorbar(xs, [r["mean"] for r in rows], yerr=[r["ci95"] or 0.0 for r in rows],
+                    fmt="o" if params[key].is_range else "o-", capsize=3)
+        if params[key].kind == "loguniform":
+            ax.set_xscale("log")
         if not numeric:
             ax.set_xticks(xs, [json.dumps(r["value"]) for r in rows])
         ax.set_xlabel(key)

@@ -55,7 +55,7 @@ from adaptrl.experiment.learners import (
 from adaptrl.experiment.lock import run_lock
 from adaptrl.experiment.progress import TrainingProgress
 from adaptrl.experiment.run_dir import TRAINER_FILES, MetricsLog, RunDir
-from adaptrl.experiment.sampling import check_sampler, sampling_family
+from adaptrl.experiment.sampling import check_sampler, sampler_scope, sampling_family
 from adaptrl.experiment.scalars import Scalars
 from adaptrl.experiment.seeding import make_generator
 from adaptrl.experiment.selection import CheckpointScore
@@ -326,7 +326,7 @@ def train(config: ExperimentConfig, algo_cfg: AlgorithmConfig, run_path: Path, *
     except OSError as err:
         raise FaultError(f"cannot create the run directory {run_path}: "
                          f"{err.strerror or err}") from err
-    with run_lock(run_path):
+    with run_lock(run_path), sampler_scope():  # Ray workers (sampler.backend) end with it
         reach("train.locked")
         return _train_locked(config, algo_cfg, prepare_run(config, run_path, resume, algo_cfg),
                              resume, baselines)

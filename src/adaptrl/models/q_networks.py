@@ -19,8 +19,8 @@ Two heads:
 Conditioning (``eta_dim > 0``): the network also takes a vector ``eta`` of ``eta_dim``
 hyperparameters as an input, appended to the observation, so that ``Q(s, .; eta)`` can
 follow a hyperparameter that changes during learning (the discount of meta-gradient RL:
-Xu, van Hasselt, Silver 2018, §1.4, "the value function ... takes eta as an additional
-input", which keeps its targets from drifting as eta moves). The first layer's weights on
+Xu, van Hasselt, Silver 2018, whose value function and policy take eta as an input so
+that their estimates do not drift out of date as eta moves). The first layer's weights on
 ``eta`` are a learned linear embedding of it added to the observation's.
 """
 

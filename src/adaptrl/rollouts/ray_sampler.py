@@ -71,7 +71,8 @@ class SamplerConfig(ConfigModel):
 
     backend: Literal["local", "ray"] = Field(
         "local", description="local: in this process; ray: on `workers` Ray actors "
-        "(Gymnasium families and the gradient family only; needs adaptrl[ray])")
+        "(Gymnasium families; the gradient family, rl2 and the value-based learners; "
+        "needs adaptrl[ray])")
     workers: int = Field(2, ge=1, description="Ray actors sampling a batch (backend ray)")
     address: str | None = Field(
         None, description="an existing Ray cluster ('auto', 'ray://host:10001', "
@@ -253,9 +254,22 @@ class SamplerWorker:
             setup(index)
         self.index = index
         self.family = make_family()
+        self.envs: Any = None  # the envs it steps for RayBatchedEnvs (built on first use)
 
     def pid(self) -> int:
         return os.getpid()
+
+    def cpu_time(self) -> float:
+        """This worker process's CPU time so far (for benchmarks)."""
+        return time.process_time()
+
+    def env_call(self, method: str, env_id: int, *args: Any) -> Any:
+        """A :class:`~adaptrl.rollouts.ray_env.RayBatchedEnv`'s call on its block here."""
+        if self.envs is None:
+            from adaptrl.rollouts.ray_env import EnvHost
+
+            self.envs = EnvHost(self.family)
+        return self.envs.call(method, env_id, *args)
 
     def sample(self, request: BatchRequest, lo: int, hi: int) -> SliceResult:
         from adaptrl.experiment.fault_points import reach
@@ -288,7 +302,7 @@ class RaySampler:
         if workers < 1:
             raise UserError(f"sampler.workers must be >= 1, got {workers}")
         self.workers, self.max_resamples = workers, max_resamples
-        self.resamples = 0  # blocks re-sampled after a worker died (over the sampler's life)
+        self.resamples = 0  # blocks re-sampled (or env blocks restored) after a worker died
         self.worker_cpu_s = 0.0  # the workers' CPU time sampling (over the sampler's life)
         self._started_ray = False
         if not ray.is_initialized():
@@ -311,6 +325,28 @@ class RaySampler:
         self._make_family, self._setup = make_family, setup
         self._actors: list[Any] = [self._remote.remote(make_family, i, setup)
                                    for i in range(workers)]
+        self._epochs = [0] * workers  # restarts seen per worker (RayBatchedEnv restores)
+
+    def actor(self, i: int) -> Any:
+        """Worker ``i``'s actor handle."""
+        return self._actors[i]
+
+    def epoch(self, i: int) -> int:
+        """How many times worker ``i`` was seen dead and restarted."""
+        return self._epochs[i]
+
+    def restart(self, i: int) -> None:
+        """Worker ``i`` died: wait for its restart (its state, and every env block it
+        held, is gone: :class:`~adaptrl.rollouts.ray_env.RayBatchedEnv` restores them)."""
+        self._epochs[i] += 1
+        self._wait_restarted(i)
+
+    def make_env(self, tasks: Tasks, episodes_per_task: int,
+                 device: torch.device | str = "cpu") -> BatchedEnv:
+        """A batched env whose task blocks the workers step (``ray_env``)."""
+        from adaptrl.rollouts.ray_env import RayBatchedEnv
+
+        return RayBatchedEnv(self, tasks, episodes_per_task, device)
 
     def _wait_restarted(self, i: int, timeout_s: float = 300.0) -> None:
         """Wait until Ray has restarted worker ``i`` (calls to a restarting actor fail);
@@ -330,12 +366,6 @@ class RaySampler:
                     i, timeout_s)
         ray.kill(self._actors[i], no_restart=True)
         self._actors[i] = self._remote.remote(self._make_family, i, self._setup)
-
-    def worker_pids(self) -> list[int]:
-        """The process id of every worker (for tests that kill one)."""
-        import ray
-
-        return list(ray.get([a.pid.remote() for a in self._actors]))
 
     def sample_episodes(self, tasks: Tasks, episodes: int, policy: Policy,
                         params: Params | None, generator: torch.Generator,
@@ -373,7 +403,7 @@ class RaySampler:
                 log.warning("Ray sampler: worker %d died while sampling tasks %d..%d; "
                             "re-sampling them from the same seeds on its restart", i, lo,
                             hi - 1)
-                self._wait_restarted(i)
+                self.restart(i)
                 pending[self._actors[i].sample.remote(ref, lo, hi)] = (i, lo, hi)
         traj, state = merge_slices(done)
         self.worker_cpu_s += sum(part.cpu_s for part in done)
@@ -384,6 +414,8 @@ class RaySampler:
         """Stop the workers (and the local cluster this sampler started)."""
         import ray
 
+        if not self._actors and not self._started_ray:
+            return  # closed already
         if ray.is_initialized():  # at exit Ray may have shut itself down first
             for actor in self._actors:
                 ray.kill(actor, no_restart=True)
@@ -395,11 +427,15 @@ class RaySampler:
 
 class RaySampling:
     """``family`` whose gradient-family batches are sampled by ``sampler`` (an
-    :class:`~adaptrl.rollouts.sampler.EpisodeSource`); everything else is ``family``'s."""
+    :class:`~adaptrl.rollouts.sampler.EpisodeSource`); everything else is ``family``'s,
+    except, with ``remote_envs``, :meth:`make_env`: envs stepped on the workers
+    (:class:`~adaptrl.rollouts.ray_env.RayBatchedEnv`, for RL² and the value-based
+    learners, which act step by step)."""
 
-    def __init__(self, family: TaskFamily, sampler: RaySampler) -> None:
+    def __init__(self, family: TaskFamily, sampler: RaySampler,
+                 remote_envs: bool = False) -> None:
         check_ray_family(family)
-        self.family, self.sampler = family, sampler
+        self.family, self.sampler, self.remote_envs = family, sampler, remote_envs
         self.name, self.horizon = family.name, family.horizon
         self.observation_space, self.action_space = family.observation_space, family.action_space
 
@@ -408,6 +444,8 @@ class RaySampling:
 
     def make_env(self, tasks: Tasks, episodes_per_task: int,
                  device: torch.device | str = "cpu") -> BatchedEnv:
+        if self.remote_envs:
+            return self.sampler.make_env(tasks, episodes_per_task, device)
         return self.family.make_env(tasks, episodes_per_task, device)
 
     def sample_episodes(self, tasks: Tasks, episodes: int, policy: Policy,
@@ -416,6 +454,6 @@ class RaySampling:
         return self.sampler.sample_episodes(tasks, episodes, policy, params, generator, device)
 
     def __getattr__(self, name: str) -> Any:  # the family's extras (ranges, oracle, ...)
-        if name in ("family", "sampler"):
+        if name in ("family", "sampler", "remote_envs"):
             raise AttributeError(name)
         return getattr(self.family, name)

@@ -547,9 +547,12 @@ class GymnasiumFamily:
 
 
 
-def single_env_family(env: str | Callable[[], gym.Env]) -> GymnasiumFamily:
+def single_env_family(env: str | Callable[[], gym.Env], horizon: int | None = None
+                      ) -> GymnasiumFamily:
     """A Gymnasium env with no task parameters as a family of one task (train and test
     share it): how a single-task RL baseline, e.g. CleanRL's DQN on CartPole-v1, runs
-    through adaptrl's samplers and agents."""
+    through adaptrl's samplers and agents. ``horizon``: default, the env's time limit.
+    As a config's family: ``entry_point:
+    adaptrl.tasks.adapters.gymnasium_adapter:single_env_family``, ``params: {env: ...}``."""
     return GymnasiumFamily(env, lambda n, g: Tasks({"none": torch.zeros(n)}),
-                           lambda env_, task: None, splits="shared")
+                           lambda env_, task: None, splits="shared", horizon=horizon)

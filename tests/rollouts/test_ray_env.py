@@ -1,0 +1,270 @@
+"""Envs stepped on Ray workers (``adaptrl.rollouts.ray_env``): the local env's exact steps,
+RL² and DQN runs equal to local runs, and a worker killed mid-episode changes nothing.
+
+Everything runs on one local Ray cluster with 2 CPUs for the module.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from adaptrl.errors import UserError
+from adaptrl.experiment.config import ConfigError, validate_config
+from adaptrl.experiment.learners import build_learner
+from adaptrl.experiment.run_dir import read_metrics
+from adaptrl.experiment.sampling import check_sampler
+from adaptrl.experiment.seeding import make_generator
+from adaptrl.experiment.trainer import train
+from adaptrl.rollouts.ray_env import RayBatchedEnv
+from adaptrl.rollouts.ray_sampler import RaySampler, RaySampling
+from adaptrl.tasks.adapters.gymnasium_adapter import GymnasiumFamily, single_env_family
+from adaptrl.tasks.base import TaskFamily, Tasks
+
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                       reason="needs the ray extra: pip install 'adaptrl[ray]'"),
+    pytest.mark.extra,
+]
+
+ONE_CARTPOLE = "adaptrl.tasks.adapters.gymnasium_adapter:single_env_family"
+HORIZON = 20
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Any:
+    import ray
+    import ray.cloudpickle
+
+    # the workers cannot import this test module: ship its functions by value
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def _gravity_tasks(n: int, generator: torch.Generator) -> Tasks:
+    return Tasks({"gravity": 5.0 + 10.0 * torch.rand(n, generator=generator)})
+
+
+def _set_gravity(env: Any, task: dict[str, Any]) -> None:
+    env.unwrapped.gravity = task["gravity"]
+
+
+def gravity_cartpole() -> GymnasiumFamily:
+    """CartPole with a gravity per task: episodes end early, at different steps."""
+    return GymnasiumFamily("CartPole-v1", _gravity_tasks, _set_gravity, horizon=40)
+
+
+def _play(env: Any, seed: int, episodes: int = 2, steps: int = 45, kill: Any = None
+          ) -> list[torch.Tensor]:
+    """Every tensor ``env`` returns over ``episodes`` reset + ``steps`` random actions, and
+    the generator's state after each reset; ``kill(t)`` is called before step ``t``."""
+    g, ga = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+    out: list[torch.Tensor] = []
+    for _ in range(episodes):
+        out += [env.reset(g), g.get_state()]
+        for t in range(steps):
+            if kill is not None:
+                kill(t)
+            out += list(env.step(torch.randint(0, 2, (env.num_tasks, env.episodes_per_task),
+                                               generator=ga)))
+    return out
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ray_env_steps_exactly_as_the_local_env(ray_cluster: Any, workers: int) -> None:
+    """Task blocks on the workers give the local env's observations, rewards and flags bit
+    for bit (per-task gravity, early ends at different steps, frozen ended slots), and
+    leave the generator where the local env leaves it; a task count that does not divide
+    evenly into blocks included."""
+    family = gravity_cartpole()
+    tasks = family.sample(5, "train", torch.Generator().manual_seed(0))
+    local = _play(family.make_env(tasks, 2), seed=3)
+    sampler = RaySampler(gravity_cartpole, workers)
+    try:
+        env = RaySampling(family, sampler, remote_envs=True).make_env(tasks, 2)
+        assert isinstance(env, RayBatchedEnv) and env.horizon == 40
+        assert _same(_play(env, seed=3), local)
+        assert env.last_success is None  # as the local env: no success tracked
+        env.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            env.reset(torch.Generator())
+    finally:
+        sampler.close()
+
+
+@pytest.mark.slow  # ~20 s: two restarts
+def test_a_restarted_worker_has_its_block_replayed(ray_cluster: Any) -> None:
+    """Ray restarts a worker killed mid-episode (``ray.kill(no_restart=False)``); its
+    block is rebuilt and replayed from the episode's seeds and actions, and every later
+    step equals the local env's."""
+    family = gravity_cartpole()
+    tasks = family.sample(4, "train", torch.Generator().manual_seed(1))
+    local = _play(family.make_env(tasks, 2), seed=5)
+    sampler = RaySampler(gravity_cartpole, 2)
+    try:
+        env = sampler.make_env(tasks, 2)
+        actor = sampler.actor(0)
+
+        def kill(t: int) -> None:
+            if t == 7:
+                ray_cluster.kill(actor, no_restart=False)
+
+        assert _same(_play(env, seed=5, kill=kill), local)
+        assert sampler.resamples == 2  # once per episode: worker 0's block was lost twice
+    finally:
+        sampler.close()
+
+
+# ------------------------------------------------------------------ whole runs
+
+def _config(algorithm: dict[str, Any], backend: str) -> dict[str, Any]:
+    return {"name": "ray-env", "seed": 3, "iterations": 2, "checkpoint_every": 1,
+            "family": {"name": "cartpole-one", "entry_point": ONE_CARTPOLE,
+                       "params": {"env": "CartPole-v1", "horizon": HORIZON}},
+            "algorithm": algorithm,
+            "evaluation": {"num_tasks": 2, "steps": 1, "episodes": 1,
+                           "env_steps_per_unit": 20, "baselines": []},
+            "logging": {"tensorboard": False, "progress": False},
+            "sampler": {"backend": backend, "workers": 2}}
+
+
+RL2 = {"name": "rl2", "meta_batch_size": 3, "episodes_per_trial": 2,
+       "policy": {"hidden_size": 8}, "ppo": {"minibatches": 1, "epochs": 1}}
+DQN = {"name": "dqn-reptile", "meta_batch_size": 3,
+       "dqn": {"hidden": [8], "buffer_size": 100, "batch_size": 8, "total_steps": 200,
+               "learning_starts": 20, "target_period": 10},
+       "inner": {"env_steps": 40, "learning_starts": 10}}
+
+
+def _metrics(run: Path) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "wall_time_s"}
+            for r in read_metrics(run / "metrics.jsonl")]
+
+
+@pytest.mark.parametrize("algorithm", [RL2, DQN], ids=["rl2", "dqn-reptile"])
+def test_stepping_learners_train_on_ray_to_the_local_metrics(
+        ray_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        algorithm: dict[str, Any]) -> None:
+    """`sampler.backend: ray` trains RL² (trials) and DQN-Reptile (online DQN,
+    ``play_online``) on a Gymnasium family with their envs stepped on the workers, to the
+    local run's metrics exactly."""
+    steps = {"n": 0}
+    real_step = RayBatchedEnv.step
+
+    def counted(self: RayBatchedEnv, action: torch.Tensor) -> Any:
+        steps["n"] += 1
+        return real_step(self, action)
+
+    monkeypatch.setattr(RayBatchedEnv, "step", counted)
+    for backend in ("local", "ray"):
+        exp, algo = validate_config(_config(algorithm, backend))
+        check_sampler(exp, algo)
+        train(exp, algo, tmp_path / backend, baselines=False)
+    assert steps["n"] > 0  # the Ray run's envs were the workers'
+    local = _metrics(tmp_path / "local")
+    assert len(local) == 2 and _metrics(tmp_path / "ray") == local
+
+
+# ------------------------------------------------------------------- the kill test
+
+def _pause_worker_zero(marker_dir: str, at_step: int, index: int) -> None:
+    """Worker setup: worker 0 stops at its ``at_step``-th env step (mid-episode) until it
+    is killed, writing its pid; its restart steps on."""
+    if index != 0:
+        return
+    from adaptrl.experiment import fault_points
+
+    marker, seen = Path(marker_dir), {"steps": 0}
+
+    def hook(name: str) -> None:
+        if name != "ray_env.step" or (marker / "killed").exists():
+            return
+        seen["steps"] += 1
+        if seen["steps"] == at_step:
+            (marker / "pid").write_text(str(os.getpid()))
+            time.sleep(120)
+
+    fault_points.hook = hook
+
+
+def _kill_when_paused(marker: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not (marker / "pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int((marker / "pid").read_text())
+    (marker / "killed").touch()
+    os.kill(pid, signal.SIGKILL)
+
+
+def _meta_updates(algorithm: dict[str, Any], family: TaskFamily, iterations: int = 2
+                  ) -> list[dict[str, Any]]:
+    exp, algo = validate_config(_config(algorithm, "local"))
+    generator = make_generator(exp.seed)
+    learner = build_learner(family, algo, generator, torch.device("cpu"), init_seed=exp.seed)
+    return [learner.meta_update(family.sample(3, "train", generator))
+            for _ in range(iterations)]
+
+
+@pytest.mark.parametrize("algorithm", [RL2, DQN], ids=["rl2", "dqn-reptile"])
+def test_a_worker_killed_mid_episode_changes_nothing(ray_cluster: Any, tmp_path: Path,
+                                                    algorithm: dict[str, Any]) -> None:
+    """SIGKILL a worker in the middle of an episode (its 13th env step): Ray restarts it,
+    the driver rebuilds its block and replays the episode from its seeds and actions, and
+    the meta-updates' metrics equal an undisturbed run's."""
+    make_family = functools.partial(single_env_family, "CartPole-v1", horizon=HORIZON)
+    undisturbed = _meta_updates(algorithm, make_family())
+    sampler = RaySampler(make_family, 2,
+                         setup=functools.partial(_pause_worker_zero, str(tmp_path), 13))
+    killer = threading.Thread(target=_kill_when_paused, args=(tmp_path,), daemon=True)
+    killer.start()
+    try:
+        disturbed = _meta_updates(algorithm,
+                                  RaySampling(make_family(), sampler, remote_envs=True))
+    finally:
+        sampler.close()
+    killer.join(timeout=5)
+    assert (tmp_path / "killed").exists()
+    assert sampler.resamples == 1
+    assert disturbed == undisturbed
+
+
+# ------------------------------------------------------------------- validation
+
+def test_ray_backend_admits_rl2_and_the_value_based_learners(tiny_config: dict[str, Any]
+                                                            ) -> None:
+    for algorithm in (RL2, DQN, {"name": "dqn-er"}):
+        exp, algo = validate_config({**_config(algorithm, "ray")})
+        check_sampler(exp, algo)  # no error
+    grbal = {**tiny_config, "algorithm": {"name": "grbal"}, "sampler": {"backend": "ray"}}
+    exp, algo = validate_config(grbal)
+    with pytest.raises(ConfigError, match="rl2 and the value-based.*'grbal'.*'local'"):
+        check_sampler(exp, algo)
+
+
+def test_a_gpu_generator_is_refused(ray_cluster: Any) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device for a CUDA generator")
+    family = gravity_cartpole()
+    sampler = RaySampler(gravity_cartpole, 1)
+    try:
+        env = sampler.make_env(family.sample(1, "train", torch.Generator()), 1)
+        with pytest.raises(UserError, match="CPU generator"):
+            env.reset(torch.Generator(device="cuda"))
+    finally:
+        sampler.close()
