@@ -9,6 +9,12 @@ learner is scored on the held-out test images of every task; the table gives ret
 accuracy (mean over tasks at the end), learning accuracy, backward transfer and
 forgetting (:mod:`adaptrl.evaluation.stream`), mean and 95% CI (Student t) over seeds.
 
+**The paired comparison.** Seed ``i`` of every learner kind starts from the same weights
+and sees the same examples in the same order (ER and MER also draw the same memories), so
+the kinds are compared seed by seed: for MER − ER, ER − online (and the others present)
+the table gives the per-seed difference of each metric, its mean ± 95% CI over seeds
+(Student t), the paired t-test's two-sided p and the seeds on which the first is ahead.
+
 **The cost.** MER's examples per second (wall and process CPU, all seeds together) with
 the seeds' updates vectorised (``torch.func.vmap`` over a learner dimension) and as a
 Python loop over seeds, on the first ``--speed-tasks`` tasks. Both give identical
@@ -26,12 +32,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from scipy import stats
 
+from adaptrl.evaluation.statistics import mean_ci95
 from adaptrl.experiment.atomic import atomic_write_json
 from adaptrl.experiment.supervised_stream import (
     LEARNERS,
@@ -105,8 +114,36 @@ def main() -> None:
         print(f"| {r['learner']} | {fmt(r['retained'])} | {fmt(r['learning'])} | "
               f"{fmt(r['backward_transfer'])} | {fmt(r['forgetting'])} | "
               f"{r['examples_per_s']:.1f} |")
+    paired(rows)
     if a.speed_tasks > 0:
         speed(stream, a, seeds)
+
+
+PAIRS = (("mer", "er"), ("er", "online"), ("mer", "online"), ("mer-big-batch", "er"),
+         ("mer", "mer-big-batch"))
+
+
+def paired(rows: list[dict[str, Any]]) -> None:
+    """Per-seed differences between learner kinds (module doc), for every pair of
+    :data:`PAIRS` whose rows both hold per-seed values of the same seeds."""
+    by_name = {r["learner"]: r for r in rows if "per_seed" in r["retained"]}
+    pairs = [(x, y) for x, y in PAIRS if x in by_name and y in by_name
+             and by_name[x]["seeds"] == by_name[y]["seeds"]]
+    if not pairs:
+        return
+    print(f"\npaired over seeds {by_name[pairs[0][0]]['seeds']} (difference: mean ± 95% CI "
+          "over seeds, paired t-test two-sided p, seeds where the first is ahead)\n")
+    print("| difference | metric | mean ± 95% CI | p | first ahead |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for x, y in pairs:
+        for metric in ("retained", "learning", "backward_transfer", "forgetting"):
+            d = (torch.tensor(by_name[x][metric]["per_seed"], dtype=torch.float64)
+                 - torch.tensor(by_name[y][metric]["per_seed"], dtype=torch.float64))
+            mean, ci = mean_ci95(d)
+            p = float(stats.ttest_1samp(d.numpy(), 0.0).pvalue) if len(d) > 1 else math.nan
+            ahead = int((d < 0).sum()) if metric == "forgetting" else int((d > 0).sum())
+            print(f"| {x} − {y} | {metric} | {float(mean):+.4f} ± {float(ci):.4f} | "
+                  f"{p:.3g} | {ahead}/{len(d)} |")
 
 
 def speed(stream: RotatedDigits, a: argparse.Namespace, seeds: list[int]) -> None:

@@ -72,9 +72,9 @@ def held_out_tasks(family: Any, n: int, generator: torch.Generator) -> Tasks:
     return Tasks(params)
 
 
-def load(path: str) -> tuple[Any, GrBAL]:
+def load(path: str, checkpoint: str = "best") -> tuple[Any, GrBAL]:
     run, config, algo = load_run(Path(path))
-    learner = restore_run(run, config, algo, "best").learner
+    learner = restore_run(run, config, algo, checkpoint).learner
     assert isinstance(learner, GrBAL)
     return config, learner
 
@@ -161,6 +161,16 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--out", required=True, help="prefix of the JSON and PNG files")
+    parser.add_argument("--checkpoint", choices=("best", "latest"), default="best",
+                        help="which checkpoint of both runs: best by training return, or the last")
+    parser.add_argument("--test-steps", type=int, default=None,
+                        help="inner steps of the online adaptation at test (default: the run's)")
+    parser.add_argument("--test-lr", type=float, default=None,
+                        help="inner step size at test (default: the run's; replaces learned ones)")
+    parser.add_argument("--test-past", type=int, default=None,
+                        help="adaptation window M at test (default: the run's)")
+    parser.add_argument("--no-plots", action="store_true",
+                        help="only the returns (skip the horizon errors and the trajectory)")
     parser.add_argument("--replot", action="store_true",
                         help="only redraw the horizon-error plot from OUT.json")
     args = parser.parse_args()
@@ -170,13 +180,20 @@ def main() -> None:
                             f"{args.out}-horizon-error.png")
         return
     torch.set_num_threads(1)
-    config, grbal = load(args.grbal)
-    _, mb = load(args.mb)
+    config, grbal = load(args.grbal, args.checkpoint)
+    _, mb = load(args.mb, args.checkpoint)
     family = build_family(config)
     agent = grbal.agent()
+    test = {k: v for k, v in (("steps", args.test_steps), ("lr", args.test_lr))
+            if v is not None}
+    if test:  # the test-time inner step, for GrBAL and mb_finetune alike
+        agent = replace(agent, inner=agent.inner.model_copy(update=test),
+                        optimizer=None if args.test_lr is not None else agent.optimizer)
+    if args.test_past is not None:
+        agent = replace(agent, memory=args.test_past)
     oracle = replace(agent, oracle=True, adapt=False)
     mb_agent = mb.agent()
-    finetune = replace(mb_agent, adapt=True, inner=agent.inner)
+    finetune = replace(mb_agent, adapt=True, inner=agent.inner, memory=agent.memory)
     agents: dict[str, Any] = {
         "grbal": agent, "mb": replace(mb_agent, adapt=False), "mb_finetune": finetune,
         "mpc_oracle": oracle, "random": RandomAgent(ActionDomain.of(family.action_space))}
@@ -184,12 +201,18 @@ def main() -> None:
     sets = {"held-out": held_out_tasks(family, args.tasks, gen),
             "ood": family.sample(args.tasks, "test", gen)}
     result: dict[str, Any] = {"family": family.name, "grbal_run": args.grbal, "mb_run": args.mb,
+                              "checkpoint": args.checkpoint,
+                              "test_inner": {**agent.inner.model_dump(), "past": agent.memory},
                               "env_steps": {"grbal": grbal.env_steps, "mb": mb.env_steps}}
     for name, tasks in sets.items():
         print(f"{name} tasks ({args.tasks}):", flush=True)
         result[name] = summarise(score(family, agents, tasks, args.episodes, args.seed))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.no_plots:
+        Path(f"{out}.json").write_text(json.dumps(result, indent=1))
+        print(json.dumps({k: result[k] for k in ("held-out", "ood")}, indent=1))
+        return
     # model error against prediction horizon on the OOD tasks, before / after adapting
     curves = {}
     for name, (learner, a) in {"grbal": (grbal, agent),

@@ -251,3 +251,23 @@ def test_learned_step_sizes_are_meta_trained_saved_and_used_by_the_agent() -> No
     assert agent.optimizer is not None
     lr = agent.optimizer.lr  # type: ignore[attr-defined]
     assert isinstance(lr, dict) and not any(v.requires_grad for v in lr.values())
+
+
+def test_train_with_baselines_then_evaluate_end_to_end(tmp_path: Path) -> None:
+    """The preset's path at a tiny budget: GrBAL, then mb and mb_finetune trained as baseline
+    runs (the same weights), scored with mpc_oracle in eval.json in unit transitions."""
+    from adaptrl.experiment.evaluate import evaluate_run
+
+    config = _experiment(2)
+    config["evaluation"]["baselines"] = ["mb", "mb_finetune", "mpc_oracle"]
+    exp, algo = validate_config(config)
+    train(exp, algo, tmp_path / "run", baselines=True)
+    result = evaluate_run(tmp_path / "run", write=True)
+    assert result["unit"] == "transitions"
+    assert set(result["methods"]) == {"agent", "mb", "mb_finetune", "mpc_oracle"}
+    assert len(result["methods"]["agent"]["mean"]) == 2  # episodes 0 and 1 of the trial
+    assert (tmp_path / "run" / "eval.json").exists()
+    weights = [torch.load(tmp_path / "run" / "baselines" / name / "checkpoints" / "latest.pt",
+                          weights_only=True)["learner"]["model"] for name in ("mb", "mb_finetune")]
+    for k, v in weights[0].items():
+        assert torch.equal(v, weights[1][k]), k

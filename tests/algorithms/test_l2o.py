@@ -257,3 +257,15 @@ def test_es_meta_training_speeds_up_training_on_held_out_catch_tasks() -> None:
     after = adaptation_curve(family, learner.agent(), tasks, 20, 16, 5, CPU)
     gain = (after[1:] - before[1:]).mean(0)  # per task
     assert float(gain.mean()) > 0.1 and float(gain.mean()) > 2 * float(gain.std() / 4)
+
+
+def test_ppo_rule_inner_runs_with_the_learned_optimizer() -> None:
+    """``inner.rule: ppo``: ``epochs`` learned steps on the clipped surrogate per batch, for
+    the population (ES) and for the agent."""
+    cfg = L2OConfig(**{**TINY, "inner": {"updates": 2, "rule": "ppo", "epochs": 2}})
+    learner = LearnedOptimizerLearner(_family(), cfg, torch.Generator().manual_seed(0), CPU)
+    before = learner.optimizer.flat()
+    learner.meta_update(_tasks())
+    assert not torch.equal(before, learner.optimizer.flat())
+    agent = learner.agent()
+    assert agent.update.epochs == 2

@@ -8,6 +8,7 @@ import logging
 import re
 import struct
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,19 @@ def _records(path: Path) -> Iterator[Any]:
             yield wandb_internal_pb2.Record.FromString(record)  # type: ignore[attr-defined]
 
 
+def _complete_records(path: Path, timeout_s: float = 60.0) -> list[Any]:
+    """The records of ``path`` once W&B's writer has finished it (its ``exit`` record is
+    written). ``run.finish()`` can return before W&B's service process has flushed the
+    transaction log, so under load the last records may land a moment later."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = list(_records(path))
+        if any(r.WhichOneof("record_type") == "exit" for r in records) \
+                or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
 def _key(item: Any) -> str:
     """A history or summary item's key: ``train/return_post`` may be stored as the
     nested key ``["train", "return_post"]``."""
@@ -281,7 +295,7 @@ def test_wandb_offline(tmp_path: Path, tiny_config: dict[str, Any],
     history: list[dict[str, Any]] = []
     summary: dict[str, Any] = {}
     for path in logs:
-        for r in _records(path):
+        for r in _complete_records(path):
             kind = r.WhichOneof("record_type")
             if kind == "run" and path == logs[0]:
                 assert list(r.run.tags) == ["ci"] and r.run.project == "adaptrl-test"

@@ -47,6 +47,31 @@ def test_mer_with_unit_rates_and_no_memory_use_is_per_sample_sgd(small: RotatedD
     torch.testing.assert_close(a.records[0].entry(0, 0), b.records[0].entry(0, 0))
 
 
+def test_learner_kinds_see_the_same_examples_per_seed(small: RotatedDigits,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paired comparisons: for one seed online SGD, ER and MER are fed the same examples in
+    the same order (the memory's draws do not move the examples' draws), and different
+    seeds different ones."""
+    seen: dict[str, list[torch.Tensor]] = {}
+    draw = RotatedDigits.task_examples
+
+    def spy(self: RotatedDigits, task: int, learners: int, generator: torch.Generator
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = draw(self, task, learners, generator)
+        seen.setdefault(kind, []).append(x)
+        return x, y
+
+    monkeypatch.setattr(RotatedDigits, "task_examples", spy)
+    for kind in ("online", "er", "mer"):
+        run_stream(small, SupervisedStreamConfig(learner=kind, memory=6, batch_memories=3,
+                                                 batches_per_example=2, hidden=[16]), [1, 2])
+    assert len(seen["online"]) == 2 * small.num_tasks
+    for kind in ("er", "mer"):
+        for a, b in zip(seen["online"], seen[kind], strict=True):
+            torch.testing.assert_close(a, b)
+    assert not torch.equal(seen["online"][0], seen["online"][1])  # seed 1 vs seed 2
+
+
 def test_metrics_over_seeds_and_bad_arguments(small: RotatedDigits) -> None:
     config = SupervisedStreamConfig(learner="er", memory=10, batch_memories=2,
                                     batches_per_example=1, hidden=[16])

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import torch
 
-from adaptrl.errors import UserError
+from adaptrl.errors import FaultError, UserError
 from adaptrl.experiment.config import ConfigError, validate_config
 from adaptrl.experiment.learners import build_learner
 from adaptrl.experiment.run_dir import read_metrics
@@ -82,6 +82,22 @@ def _play(env: Any, seed: int, episodes: int = 2, steps: int = 45, kill: Any = N
     return out
 
 
+def _kill(ray: Any, actor: Any) -> None:
+    """Kill ``actor``'s process (Ray restarts it) and wait until it is gone: ``ray.kill``
+    itself returns before the process dies."""
+    pid = ray.get(actor.pid.remote())
+    ray.kill(actor, no_restart=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if ray.get(actor.pid.remote(), timeout=30) != pid:
+                return  # restarted already
+        except ray.exceptions.RayActorError:
+            return  # dead or restarting
+        time.sleep(0.05)
+    raise AssertionError("the killed worker did not die")
+
+
 def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
     return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
 
@@ -108,6 +124,36 @@ def test_ray_env_steps_exactly_as_the_local_env(ray_cluster: Any, workers: int) 
         sampler.close()
 
 
+def metaworld_reach() -> TaskFamily:
+    from adaptrl.tasks import make
+
+    return make("metaworld-ml1", horizon=30)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("metaworld") is None,
+                    reason="needs the metaworld extra: pip install 'adaptrl[metaworld]'")
+def test_metaworld_steps_and_success_equal_the_local_env(ray_cluster: Any) -> None:
+    """Meta-World reach on 2 workers: observations, rewards and the success flags
+    (``last_success``, ``episode_info_max``) equal the local env's."""
+    family = metaworld_reach()
+    tasks = family.sample(3, "train", torch.Generator().manual_seed(0))
+    sampler = RaySampler(metaworld_reach, 2)
+    try:
+        out = []
+        envs: list[Any] = [family.make_env(tasks, 2), sampler.make_env(tasks, 2)]
+        for env in envs:
+            g, ga = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+            seen = [env.reset(g)]
+            for _ in range(30):
+                seen += list(env.step(2 * torch.rand(3, 2, 4, generator=ga) - 1))
+            success = env.last_success
+            assert success is not None
+            out.append([*seen, success, env.episode_info_max("success"), g.get_state()])
+        assert _same(out[1], out[0])
+    finally:
+        sampler.close()
+
+
 @pytest.mark.slow  # ~20 s: two restarts
 def test_a_restarted_worker_has_its_block_replayed(ray_cluster: Any) -> None:
     """Ray restarts a worker killed mid-episode (``ray.kill(no_restart=False)``); its
@@ -123,10 +169,24 @@ def test_a_restarted_worker_has_its_block_replayed(ray_cluster: Any) -> None:
 
         def kill(t: int) -> None:
             if t == 7:
-                ray_cluster.kill(actor, no_restart=False)
+                _kill(ray_cluster, actor)
 
         assert _same(_play(env, seed=5, kill=kill), local)
         assert sampler.resamples == 2  # once per episode: worker 0's block was lost twice
+    finally:
+        sampler.close()
+
+
+def test_a_lost_block_beyond_max_resamples_stops_with_a_fault(ray_cluster: Any) -> None:
+    family = gravity_cartpole()
+    sampler = RaySampler(gravity_cartpole, 1, max_resamples=0)
+    try:
+        env = sampler.make_env(family.sample(2, "train", torch.Generator().manual_seed(0)), 1)
+        env.reset(torch.Generator().manual_seed(0))
+        _kill(ray_cluster, sampler.actor(0))
+        with pytest.raises(FaultError, match=r"lost 1 times in one episode \(sampler"
+                                             r".max_resamples = 0\)"):
+            env.step(torch.zeros(2, 1, dtype=torch.long))
     finally:
         sampler.close()
 
@@ -150,6 +210,9 @@ DQN = {"name": "dqn-reptile", "meta_batch_size": 3,
        "dqn": {"hidden": [8], "buffer_size": 100, "batch_size": 8, "total_steps": 200,
                "learning_starts": 20, "target_period": 10},
        "inner": {"env_steps": 40, "learning_starts": 10}}
+ER = {"name": "dqn-er", "meta_batch_size": 1, "env_steps": 40,
+      "dqn": {"hidden": [8], "buffer_size": 100, "batch_size": 8, "total_steps": 80,
+              "learning_starts": 10, "target_period": 10}}
 
 
 def _metrics(run: Path) -> list[dict[str, Any]]:
@@ -157,12 +220,13 @@ def _metrics(run: Path) -> list[dict[str, Any]]:
             for r in read_metrics(run / "metrics.jsonl")]
 
 
-@pytest.mark.parametrize("algorithm", [RL2, DQN], ids=["rl2", "dqn-reptile"])
+@pytest.mark.parametrize("algorithm", [RL2, DQN, ER], ids=["rl2", "dqn-reptile", "dqn-er"])
 def test_stepping_learners_train_on_ray_to_the_local_metrics(
         ray_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         algorithm: dict[str, Any]) -> None:
-    """`sampler.backend: ray` trains RL² (trials) and DQN-Reptile (online DQN,
-    ``play_online``) on a Gymnasium family with their envs stepped on the workers, to the
+    """`sampler.backend: ray` trains RL² (trials), DQN-Reptile (online DQN runs,
+    ``play_online``) and DQN with experience replay along a task stream on a Gymnasium
+    family with their envs stepped on the workers, to the
     local run's metrics exactly."""
     steps = {"n": 0}
     real_step = RayBatchedEnv.step
@@ -248,7 +312,7 @@ def test_a_worker_killed_mid_episode_changes_nothing(ray_cluster: Any, tmp_path:
 
 def test_ray_backend_admits_rl2_and_the_value_based_learners(tiny_config: dict[str, Any]
                                                             ) -> None:
-    for algorithm in (RL2, DQN, {"name": "dqn-er"}):
+    for algorithm in (RL2, DQN, ER, {"name": "dqn-fomaml"}, {"name": "dqn-mer"}):
         exp, algo = validate_config({**_config(algorithm, "ray")})
         check_sampler(exp, algo)  # no error
     grbal = {**tiny_config, "algorithm": {"name": "grbal"}, "sampler": {"backend": "ray"}}

@@ -22,10 +22,15 @@ with the current example after its update, the ``k`` memories of each batch draw
 with replacement. Until the memory holds an example the batches are the current example
 alone (Algorithm 1's memory starts empty).
 
-Several seeds are independent learners. Every draw of learner ``i`` — its examples, its
-memory's reservoir and samples, the place of the current example in each batch — comes
-from its own generator seeded by its seed, so a learner's run is the same alone or beside
-others. With ``vectorise`` the learners' updates run as one :func:`torch.func.vmap` over a
+Several seeds are independent learners. Every draw of learner ``i`` comes from its own
+generators seeded by its seed, so a learner's run is the same alone or beside others: its
+examples from one (``data``), its memory's reservoir and samples and the place of the
+current example in each batch from another. Keeping the examples' draws apart from the
+memory's makes the learner kinds *paired*: for a given seed online SGD, ER and MER see
+the same examples in the same order, whatever their memory does (and ER and MER also
+draw the same memories), so per-seed differences between kinds are paired comparisons.
+
+With ``vectorise`` the learners' updates run as one :func:`torch.func.vmap` over a
 leading learner dimension (:func:`~adaptrl.adaptation.mer.over_learners`), without it as a
 Python loop over learners: the two give the same numbers (a test checks) and differ in
 speed only (``benchmarks/bench_mer.py``).
@@ -117,11 +122,15 @@ def _memory_rows(x: torch.Tensor, y: torch.Tensor) -> Transitions:
     return Transitions(x, y, zeros, empty, false, false)
 
 
+_MEMORY_SEED_OFFSET = 1 << 32  # the memory's generator apart from the examples'
+
+
 class _Learner:
     """One seed's draws: examples, reservoir, batch places (module doc)."""
 
     def __init__(self, seed: int, config: SupervisedStreamConfig) -> None:
-        self.generator = torch.Generator().manual_seed(seed)
+        self.data = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed + _MEMORY_SEED_OFFSET)
         self.memory = ReservoirBuffer(1, config.memory)
 
 
@@ -177,7 +186,7 @@ def run_stream(stream: RotatedDigits, config: SupervisedStreamConfig, seeds: lis
     s, k = config.batches_per_example, config.batch_memories
     wall = cpu = 0.0
     for task in range(num_tasks):
-        draws = [stream.task_examples(task, 1, lr.generator) for lr in learners]
+        draws = [stream.task_examples(task, 1, lr.data) for lr in learners]
         xs, ys = torch.cat([d[0] for d in draws]), torch.cat([d[1] for d in draws])
         for t in range(stream.examples_per_task):
             batches = [_batches(config, xs[i, t], ys[i, t], lr, s, k)

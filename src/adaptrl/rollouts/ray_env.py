@@ -186,7 +186,7 @@ class RayBatchedEnv:
                     ray.get(self._submit(b, "replay", (self._state, self._actions[b])))
                 self._epochs[b] = self.sampler.epoch(b)
                 return
-            except RayActorError as err:
+            except (RayActorError, LostEnv) as err:  # died again while restoring
                 self._failed(b, err)
 
     def _failed(self, b: int, err: BaseException) -> None:
@@ -216,7 +216,15 @@ class RayBatchedEnv:
             if method != "open" and self._epochs[b] != self.sampler.epoch(b):
                 self._restore(b)  # its worker was restarted for another env
         refs = [self._submit(b, method, a) for b, a in enumerate(args)]
-        out: list[Any] = []
+        try:  # the usual case: every block answers (one wait for all)
+            out: list[Any] = ray.get(refs)
+        except (RayActorError, LostEnv):
+            pass  # restore the blocks that failed, one by one
+        else:
+            if method == "open":
+                self._epochs = [self.sampler.epoch(b) for b in range(len(self._blocks))]
+            return out
+        out = []
         for b, ref in enumerate(refs):
             while True:
                 try:

@@ -78,8 +78,8 @@ class SamplerConfig(ConfigModel):
         None, description="an existing Ray cluster ('auto', 'ray://host:10001', "
         "'host:6379'); null: start a local one with `workers` CPUs")
     max_resamples: int = Field(
-        3, ge=0, description="times a batch may re-sample a dead worker's tasks before the "
-        "run stops")
+        3, ge=0, description="times a batch may re-sample a dead worker's tasks (an env "
+        "stepped on the workers: restore them, per episode) before the run stops")
 
 
 def require_ray() -> None:
