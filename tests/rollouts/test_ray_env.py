@@ -9,10 +9,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-import signal
-import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +38,6 @@ pytestmark = [
 
 ONE_CARTPOLE = "adaptrl.tasks.adapters.gymnasium_adapter:single_env_family"
 HORIZON = 20
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Any:
-    import ray
-    import ray.cloudpickle
-
-    # the workers cannot import this test module: ship its functions by value
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 def _gravity_tasks(n: int, generator: torch.Generator) -> Tasks:
@@ -267,15 +254,6 @@ def _pause_worker_zero(marker_dir: str, at_step: int, index: int) -> None:
     fault_points.hook = hook
 
 
-def _kill_when_paused(marker: Path) -> None:
-    deadline = time.monotonic() + 120
-    while not (marker / "pid").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pid = int((marker / "pid").read_text())
-    (marker / "killed").touch()
-    os.kill(pid, signal.SIGKILL)
-
-
 def _meta_updates(algorithm: dict[str, Any], family: TaskFamily, iterations: int = 2
                   ) -> list[dict[str, Any]]:
     exp, algo = validate_config(_config(algorithm, "local"))
@@ -286,8 +264,9 @@ def _meta_updates(algorithm: dict[str, Any], family: TaskFamily, iterations: int
 
 
 @pytest.mark.parametrize("algorithm", [RL2, DQN], ids=["rl2", "dqn-reptile"])
-def test_a_worker_killed_mid_episode_changes_nothing(ray_cluster: Any, tmp_path: Path,
-                                                    algorithm: dict[str, Any]) -> None:
+def test_a_worker_killed_mid_episode_changes_nothing(
+        ray_cluster: Any, tmp_path: Path, algorithm: dict[str, Any],
+        kill_when_paused: Callable[[Path], None]) -> None:
     """SIGKILL a worker in the middle of an episode (its 13th env step): Ray restarts it,
     the driver rebuilds its block and replays the episode from its seeds and actions, and
     the meta-updates' metrics equal an undisturbed run's."""
@@ -295,7 +274,7 @@ def test_a_worker_killed_mid_episode_changes_nothing(ray_cluster: Any, tmp_path:
     undisturbed = _meta_updates(algorithm, make_family())
     sampler = RaySampler(make_family, 2,
                          setup=functools.partial(_pause_worker_zero, str(tmp_path), 13))
-    killer = threading.Thread(target=_kill_when_paused, args=(tmp_path,), daemon=True)
+    killer = threading.Thread(target=kill_when_paused, args=(tmp_path,), daemon=True)
     killer.start()
     try:
         disturbed = _meta_updates(algorithm,

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
-import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,20 +128,6 @@ def test_blocks_reproduce_halfcheetah_with_shared_parameters() -> None:
 
 # ---------------------------------------------------------------------- on Ray
 
-@pytest.fixture(scope="module")
-def ray_cluster() -> Any:
-    if __import__("importlib").util.find_spec("ray") is None:
-        pytest.skip("needs the ray extra: pip install 'adaptrl[ray]'")
-    import ray
-    import ray.cloudpickle
-
-    # the workers cannot import this test module: ship its functions by value
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 @needs_ray
 @pytest.mark.extra
 @pytest.mark.parametrize("unit", ["episodes", "steps", "finished_steps"])
@@ -220,15 +205,6 @@ def _pause_worker_zero(marker_dir: str, index: int) -> None:
     fault_points.hook = hook
 
 
-def _kill_when_paused(marker: Path) -> None:
-    deadline = time.monotonic() + 120
-    while not (marker / "pid").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pid = int((marker / "pid").read_text())
-    (marker / "killed").touch()
-    os.kill(pid, signal.SIGKILL)
-
-
 def _meta_updates(family: TaskFamily, iterations: int = 2) -> list[dict[str, Any]]:
     exp, algo = validate_config(_tiny_cheetah("local"))
     generator = make_generator(exp.seed)
@@ -240,15 +216,15 @@ def _meta_updates(family: TaskFamily, iterations: int = 2) -> list[dict[str, Any
 @needs_mujoco
 @needs_ray
 @pytest.mark.extra
-def test_a_worker_killed_mid_sampling_changes_nothing(ray_cluster: Any, tmp_path: Path
-                                                      ) -> None:
+def test_a_worker_killed_mid_sampling_changes_nothing(
+        ray_cluster: Any, tmp_path: Path, kill_when_paused: Callable[[Path], None]) -> None:
     """SIGKILL a worker while it samples its block: Ray restarts it, its block is sampled
     again from the same request, and MAML's metrics equal an undisturbed run's."""
     make_family = functools.partial(make, "halfcheetah-vel", horizon=8)
     undisturbed = _meta_updates(make_family())
     sampler = RaySampler(make_family, 2, setup=functools.partial(_pause_worker_zero,
                                                                  str(tmp_path)))
-    killer = threading.Thread(target=_kill_when_paused, args=(tmp_path,), daemon=True)
+    killer = threading.Thread(target=kill_when_paused, args=(tmp_path,), daemon=True)
     killer.start()
     try:
         disturbed = _meta_updates(RaySampling(make_family(), sampler))

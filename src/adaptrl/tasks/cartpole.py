@@ -55,6 +55,7 @@ from adaptrl.tasks.common import (
     check_int,
     check_ranges,
     draw_uniform_params,
+    env_step_dynamics,
     freeze,
 )
 from adaptrl.tasks.splits import HashSplit, TaskSplit, TestBoxes, TrainGrid, grid_box_split
@@ -197,14 +198,6 @@ class CartPolePhysics:
         """The env's own step as a dynamics function of observations (= states)
         ``[tasks, batch, 4] -> [tasks, batch, 4]``, actions ``[tasks, batch]`` in {0, 1}:
         the MPC oracle's model, a :class:`CartPoleEnv` of ``batch`` slots per task."""
-        envs: dict[int, CartPoleEnv] = {}  # one env per batch size, made on first use
-
-        def step(obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-            batch = obs.shape[1]
-            if batch not in envs:
-                envs[batch] = self.make_env(tasks, batch, device)
-            env = envs[batch]
-            env.clock.reset()
+        def set_state(env: CartPoleEnv, obs: torch.Tensor) -> None:
             env.state = obs.to(env.dtype)
-            return env.step(action).observation
-        return step
+        return env_step_dynamics(lambda batch: self.make_env(tasks, batch, device), set_state)

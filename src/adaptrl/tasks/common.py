@@ -12,7 +12,8 @@ has passed, since then every slot ends at the same step.)
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -153,3 +154,27 @@ def check_dtype(name: str, value: str) -> torch.dtype:
     if value not in DTYPES:
         raise ValueError(f"{name} must be one of {sorted(DTYPES)}, got {value!r}")
     return DTYPES[value]
+
+
+Dynamics = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(obs [tasks, batch, d], action [tasks, batch, ...]) -> next obs [tasks, batch, d]``."""
+
+
+def env_step_dynamics(make_env: Callable[[int], Any],
+                      set_state: Callable[[Any, torch.Tensor], None]) -> Dynamics:
+    """A family's own env step as a dynamics function of observations (the MPC oracle's
+    model): ``make_env(batch)`` builds an env of ``batch`` slots per task (once per batch
+    size, on first use), ``set_state(env, obs)`` puts the observed state into it; the
+    env's clock is reset so that no step is cut by the horizon."""
+    envs: dict[int, Any] = {}
+
+    def step(obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        batch = obs.shape[1]
+        if batch not in envs:
+            envs[batch] = make_env(batch)
+        env = envs[batch]
+        env.clock.reset()
+        set_state(env, obs)
+        next_obs: torch.Tensor = env.step(action).observation
+        return next_obs
+    return step

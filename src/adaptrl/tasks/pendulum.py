@@ -54,6 +54,7 @@ from adaptrl.tasks.common import (
     check_range,
     check_some_range_varies,
     draw_uniform_params,
+    env_step_dynamics,
     freeze,
 )
 from adaptrl.tasks.splits import HashSplit, TaskSplit, TestBoxes, TrainGrid, grid_box_split
@@ -216,15 +217,7 @@ class PendulumPhysics:
         ``[tasks, batch, 3] -> [tasks, batch, 3]`` (the MPC oracle's model): the state is
         recovered from the observation and stepped by a :class:`PendulumEnv` of ``batch``
         slots per task."""
-        envs: dict[int, PendulumEnv] = {}  # one env per batch size, made on first use
-
-        def step(obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-            batch = obs.shape[1]
-            if batch not in envs:
-                envs[batch] = self.make_env(tasks, batch, device)
-            env = envs[batch]
-            env.clock.reset()
+        def set_state(env: PendulumEnv, obs: torch.Tensor) -> None:
             theta = torch.atan2(obs[..., 1], obs[..., 0]).to(env.dtype)
             env.state = torch.stack([theta, obs[..., 2].to(env.dtype)], -1)
-            return env.step(action).observation
-        return step
+        return env_step_dynamics(lambda batch: self.make_env(tasks, batch, device), set_state)
