@@ -24,7 +24,9 @@ per clock tick than alone.
     OMP_NUM_THREADS=1 python benchmarks/bench_dqn_mer.py --game flappy-bird --seeds 3
     python benchmarks/bench_dqn_mer.py --game catcher --quick     # 2 seeds, 2 stages
 
-Each algorithm's result goes to ``--out`` as JSON (reused unless ``--fresh``).
+Each algorithm's result goes to ``--out`` as JSON (reused unless ``--fresh``); a run saves
+its state there after every stage (``<result>.ckpt.pt``) and resumes from it when started
+again with the same settings.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +45,7 @@ from adaptrl.algorithms.dqn_mer import StreamDQN, StreamDQNConfig
 from adaptrl.evaluation.protocol import greedy_returns
 from adaptrl.evaluation.statistics import mean_ci95
 from adaptrl.evaluation.stream import METRICS, StreamRecord
-from adaptrl.experiment.atomic import atomic_write_json
+from adaptrl.experiment.atomic import atomic_write, atomic_write_json
 from adaptrl.experiment.config import load_config
 from adaptrl.experiment.learners import build_family
 from adaptrl.models.functional import named_params
@@ -62,10 +65,18 @@ def parse() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="2 seeds, 2 stages of 2 x 300 steps")
     p.add_argument("--out", type=Path, default=Path("/tmp/bench_dqn_mer"))
     p.add_argument("--fresh", action="store_true")
+    p.add_argument("--verbose", action="store_true", help="per iteration: each seed's "
+                   "training return, episodes, the mean TD loss")
+    p.add_argument("--tracker", action="store_true", help="catcher only: first score a "
+                   "scripted tracker (paddle towards the fruit) on every stage's test tasks")
     return p.parse_args()
 
 
-def run(game: str, algo: str, seeds: list[int], overrides: list[str]) -> dict[str, Any]:
+def run(game: str, algo: str, seeds: list[int], overrides: list[str],
+        verbose: bool = False, checkpoint: Path | None = None) -> dict[str, Any]:
+    """One algorithm along the stream, seeds batched (module doc). With ``checkpoint`` the
+    learning state, the records, the generator and the clocks are saved there after every
+    stage, and a later call with the same settings resumes from it exactly."""
     config, algo_cfg = load_config(Path(f"configs/{algo}-{game}.yaml"), overrides)
     assert isinstance(algo_cfg, StreamDQNConfig)
     family = build_family(config)
@@ -85,17 +96,30 @@ def run(game: str, algo: str, seeds: list[int], overrides: list[str]) -> dict[st
     learner = StreamDQN(algo_cfg, family.observation_space, family.action_space, net)
     generator = torch.Generator().manual_seed(seeds[0] * 1000 + n)
     records = [StreamRecord(schedule.num_stages) for _ in seeds]
-    state = None
+    shapes = family.make_env(family.sample(n, "train", torch.Generator().manual_seed(0)), 1)
+    state = learner.begin(shapes)  # (shapes only: no draw from `generator`)
+    state.params = {k: torch.stack([p[k] for p in inits]) for k in inits[0]}
+    state.target = {k: v.clone() for k, v in state.params.items()}
+    state.opt = learner.optimizer.init(state.params)
+    first, spent = 0, (0.0, 0.0)
+    saved = _load_checkpoint(checkpoint, algo, game, seeds, overrides)
+    if saved is not None:  # resume after the last stage it saved
+        state.load_state_dict(saved["state"])
+        for record, r in zip(records, saved["records"], strict=True):
+            record.load_state_dict(r)
+        generator.set_state(saved["generator"])
+        first, spent = saved["iteration"], saved["spent"]
+        print(f"{algo} {game}: resumed after iteration {first}", flush=True)
     t0, c0 = time.perf_counter(), time.process_time()
-    for it in range(schedule.total_iterations):
+    for it in range(first, schedule.total_iterations):
         tasks = schedule.tasks(it, n, generator)
         env = family.make_env(tasks, 1)
-        if state is None:
-            state = learner.begin(env)
-            state.params = {k: torch.stack([p[k] for p in inits]) for k in inits[0]}
-            state.target = {k: v.clone() for k, v in state.params.items()}
-            state.opt = learner.optimizer.init(state.params)
-        state = play_online(env, learner, algo_cfg.env_steps, generator, state=state).state
+        learner.losses.clear()
+        played = play_online(env, learner, algo_cfg.env_steps, generator, state=state)
+        state = played.state
+        if verbose:
+            _progress(algo, it, played, learner.losses, algo_cfg.dqn.epsilon(state.steps),
+                      _mean_max_q(learner, state))
         done = schedule.completed_stage(it + 1)
         if done is None:
             continue
@@ -105,12 +129,21 @@ def run(game: str, algo: str, seeds: list[int], overrides: list[str]) -> dict[st
                               for i in range(n)]).view(len(eval_tasks), n, -1)
         for i, record in enumerate(records):
             record.record(done, [scores[j, i] for j in range(len(eval_tasks))])
-        print(f"{algo} {game}: stage {done} done, {time.perf_counter() - t0:.0f} s, retained "
+        wall, cpu = spent[0] + time.perf_counter() - t0, spent[1] + time.process_time() - c0
+        print(f"{algo} {game}: stage {done} done, {wall:.0f} s wall, {cpu:.0f} s CPU, "
+              "retained "
               f"{[round(float(r.metrics()['retained']['mean'] or 0), 2) for r in records]}",
               flush=True)
+        if checkpoint is not None:
+            atomic_write(checkpoint, partial(torch.save, {
+                "algo": algo, "game": game, "seeds": seeds, "overrides": overrides,
+                "iteration": it + 1, "state": state.state_dict(),
+                "records": [r.state_dict() for r in records],
+                "generator": generator.get_state(), "spent": (wall, cpu)}))
     out: dict[str, Any] = {"algo": algo, "game": game, "seeds": seeds,
-                           "wall_s": time.perf_counter() - t0,
-                           "cpu_s": time.process_time() - c0,
+                           "overrides": overrides,
+                           "wall_s": spent[0] + time.perf_counter() - t0,
+                           "cpu_s": spent[1] + time.process_time() - c0,
                            "stages": schedule.describe()}
     for name in METRICS:
         values = torch.tensor([float(r.metrics()[name]["mean"] or 0.0) for r in records],
@@ -121,6 +154,71 @@ def run(game: str, algo: str, seeds: list[int], overrides: list[str]) -> dict[st
     out["curve_seed_mean"] = [[sum(float(m[i][j] or 0.0) for m in mats) / n
                                for j in range(len(mats[0]))] for i in range(len(mats[0]))]
     return out
+
+
+@torch.no_grad()
+def tracker_returns(overrides: list[str]) -> list[float]:
+    """Catcher's ceiling, roughly: a scripted tracker — push the paddle towards the fruit's
+    x (a dead band of 2% of the screen) — scored like the learners (the same test tasks of
+    every stage, ``evaluation.episodes`` episodes each, the same reset seeds); its mean
+    return per stage."""
+    config, _ = load_config(Path("configs/dqn-stream-catcher.yaml"), overrides)
+    family = build_family(config)
+    schedule = build_schedule(config.schedule, family)
+    ev, out = config.evaluation, []
+    for j in range(schedule.num_stages):
+        tasks = schedule.evaluation_tasks(j, config.schedule.eval_tasks_per_stage,
+                                          torch.Generator().manual_seed(ev.seed + j))
+        env = family.make_env(tasks, ev.episodes)
+        obs = env.reset(torch.Generator().manual_seed(ev.seed + j))
+        total = torch.zeros(env.num_tasks, env.episodes_per_task)
+        live = torch.ones_like(total, dtype=torch.bool)
+        for _ in range(env.horizon):
+            gap = obs[..., 2] - obs[..., 0]  # fruit x - paddle x, over the screen width
+            res = env.step(torch.where(gap > 0.02, 2, torch.where(gap < -0.02, 0, 1)))
+            total += res.reward * live
+            live &= ~(res.terminated | res.truncated)
+            obs = res.observation
+        out.append(float(total.mean()))
+    return out
+
+
+def _load_checkpoint(path: Path | None, algo: str, game: str, seeds: list[int],
+                     overrides: list[str]) -> dict[str, Any] | None:
+    """The checkpoint :func:`run` left at ``path``, if any; one written with other settings
+    is refused (resuming it would mix two experiments)."""
+    if path is None or not path.exists():
+        return None
+    saved: dict[str, Any] = torch.load(path, weights_only=True)
+    ours = {"algo": algo, "game": game, "seeds": seeds, "overrides": overrides}
+    theirs = {k: saved[k] for k in ours}
+    if theirs != ours:
+        raise SystemExit(f"{path} holds another run ({theirs}, this one: {ours}); "
+                         "use another --out or --fresh")
+    return saved
+
+
+@torch.no_grad()
+def _mean_max_q(learner: StreamDQN, state: Any) -> list[float]:
+    """Each seed's mean of ``max_a Q(s, a)`` over 256 states of its memory (fixed draws):
+    where Q-values drift or diverge, it shows."""
+    batch = state.memory.sample(256, torch.Generator().manual_seed(0))
+    return learner.network(batch.obs, state.params).amax(-1).mean(-1).tolist()
+
+
+def _progress(algo: str, it: int, played: Any, losses: list[float], eps: float,
+              q: list[float]) -> None:
+    """One iteration's training episodes per seed (mean and best return, count), the
+    mean TD loss of its updates (all seeds together) and each seed's mean max Q."""
+    log, cells = played.episodes, []
+    for i in range(int(played.steps.shape[0])):
+        r = log.of_task(i)[1]
+        cells.append(f"{float(r.mean()):6.2f}/{float(r.max()):5.1f}/{len(r):3d}" if len(r)
+                     else "   -")
+    loss = sum(losses) / len(losses) if losses else float("nan")
+    print(f"{algo} it {it}: eps {eps:.3f} td_loss {loss:.4f} max-Q "
+          + " ".join(f"{v:.2f}" for v in q) + " return mean/max/episodes "
+          + "  ".join(cells), flush=True)
 
 
 def _scores(family: Any, learner: StreamDQN, params: dict[str, torch.Tensor], i: int,
@@ -145,6 +243,13 @@ def main() -> None:
                       "iterations=4", "algorithm.env_steps=300",
                       "algorithm.dqn.learning_starts=100"]
     seeds = list(range(1, a.seeds + 1))
+    if a.tracker:
+        if a.game != "catcher":
+            raise SystemExit("--tracker: catcher only")
+        per_stage = tracker_returns(overrides)
+        print("scripted tracker, return per stage: "
+              + "  ".join(f"{v:.2f}" for v in per_stage)
+              + f"; mean over stages {sum(per_stage) / len(per_stage):.2f}", flush=True)
     a.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for algo in a.algos:
@@ -152,7 +257,10 @@ def main() -> None:
         if path.exists() and not a.fresh:
             rows.append(json.loads(path.read_text()))
             continue
-        row = run(a.game, algo, seeds, overrides)
+        ckpt = path.with_suffix(".ckpt.pt")
+        if a.fresh:
+            ckpt.unlink(missing_ok=True)
+        row = run(a.game, algo, seeds, overrides, a.verbose, ckpt)
         atomic_write_json(path, row)
         rows.append(row)
     print(f"\n{a.game}: {len(seeds)} seeds (mean ± 95% CI over seeds)\n")

@@ -13,10 +13,16 @@ Per preset (``configs/dqn-reptile-*.yaml``) and seed ``s``:
    the same tasks for every seed), every agent from a generator seeded ``s`` and the same
    evaluation episodes (common random numbers, so differences are paired by task and
    seed): the meta-learned initialisation (``agent``), ``dqn_scratch`` (the preset's DQN
-   settings), ``dqn_tuned`` (the tuned file's), ``dqn_pretrained`` (fine-tuned), and
-   ``dqn_metagrad``: :class:`~adaptrl.agents.dqn_metagrad.MetaGradientDQN` starting from
-   the tuned hyperparameters (the learned ``gamma`` and ``lr`` start at the tuned values);
-   and the family's oracle where it has one.
+   settings), ``dqn_tuned`` (the tuned file's), ``dqn_pretrained`` (fine-tuned),
+   ``dqn_metatuned`` (the tuned file's DQN with ``gamma`` and ``lr`` meta-learned across the
+   training tasks: the file ``algorithm.metatuned``, written by
+   ``python -m adaptrl.experiment.dqn_meta_tune``), and ``dqn_metagrad``:
+   :class:`~adaptrl.agents.dqn_metagrad.MetaGradientDQN` starting from the tuned
+   hyperparameters (the learned ``gamma`` and ``lr`` start at the tuned values) and from
+   ``dqn_tuned``'s own initial weights (its gamma input's weights zero), settings
+   ``algorithm.metagrad``; and the family's oracle where it has one. The baselines are
+   built as ``adaptrl evaluate`` builds them
+   (:func:`~adaptrl.experiment.evaluate.baseline_agents`).
 
 Curves are written after every agent (``curves.json`` per seed) and reused by a later call,
 so an interrupted measurement resumes. ``--summary`` prints the tables: mean ± 95% CI over
@@ -40,13 +46,10 @@ from typing import Any
 
 import torch
 
-from adaptrl.agents.dqn_metagrad import (
-    MetaGradientConfig,
-    MetaGradientDQN,
-    MetaGradientDQNConfig,
-)
+from adaptrl.agents.dqn_metagrad import MetaGradientDQN
 from adaptrl.algorithms.dqn_hparams import read_tuned, tuned_dqn_config
-from adaptrl.algorithms.dqn_init import DQNInitConfig
+from adaptrl.algorithms.dqn_init import DQN_FAMILY_BASELINES, DQNInitConfig
+from adaptrl.algorithms.dqn_meta_hparams import read_meta_tuned
 from adaptrl.evaluation.protocol import online_curve, oracle_curve
 from adaptrl.evaluation.statistics import mean_ci95
 from adaptrl.experiment.atomic import atomic_write_json
@@ -54,18 +57,18 @@ from adaptrl.experiment.config import load_config
 from adaptrl.experiment.evaluate import baseline_agents, restore_run
 from adaptrl.experiment.learners import build_family
 from adaptrl.experiment.run_dir import RunDir
-from adaptrl.experiment.seeding import seeded_init
 from adaptrl.experiment.trainer import train
 
-AGENTS = ("agent", "dqn_scratch", "dqn_tuned", "dqn_pretrained", "dqn_metagrad")
+AGENTS = ("agent", "dqn_scratch", "dqn_tuned", "dqn_pretrained", "dqn_metatuned",
+          "dqn_metagrad")
 
 
-def measure_seed(preset: Path, seed: int, out: Path, meta: MetaGradientConfig,
+def measure_seed(preset: Path, seed: int, out: Path, overrides: list[str],
                  agents: tuple[str, ...]) -> None:
     """Train (where an agent needs it) and score ``agents`` for one preset and seed; each
     result is its own file (``curves/<agent>.json``), so that several processes may
     measure different agents of the same seed at once."""
-    config, algo_cfg = load_config(preset, [f"seed={seed}"])
+    config, algo_cfg = load_config(preset, [*overrides, f"seed={seed}"])
     assert isinstance(algo_cfg, DQNInitConfig)
     seed_path = out / config.name / f"s{seed}"
     run_path = seed_path / "run"  # the meta-training run directory
@@ -94,26 +97,26 @@ def measure_seed(preset: Path, seed: int, out: Path, meta: MetaGradientConfig,
         if name == "dqn_tuned" and scratch_file.exists() and algo_cfg.tuned is not None \
                 and tuned_dqn_config(algo_cfg.dqn, read_tuned(algo_cfg.tuned)) == algo_cfg.dqn:
             # the search kept the preset's own values: the same agent, the same numbers
-            record = {**json.loads(scratch_file.read_text()), "same_as": "dqn_scratch"}
-            atomic_write_json(curve_file, record)
+            atomic_write_json(curve_file, {**json.loads(scratch_file.read_text()),
+                                           "same_as": "dqn_scratch"})
             continue
         if name == "agent":
             learner = restore_run(run, config, algo_cfg, ev.checkpoint).learner
             agent: Any = learner.agent([])
-        elif name == "dqn_metagrad":
-            dqn = tuned_dqn_config(algo_cfg.dqn, read_tuned(algo_cfg.tuned or ""))
-            with seeded_init(seed):
-                agent = MetaGradientDQN(MetaGradientDQNConfig(dqn=dqn, meta=meta),
-                                        family.observation_space, family.action_space)
         else:
-            agent = baseline_agents(run, config, algo_cfg, [], seed)[name]
+            # this baseline alone, whichever the preset's evaluation lists
+            assert name in DQN_FAMILY_BASELINES
+            only = config.model_copy(update={"evaluation": ev.model_copy(
+                update={"baselines": [name]})})
+            agent = baseline_agents(run, only, algo_cfg, [], seed)[name]
         start, cpu = time.time(), time.process_time()
         curve = online_curve(family, agent, tasks, ev.steps, ev.episodes,
                              ev.env_steps_per_unit, torch.Generator().manual_seed(seed),
                              eval_seed, device)
         record: dict[str, Any] = {"curve": curve.tolist(), "wall_s": time.time() - start,
                                   "cpu_s": time.process_time() - cpu}
-        if name == "dqn_metagrad":
+        if isinstance(agent, MetaGradientDQN):
+            assert agent.evaluated_hyperparameters is not None
             record["final_eta"] = {k: v.tolist()
                                    for k, v in agent.evaluated_hyperparameters.items()}
         curve_file.parent.mkdir(parents=True, exist_ok=True)
@@ -194,6 +197,19 @@ def summary(preset: Path, seeds: list[int], out: Path, at: list[int]) -> str:
             + "; `dqn_pretrained`: " + ", ".join(
             f"{t['dqn_pretrained']['wall_s']:.0f}/{t['dqn_pretrained']['cpu_s']:.0f}"
             for t in trained))
+    _, algo_cfg = load_config(preset)
+    if "dqn_metatuned" in names and isinstance(algo_cfg, DQNInitConfig) \
+            and algo_cfg.metatuned is not None:
+        mt = read_meta_tuned(algo_cfg.metatuned)
+        lines.append(f"`dqn_metatuned` ({algo_cfg.metatuned}): gamma "
+                     f"{mt.hyperparameters['gamma']:.4g}, lr {mt.hyperparameters['lr']:.4g} "
+                     f"(meta-trained on {mt.tasks} training tasks, {mt.env_steps} env steps, "
+                     f"seeds {mt.seeds}: {mt.wall_s:.0f} s wall / {mt.cpu_s:.0f} s CPU)")
+    if "dqn_tuned" in names and isinstance(algo_cfg, DQNInitConfig) \
+            and algo_cfg.tuned is not None:
+        hp = read_tuned(algo_cfg.tuned).hyperparameters
+        lines.append(f"`dqn_tuned` ({algo_cfg.tuned}): " + ", ".join(
+            f"{k} {v:.4g}" for k, v in hp.items()))
     for n in names:
         etas = [r["final_eta"] for r in records[n] if "final_eta" in r]
         if etas:
@@ -241,14 +257,18 @@ def main() -> None:
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=AGENTS)
     parser.add_argument("--at", type=int, nargs="+", default=[0, 1, 2, 5, 10, 20],
                         help="units shown in the summary tables")
-    parser.add_argument("--meta-lr", type=float, default=1e-3)
-    parser.add_argument("--gamma-bar", type=float, default=0.995)
+    parser.add_argument("--meta-lr", type=float, default=None,
+                        help="dqn_metagrad's meta step size (default: algorithm.metagrad's)")
+    parser.add_argument("--gamma-bar", type=float, default=None,
+                        help="dqn_metagrad's reference discount (default: "
+                        "algorithm.metagrad's)")
     parser.add_argument("--summary", action="store_true")
     parser.add_argument("--plot", type=Path, default=None, help="with --summary: a PNG of "
                         "the curves")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    meta = MetaGradientConfig(meta_lr=args.meta_lr, gamma_bar=args.gamma_bar)
+    overrides = [f"algorithm.metagrad.{k}={v}" for k, v in
+                 (("meta_lr", args.meta_lr), ("gamma_bar", args.gamma_bar)) if v is not None]
     if args.summary:
         for preset in args.presets:
             print(summary(preset, args.seeds, args.out, args.at))
@@ -257,7 +277,7 @@ def main() -> None:
         return
     for seed in args.seeds:  # every preset's first seed before any second one
         for preset in args.presets:
-            measure_seed(preset, seed, args.out, meta, tuple(args.agents))
+            measure_seed(preset, seed, args.out, overrides, tuple(args.agents))
 
 
 if __name__ == "__main__":

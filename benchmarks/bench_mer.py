@@ -1,7 +1,8 @@
 """Meta Experience Replay on rotated 8 x 8 digits: the continual-learning table and MER's cost.
 
-**The table.** Online SGD, experience replay (reservoir memory) and MER (Riemer et al.
-2019, Algorithm 1) and its one-big-batch variant learn the rotated-digits stream
+**The table.** Online SGD, EWC (Kirkpatrick et al. 2017; ``--ewc-lambda``), experience
+replay (reservoir memory) and MER (Riemer et al. 2019, Algorithm 1) and its one-big-batch
+variant learn the rotated-digits stream
 (:class:`adaptrl.tasks.digit_stream.RotatedDigits`: 20 angles over [0, 180] degrees, each
 task's examples seen once, in order) with an MLP (2 x 100 ReLU), one learner per seed, all
 from :func:`adaptrl.experiment.supervised_stream.run_stream`. After every task each
@@ -63,6 +64,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.03)
     p.add_argument("--beta", type=float, default=0.03)
     p.add_argument("--gamma", type=float, default=1.0)
+    p.add_argument("--ewc-lambda", type=float, default=10.0, help="EWC's penalty strength "
+                   "(its sweep: docs/continual.md)")
     p.add_argument("--speed-tasks", type=int, default=1, help="tasks timed with and "
                    "without vectorisation (0: skip)")
     p.add_argument("--speed-variants", nargs="+", default=["mer", "mer-big-batch"],
@@ -89,13 +92,13 @@ def main() -> None:
            f"-b{a.beta}-g{a.gamma}-seeds{a.seeds}")
     rows: list[dict[str, Any]] = []
     for name in a.learners:
-        path = a.out / f"{name}-{tag}.json"
+        path = a.out / f"{name}-{tag}{f'-lam{a.ewc_lambda}' if name == 'ewc' else ''}.json"
         if path.exists() and not a.fresh:
             rows.append(json.loads(path.read_text()))
             continue
         config = SupervisedStreamConfig(learner=name, lr=a.lr, beta=a.beta, gamma=a.gamma,
                                         memory=a.memory, batch_memories=a.k,
-                                        batches_per_example=a.s)
+                                        batches_per_example=a.s, ewc_lambda=a.ewc_lambda)
         t0, c0 = time.perf_counter(), time.process_time()
         result = run_stream(stream, config, seeds)
         row = {**result_row(name, result), "total_s": time.perf_counter() - t0,
@@ -120,7 +123,7 @@ def main() -> None:
 
 
 PAIRS = (("mer", "er"), ("er", "online"), ("mer", "online"), ("mer-big-batch", "er"),
-         ("mer", "mer-big-batch"))
+         ("mer", "mer-big-batch"), ("er", "ewc"), ("ewc", "online"))
 
 
 def paired(rows: list[dict[str, Any]]) -> None:

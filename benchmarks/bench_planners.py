@@ -10,10 +10,13 @@ models/dynamics.py, hidden ``--hidden``, per-task parameters as GrBAL's adapted 
     python benchmarks/bench_planners.py                       # CPU, 1 thread
     python benchmarks/bench_planners.py --device cuda --tasks 100 --candidates 1000
     python benchmarks/bench_planners.py --oracle-returns   # the budgets of the presets
+    python benchmarks/bench_planners.py --cheetah [--oracle-returns]   # halfcheetah-crippled
 
 ``--oracle-returns`` instead scores the MPC oracle (each planner on the simulator, one
 episode on each of 8 OOD test tasks of the CaDM families) at several budgets: how the
-presets' planner settings were chosen (docs/model_based.md).
+presets' planner settings were chosen (docs/model_based.md). ``--cheetah`` does either on
+``halfcheetah-crippled`` instead (extra ``mujoco``; the oracle is MuJoCo stepped from the
+observed state; its returns on 4 tasks of the held-out joint, episodes of ``--episode-steps``).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_plans(settings: PlannerSettings, family: PendulumPhysics | CartPolePhysics,
+def time_plans(settings: PlannerSettings, family: Any,
                dynamics_kind: str, tasks: int, hidden: int, repeats: int,
                device: torch.device) -> tuple[float, float]:
     """(candidate-steps per second, seconds per plan): the best of ``repeats`` plans."""
@@ -48,7 +51,7 @@ def time_plans(settings: PlannerSettings, family: PendulumPhysics | CartPolePhys
     domain = ActionDomain.of(family.action_space).to(device)
     if dynamics_kind == "model":
         obs_dim = obs.shape[-1]
-        model = DynamicsModel(obs_dim, action_dim=0 if domain.discrete else 1,
+        model = DynamicsModel(obs_dim, action_dim=0 if domain.discrete else domain.shape[0],
                               choices=domain.choices, hidden=(hidden, hidden)).to(device)
         params = expand_params(named_params(model), tasks)
 
@@ -79,20 +82,28 @@ ORACLE_BUDGETS: dict[str, list[dict[str, Any]]] = {
     "cartpole": [{"name": "cem", "horizon": 30, "candidates": 200, "iterations": 3},
                  {"name": "random_shooting", "horizon": 15, "candidates": 500},
                  {"name": "random_shooting", "horizon": 20, "candidates": 200},
-                 {"name": "random_shooting", "horizon": 30, "candidates": 150}]}
+                 {"name": "random_shooting", "horizon": 30, "candidates": 150}],
+    "halfcheetah": [{"name": "random_shooting", "horizon": 10, "candidates": 500},
+                    {"name": "random_shooting", "horizon": 10, "candidates": 1000},
+                    {"name": "random_shooting", "horizon": 20, "candidates": 500},
+                    {"name": "cem", "horizon": 10, "candidates": 200, "iterations": 3},
+                    {"name": "mppi", "horizon": 10, "candidates": 200, "iterations": 2},
+                    {"name": "mppi", "horizon": 15, "candidates": 200, "iterations": 2}]}
 
 
-def oracle_returns() -> None:
-    """The MPC oracle's mean return over 8 OOD tasks per planner budget, and random actions'."""
-    from adaptrl.algorithms.grbal import GrBAL, GrBALConfig
+def oracle_returns(families: list[tuple[str, Any]] | None = None, count: int = 8) -> None:
+    """The MPC oracle's mean return over ``count`` test tasks (the CaDM families' OOD ones by
+    default) per planner budget, and random actions'."""
+    from adaptrl.algorithms.grbal import GrBAL
+    from adaptrl.algorithms.grbal_config import GrBALConfig
     from adaptrl.evaluation.protocol import transitions_curve
     from adaptrl.planning.controller import RandomActor
     from adaptrl.rollouts.trial_sampler import play_trials
 
     cpu = torch.device("cpu")
-    for name, family in (("pendulum", PendulumPhysics(**PENDULUM_CADM)),
-                         ("cartpole", CartPolePhysics(**CARTPOLE_CADM))):
-        tasks = family.sample(8, "test", torch.Generator().manual_seed(1))
+    for name, family in families or (("pendulum", PendulumPhysics(**PENDULUM_CADM)),
+                                     ("cartpole", CartPolePhysics(**CARTPOLE_CADM))):
+        tasks = family.sample(count, "test", torch.Generator().manual_seed(1))
         for planner in ORACLE_BUDGETS[name]:
             learner = GrBAL(family, GrBALConfig(oracle=True, planner=planner),
                             torch.Generator().manual_seed(0), cpu)
@@ -119,10 +130,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--oracle-returns", action="store_true")
+    parser.add_argument("--cheetah", action="store_true",
+                        help="halfcheetah-crippled instead of pendulum / cart-pole")
+    parser.add_argument("--episode-steps", type=int, default=100,
+                        help="--cheetah --oracle-returns: the episode length")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    cheetah = None
+    if args.cheetah:
+        from adaptrl.tasks.adapters.halfcheetah_crippled import half_cheetah_crippled
+        cheetah = half_cheetah_crippled(horizon=args.episode_steps)
     if args.oracle_returns:
-        oracle_returns()
+        oracle_returns(None if cheetah is None else [("halfcheetah", cheetah)],
+                       8 if cheetah is None else 4)
         return
     device = torch.device(args.device)
     pendulum = PendulumPhysics(**PENDULUM_CADM)
@@ -132,9 +152,11 @@ def main() -> None:
           f"hidden {args.hidden}x{args.hidden}")
     print(f"{'family':<10} {'planner':<16} {'dynamics':<10} {'cand-steps/s':>14} "
           f"{'s/plan':>8}")
-    cases: list[tuple[PendulumPhysics | CartPolePhysics, str]] = [
+    cases: list[tuple[Any, str]] = [
         (pendulum, "random_shooting"), (pendulum, "cem"), (pendulum, "mppi"),
         (cartpole, "random_shooting"), (cartpole, "cem")]
+    if cheetah is not None:
+        cases = [(cheetah, "random_shooting"), (cheetah, "cem"), (cheetah, "mppi")]
     for family, name in cases:
         settings = PlannerSettings(name=name, horizon=args.horizon,
                                    candidates=args.candidates, iterations=args.iterations)

@@ -161,7 +161,8 @@ def test_spec_unit_and_baselines() -> None:
     for name in ("dqn-reptile", "dqn-fomaml"):
         spec = algorithm_spec(name)
         assert spec.unit == AdaptationUnit.ENV_STEPS
-        assert set(spec.baselines) == {"dqn_pretrained", "dqn_scratch", "dqn_tuned"}
+        assert set(spec.baselines) == {"dqn_pretrained", "dqn_scratch", "dqn_tuned",
+                                       "dqn_metagrad", "dqn_metatuned"}
     assert algorithm_spec("reptile").baselines == ("pretrained", "pretrained_adam",
                                                    "aggregation", "scratch")
     assert "dqn_pretrained" in TRAINED_BASELINES and "dqn_scratch" not in TRAINED_BASELINES

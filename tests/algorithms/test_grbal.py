@@ -14,14 +14,8 @@ import torch
 
 from adaptrl.agents.contract import AdaptationUnit
 from adaptrl.algorithms.baselines import TRAINED_BASELINES, baseline_config
-from adaptrl.algorithms.grbal import (
-    GrBAL,
-    GrBALConfig,
-    ModelBasedAgent,
-    ModelInnerConfig,
-    adapt_model,
-    live_steps,
-)
+from adaptrl.algorithms.grbal import GrBAL, ModelBasedAgent, adapt_model, live_steps
+from adaptrl.algorithms.grbal_config import GrBALConfig, ModelInnerConfig
 from adaptrl.algorithms.registry import algorithm_spec
 from adaptrl.evaluation.protocol import adaptation_curves
 from adaptrl.experiment.config import validate_config

@@ -8,7 +8,13 @@ import torch
 pytest.importorskip("sklearn")
 
 from adaptrl.experiment.supervised_stream import (  # noqa: E402
+    ANCHORED,
+    FISHER,
     SupervisedStreamConfig,
+    empirical_fisher,
+    ewc_step,
+    example_loss,
+    initial_params,
     run_stream,
 )
 from adaptrl.tasks.digit_stream import RotatedDigits  # noqa: E402
@@ -19,7 +25,7 @@ def small() -> RotatedDigits:
     return RotatedDigits.build(num_tasks=3, examples_per_task=8)
 
 
-@pytest.mark.parametrize("learner", ["online", "er", "mer", "mer-big-batch"])
+@pytest.mark.parametrize("learner", ["online", "ewc", "er", "mer", "mer-big-batch"])
 def test_vectorised_and_looped_learners_agree(small: RotatedDigits, learner: str) -> None:
     config = SupervisedStreamConfig(learner=learner, memory=6, batch_memories=3,
                                     batches_per_example=2, hidden=[16])
@@ -45,6 +51,48 @@ def test_mer_with_unit_rates_and_no_memory_use_is_per_sample_sgd(small: RotatedD
     one = RotatedDigits.build(num_tasks=1, examples_per_task=1)
     a, b = run_stream(one, online, [3]), run_stream(one, mer, [3])
     torch.testing.assert_close(a.records[0].entry(0, 0), b.records[0].entry(0, 0))
+
+
+def test_ewc_with_zero_strength_is_online_sgd(small: RotatedDigits) -> None:
+    online = run_stream(small, SupervisedStreamConfig(learner="online", hidden=[16]), [4])
+    ewc = run_stream(small, SupervisedStreamConfig(learner="ewc", ewc_lambda=0.0, hidden=[16]),
+                     [4])
+    for j in range(3):
+        torch.testing.assert_close(online.records[0].entry(2, j), ewc.records[0].entry(2, j))
+
+
+def test_ewc_fisher_and_step_against_their_formulas() -> None:
+    """The empirical Fisher is the mean squared per-example gradient (checked against a
+    loop of ``.backward()`` calls), and one EWC step with two tasks' penalties summed into
+    ``F``, ``FA`` is ``theta - lr (grad CE + lambda sum_t F_t (theta - theta*_t))``."""
+    torch.manual_seed(0)
+    model, theta = initial_params(5, [8])
+    loss = example_loss(model)
+    xs, ys = torch.randn(6, 64), torch.randint(0, 10, (6,))
+    fisher = empirical_fisher(loss, theta, {"x": xs, "y": ys})
+    for name, f in fisher.items():
+        squares = []
+        for x, y in zip(xs, ys, strict=True):
+            leaf = {k: v.clone().requires_grad_() for k, v in theta.items()}
+            loss(leaf, {"x": x, "y": y}).backward()
+            squares.append(leaf[name].grad.square())  # type: ignore[union-attr]
+        torch.testing.assert_close(f, torch.stack(squares).mean(0))
+
+    anchors = [{k: v + 0.1 * torch.randn_like(v) for k, v in theta.items()} for _ in range(2)]
+    fishers = [{k: torch.rand_like(v) for k, v in theta.items()} for _ in range(2)]
+    ex = {"x": xs[:1], "y": ys[:1]}
+    for k in theta:
+        ex[FISHER + k] = fishers[0][k] + fishers[1][k]
+        ex[ANCHORED + k] = fishers[0][k] * anchors[0][k] + fishers[1][k] * anchors[1][k]
+    lr, strength = 0.1, 3.0
+    got = ewc_step(theta, loss, ex, lr, strength)
+    leaf = {k: v.clone().requires_grad_() for k, v in theta.items()}
+    loss(leaf, {"x": xs[0], "y": ys[0]}).backward()
+    for k, v in theta.items():
+        pull = sum(f[k] * (v - a[k]) for f, a in zip(fishers, anchors, strict=True))
+        g = leaf[k].grad
+        assert g is not None
+        torch.testing.assert_close(got[k], v - lr * (g + strength * pull))
 
 
 def test_learner_kinds_see_the_same_examples_per_seed(small: RotatedDigits,

@@ -354,9 +354,9 @@ def test_registration_is_lazy_and_names_extras() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert out[0] == str(sorted([
-        ("ant-dir", "mujoco"), ("ant-vel", "mujoco"), ("halfcheetah-dir", "mujoco"),
-        ("halfcheetah-vel", "mujoco"), ("metaworld-ml1", "metaworld"),
-        ("metaworld-ml10", "metaworld")]))
+        ("ant-dir", "mujoco"), ("ant-vel", "mujoco"), ("halfcheetah-crippled", "mujoco"),
+        ("halfcheetah-dir", "mujoco"), ("halfcheetah-vel", "mujoco"),
+        ("metaworld-ml1", "metaworld"), ("metaworld-ml10", "metaworld")]))
     assert out[1] == "False False"
     register_adapter_families()  # idempotent in this process too
     assert "halfcheetah-vel" in registered()

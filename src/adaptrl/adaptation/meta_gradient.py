@@ -104,3 +104,14 @@ def meta_gradient(grads: Params, trace: Trace) -> torch.Tensor:
         parts = [(g * z[k]).flatten(1).sum(1) for k, g in grads.items()]
         cols.append(torch.stack(parts).sum(0))
     return torch.stack(cols, dim=-1)
+
+
+def shared_meta_gradient(d_eta: torch.Tensor) -> torch.Tensor:
+    """The meta-gradient of one ``eta`` shared by every task ``[tasks, k]`` (each row the
+    same), when the meta-objective is the mean of the tasks' ``J'_i``: ``d/d eta mean_i
+    J'_i = mean_i dJ'_i/d eta``, where ``dJ'_i/d eta`` (row ``i`` of ``d_eta``, from
+    :func:`meta_gradient`) is task ``i``'s alone because its update depends on ``eta``
+    only through its own parameters. Returned broadcast to every row, so that an
+    elementwise optimizer keeps the rows equal: hyperparameters learned across tasks
+    (issue 28, item 5a) with the online machinery of Xu et al. (2018)."""
+    return d_eta.mean(0, keepdim=True).expand_as(d_eta)

@@ -28,6 +28,7 @@ sample).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -43,6 +44,7 @@ from adaptrl.adaptation.meta_gradient import (
     discount,
     discount_logit,
     meta_gradient,
+    shared_meta_gradient,
     step_size,
     update_with_tangents,
 )
@@ -95,6 +97,9 @@ class MetaGradientConfig(ConfigModel):
     conditioned: bool = Field(True, description="the Q-network takes gamma as an input")
     meta_batch_size: int | None = Field(None, ge=1, description="transitions per task in "
                                         "the meta-objective's batch (null: dqn.batch_size)")
+    share_eta: bool = Field(False, description="one eta for every task of the batch, its "
+                            "meta-gradient the mean of the tasks' (the meta-objective the "
+                            "mean of their J'): hyperparameters learned across tasks")
 
 
 class MetaGradientDQNConfig(ConfigModel):
@@ -156,6 +161,22 @@ class MetaGradientDQN:
         self.meta_optimizer = Adam(config.meta.meta_lr)
         self.components = [ETA.index(name) for name in config.meta.learn]
         self.evaluated_hyperparameters: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def starting_from(cls, config: MetaGradientDQNConfig, observation_space: gym.Space,
+                      action_space: gym.Space, network: QNetwork) -> MetaGradientDQN:
+        """The agent starting from a copy of ``network`` (a plain Q-network's weights, e.g.
+        a meta-learned ``theta`` or the same random initialisation as a fixed-hyperparameter
+        DQN): conditioned, with zero weights on the gamma input (:func:`with_eta_input`)."""
+        c = config.dqn
+        if config.meta.conditioned:
+            with torch.random.fork_rng(devices=[]):  # the fresh weights are overwritten
+                fresh = make_q_network(observation_space, action_space, tuple(c.hidden),
+                                       c.activation, c.dueling, c.init, eta_dim=1)
+            net = with_eta_input(network, fresh.to(next(network.parameters()).device))
+        else:
+            net = copy.deepcopy(network)
+        return cls(config, observation_space, action_space, network=net)
 
     @property
     def unit(self) -> AdaptationUnit:
@@ -263,7 +284,24 @@ class MetaGradientDQN:
         return dict(zip(leaves, grads, strict=True)), loss.detach()
 
     def learn(self, state: MetaGradientDQNState, generator: torch.Generator) -> torch.Tensor:
-        """One meta-gradient DQN step for every task (module doc); returns ``J'`` per task."""
+        """One meta-gradient DQN step for every task (module doc); returns ``J'`` per task.
+        With ``meta.share_eta`` the tasks' meta-gradients are averaged
+        (:func:`~adaptrl.adaptation.meta_gradient.shared_meta_gradient`): every row of
+        ``eta`` starts equal and takes the same Adam step, so it stays one shared eta."""
+        d_eta, loss = self.eta_gradient(state, generator)
+        if self.config.meta.share_eta:
+            d_eta = shared_meta_gradient(d_eta)
+        new_eta, state.eta_opt = self.meta_optimizer.step({"eta": state.eta}, {"eta": d_eta},
+                                                          state.eta_opt)
+        state.eta = new_eta["eta"].detach()
+        state.dqn.eta = self._condition(discount(state.eta[:, 0]))
+        return loss
+
+    def eta_gradient(self, state: MetaGradientDQNState, generator: torch.Generator
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The DQN step (``theta'`` and the trace stored in ``state``) and the per-task
+        meta-gradient ``dJ'/d eta`` ``[tasks, 2]`` (zero in the components not learned),
+        with ``J'`` per task; ``eta`` itself is not changed here."""
         s = state.dqn
         batch = self.dqn.sample(s, generator)
         update = self.inner_update(s, batch, state.eta)
@@ -283,8 +321,24 @@ class MetaGradientDQN:
         grads, loss = self.meta_objective_grads(s, query, s.params)
         d_eta = torch.zeros_like(state.eta)
         d_eta[:, self.components] = meta_gradient(grads, state.trace).to(d_eta.dtype)
-        new_eta, state.eta_opt = self.meta_optimizer.step({"eta": state.eta}, {"eta": d_eta},
-                                                          state.eta_opt)
-        state.eta = new_eta["eta"].detach()
-        s.eta = self._condition(discount(state.eta[:, 0]))
-        return loss
+        return d_eta, loss
+
+
+def with_eta_input(network: QNetwork, conditioned: QNetwork) -> QNetwork:
+    """``conditioned`` (a Q-network with an ``eta`` input, ``eta_dim > 0``) set to
+    ``network``'s weights (the same layers without that input), the first layer's weights
+    on ``eta`` zero: ``Q(s, .; eta) = Q(s, .)`` for every ``eta`` until learning moves
+    them, so that a meta-gradient DQN starts from exactly the plain DQN's initialisation
+    (a paired comparison)."""
+    source = network.state_dict()
+    state = {}
+    for k, v in conditioned.state_dict().items():
+        w = source[k]
+        if w.shape != v.shape:
+            if w.shape[:-1] != v.shape[:-1] or w.shape[-1] + conditioned.eta_dim != v.shape[-1]:
+                raise ValueError(f"{k}: shape {tuple(w.shape)} does not extend to "
+                                 f"{tuple(v.shape)} by eta_dim {conditioned.eta_dim}")
+            w = torch.cat([w, w.new_zeros(*w.shape[:-1], conditioned.eta_dim)], dim=-1)
+        state[k] = w.clone()
+    conditioned.load_state_dict(state)
+    return conditioned

@@ -20,7 +20,13 @@ For a meta-learned DQN initialisation (unit ``env_steps``, :mod:`adaptrl.algorit
   training tasks pooled, then fine-tuned online at meta-test with the same DQN;
 * ``dqn_scratch`` — the same Q-network at a random initialisation, the same online DQN;
 * ``dqn_tuned`` — ``dqn_scratch`` with DQN hyperparameters tuned on the training tasks by a
-  black-box search (the file ``algorithm.tuned``: :mod:`adaptrl.algorithms.dqn_hparams`).
+  black-box search (the file ``algorithm.tuned``: :mod:`adaptrl.algorithms.dqn_hparams`);
+* ``dqn_metatuned`` — ``dqn_tuned`` with ``gamma`` and ``lr`` meta-learned across the
+  training tasks by meta-gradients (the file ``algorithm.metatuned``:
+  :mod:`adaptrl.algorithms.dqn_meta_hparams`);
+* ``dqn_metagrad`` — ``dqn_tuned``'s DQN adapting ``gamma`` and ``lr`` online by
+  meta-gradients (Xu et al. 2018; :class:`~adaptrl.agents.dqn_metagrad.MetaGradientDQN`),
+  from the same random initialisation (its gamma input's weights zero).
 
 For a learned optimizer (:mod:`adaptrl.algorithms.learned_optimizer`):
 
@@ -50,7 +56,9 @@ from adaptrl.algorithms.dqn_init import (
     DQNPretrainedConfig,
     DQNReptileConfig,
 )
-from adaptrl.algorithms.grbal import MODEL_BASED_BASELINES, GrBALConfig, ModelInnerConfig
+from adaptrl.algorithms.dqn_meta_hparams import read_meta_tuned
+from adaptrl.algorithms.grbal import MODEL_BASED_BASELINES
+from adaptrl.algorithms.grbal_config import GrBALConfig, ModelInnerConfig
 from adaptrl.algorithms.learned_optimizer import L2O_BASELINES, L2OConfig
 from adaptrl.algorithms.maml import InnerLoopConfig, MAMLConfig
 from adaptrl.algorithms.tuned_optimizer import tuned_config
@@ -108,6 +116,28 @@ def dqn_tuned_config(config: DQNInitConfig) -> DQNReptileConfig:
                             inner=config.inner)
 
 
+def dqn_metatuned_config(config: DQNInitConfig) -> DQNReptileConfig:
+    """*dqn_metatuned*: :func:`dqn_scratch_config` with the DQN hyperparameters of the file
+    ``config.metatuned`` (gamma and lr meta-learned across the training tasks, the others
+    the black-box search's)."""
+    if config.metatuned is None:
+        raise ValueError("baseline 'dqn_metatuned' needs algorithm.metatuned: the file of "
+                         "gamma and lr meta-learned on the training tasks (python -m "
+                         "adaptrl.experiment.dqn_meta_tune)")
+    dqn = tuned_dqn_config(config.dqn, read_meta_tuned(config.metatuned))
+    return DQNReptileConfig(meta_batch_size=config.meta_batch_size, dqn=dqn,
+                            inner=config.inner)
+
+
+def dqn_metagrad_config(config: DQNInitConfig) -> DQNReptileConfig:
+    """*dqn_metagrad*: :func:`dqn_tuned_config` (the preset's DQN where there is no
+    ``tuned`` file) adapting gamma and lr online by meta-gradients
+    (``config.metagrad``)."""
+    base = config if config.tuned is None else dqn_tuned_config(config)
+    return DQNReptileConfig(meta_batch_size=config.meta_batch_size, dqn=base.dqn,
+                            inner=config.inner, metagrad=config.metagrad, adapt_online=True)
+
+
 def mb_config(config: GrBALConfig) -> GrBALConfig:
     """*mb*: the same dynamics model, data collection and planner, trained on all training
     tasks without meta-learning (``inner.steps: 0``) and not adapted at test."""
@@ -159,6 +189,12 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
     Baseline("dqn_tuned", dqn_tuned_config, False,
              "a random initialisation of the same Q-network, online DQN with "
              "hyperparameters tuned on the training tasks (algorithm.tuned)", DQNInitConfig),
+    Baseline("dqn_metatuned", dqn_metatuned_config, False,
+             "dqn_tuned with gamma and lr meta-learned across the training tasks by "
+             "meta-gradients (algorithm.metatuned)", DQNInitConfig),
+    Baseline("dqn_metagrad", dqn_metagrad_config, False,
+             "dqn_tuned's DQN from the same initialisation, adapting gamma and lr online by "
+             "meta-gradients (Xu et al. 2018; algorithm.metagrad)", DQNInitConfig),
     Baseline("adam_tuned", lambda c: tuned_config(c, "adam"), False,
              "Adam training the same fresh policy, its step size tuned on the training tasks",
              L2OConfig),

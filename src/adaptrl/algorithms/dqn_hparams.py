@@ -16,7 +16,7 @@ runs it). This module has no search in it, only what the search and the baseline
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -77,27 +77,49 @@ class TunedDQN(ConfigModel):
 
     @model_validator(mode="after")
     def _known_fields(self) -> TunedDQN:
-        unknown = sorted(set(self.hyperparameters) - set(TUNED_FIELDS))
-        if unknown:
-            raise ValueError(f"hyperparameters: unknown DQN field(s) {unknown}; allowed: "
-                             f"{list(TUNED_FIELDS)}")
+        check_fields(self.hyperparameters)
         return self
+
+
+File = TypeVar("File", bound=ConfigModel)
+
+
+class Tuned(Protocol):
+    """A file of DQN hyperparameters: the family they were learned on and the values."""
+
+    family: str
+    hyperparameters: dict[str, float | int]
+
+
+def check_fields(hyperparameters: dict[str, float | int]) -> None:
+    """A ``ValueError`` naming any key that is not a tuned DQN field."""
+    unknown = sorted(set(hyperparameters) - set(TUNED_FIELDS))
+    if unknown:
+        raise ValueError(f"hyperparameters: unknown DQN field(s) {unknown}; allowed: "
+                         f"{list(TUNED_FIELDS)}")
 
 
 def read_tuned(path: str | Path) -> TunedDQN:
     """The tuned-hyperparameters file at ``path`` (YAML), validated; a missing or invalid
     file is a ``ValueError`` naming it."""
+    return read_file(path, TunedDQN, "adaptrl.experiment.hyperparameter_search")
+
+
+def read_file(path: str | Path, model: type[File], writer: str) -> File:
+    """A file of tuned hyperparameters at ``path`` (YAML, a ``model``), validated; a
+    missing or invalid file is a ``ValueError`` naming it (and ``writer``, the module that
+    writes one)."""
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"tuned DQN hyperparameters: no file {str(p)!r} (write one with "
-                         "python -m adaptrl.experiment.hyperparameter_search)")
+                         f"python -m {writer})")
     try:
-        return TunedDQN.model_validate(yaml.safe_load(p.read_text()))
+        return model.model_validate(yaml.safe_load(p.read_text()))
     except ValidationError as err:
         raise ValueError(f"tuned DQN hyperparameters {str(p)!r}: {err}") from err
 
 
-def tuned_dqn_config(base: DQNConfig, tuned: TunedDQN, family: str | None = None
+def tuned_dqn_config(base: DQNConfig, tuned: Tuned, family: str | None = None
                      ) -> DQNConfig:
     """``base`` with the tuned hyperparameters (validated as a whole); with ``family``,
     a file tuned on another family is refused."""

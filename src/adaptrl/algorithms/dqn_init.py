@@ -32,7 +32,11 @@ online DQN on every iteration's tasks pooled (one parameter set and one replay,
 the next; at meta-test fine-tuned online like the others. ``dqn_scratch`` is the same
 Q-network at a random initialisation (:mod:`adaptrl.algorithms.baselines`); ``dqn_tuned`` the
 same with the DQN hyperparameters of the file ``tuned`` (searched on the training tasks:
-:mod:`adaptrl.algorithms.dqn_hparams`).
+:mod:`adaptrl.algorithms.dqn_hparams`); ``dqn_metatuned`` the same with ``gamma`` and ``lr``
+meta-learned across the training tasks by meta-gradients (the file ``metatuned``:
+:mod:`adaptrl.algorithms.dqn_meta_hparams`); ``dqn_metagrad`` the tuned DQN adapting
+``gamma`` and ``lr`` online by meta-gradients (Xu et al. 2018,
+:class:`~adaptrl.agents.dqn_metagrad.MetaGradientDQN`; ``adapt_online``).
 """
 
 from __future__ import annotations
@@ -41,10 +45,15 @@ import copy
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 
 from adaptrl.agents.contract import AdaptationUnit
 from adaptrl.agents.dqn import DQNAgent, DQNConfig, DQNState
+from adaptrl.agents.dqn_metagrad import (
+    MetaGradientConfig,
+    MetaGradientDQN,
+    MetaGradientDQNConfig,
+)
 from adaptrl.algorithms.base import AlgorithmConfig
 from adaptrl.algorithms.common import averaging_step
 from adaptrl.algorithms.registry import register_algorithm
@@ -56,7 +65,8 @@ from adaptrl.schema import ConfigModel
 from adaptrl.tasks.base import TaskFamily, Tasks
 from adaptrl.tasks.wrappers import PooledTasks
 
-DQN_FAMILY_BASELINES = ("dqn_pretrained", "dqn_scratch", "dqn_tuned")
+DQN_FAMILY_BASELINES = ("dqn_pretrained", "dqn_scratch", "dqn_tuned", "dqn_metagrad",
+                        "dqn_metatuned")
 """The baselines a meta-learned DQN initialisation admits (:mod:`adaptrl.algorithms.baselines`)."""
 
 
@@ -94,6 +104,33 @@ class DQNInitConfig(AlgorithmConfig):
         None, description="a file of DQN hyperparameters tuned on the training tasks "
         "(python -m adaptrl.experiment.hyperparameter_search), relative to the working "
         "directory: what the dqn_tuned baseline runs from scratch")
+    metatuned: str | None = Field(
+        None, description="a file of gamma and lr meta-learned across the training tasks by "
+        "meta-gradients (python -m adaptrl.experiment.dqn_meta_tune), relative to the "
+        "working directory: what the dqn_metatuned baseline runs from scratch")
+    metagrad: MetaGradientConfig = Field(
+        default_factory=MetaGradientConfig, description="the online meta-gradient's "
+        "settings (Xu et al. 2018): the dqn_metagrad baseline's, and the meta-training of "
+        "the metatuned file")
+    adapt_online: bool = Field(
+        False, description="the meta-test DQN adapts gamma and lr online by meta-gradients "
+        "(metagrad's settings), from theta with zero weights on its gamma input (what the "
+        "dqn_metagrad baseline sets)")
+
+    @model_validator(mode="after")
+    def _online_meta_gradient(self) -> DQNInitConfig:
+        if self.adapt_online:
+            try:
+                self.meta_gradient_dqn()
+            except ValidationError as err:
+                msgs = "; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors())
+                raise ValueError(f"adapt_online: the meta-gradient DQN refuses these "
+                                 f"settings: {msgs}") from None
+        return self
+
+    def meta_gradient_dqn(self) -> MetaGradientDQNConfig:
+        """The meta-test DQN with ``metagrad``'s online meta-gradient (validated)."""
+        return MetaGradientDQNConfig(dqn=self.dqn, meta=self.metagrad)
 
     def inner_dqn(self) -> DQNConfig:
         """``dqn`` with its epsilon schedule over the inner budget and its warm-up scaled to
@@ -171,9 +208,14 @@ class DQNInitLearner:
         return _LoggedDQN(config, self.family.observation_space, self.family.action_space,
                           network=self.network if network is None else network)
 
-    def agent(self, step_sizes: list[float] | None = None) -> DQNAgent:
-        """Online DQN (``config.dqn``) from a copy of ``theta``; ``step_sizes`` (a gradient
-        agent's schedule) do not apply."""
+    def agent(self, step_sizes: list[float] | None = None) -> DQNAgent | MetaGradientDQN:
+        """Online DQN (``config.dqn``) from a copy of ``theta``; with ``adapt_online`` the
+        meta-gradient DQN from ``theta`` (its gamma input's weights zero); ``step_sizes``
+        (a gradient agent's schedule) do not apply."""
+        if self.config.adapt_online:
+            return MetaGradientDQN.starting_from(
+                self.config.meta_gradient_dqn(), self.family.observation_space,
+                self.family.action_space, self.network)
         return DQNAgent(self.config.dqn, self.family.observation_space,
                         self.family.action_space, network=copy.deepcopy(self.network))
 

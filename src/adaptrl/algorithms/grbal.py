@@ -31,14 +31,13 @@ simulator (``mpc_oracle``, the return that normalisation maps to 1).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import torch
-from pydantic import Field
 
 from adaptrl.adaptation.inner_optimizers import SGD, InnerOptimizer, MetaSGD
 from adaptrl.agents.contract import AdaptationUnit
-from adaptrl.algorithms.base import AlgorithmConfig
+from adaptrl.algorithms.grbal_config import GrBALConfig, ModelInnerConfig
 from adaptrl.algorithms.registry import register_algorithm
 from adaptrl.models.dynamics import DynamicsModel
 from adaptrl.models.functional import Params, detach_params, expand_params, named_params
@@ -49,69 +48,10 @@ from adaptrl.rollouts.replay import RingBuffer
 from adaptrl.rollouts.trajectories import Trajectories
 from adaptrl.rollouts.transitions import Transitions
 from adaptrl.rollouts.trial_sampler import TrialActor, play_trials
-from adaptrl.schema import ConfigModel
 from adaptrl.tasks.base import ModelBasedFamily, TaskFamily, Tasks
 
 MODEL_BASED_BASELINES = ("mb", "mb_finetune", "mpc_oracle")
 """The baselines of a model-based learner (:mod:`adaptrl.algorithms.baselines`)."""
-
-
-class DynamicsConfig(ConfigModel):
-    """The dynamics model (:class:`~adaptrl.models.dynamics.DynamicsModel`)."""
-
-    hidden: list[int] = Field(default_factory=lambda: [200, 200], min_length=1)
-    activation: Literal["relu", "tanh", "elu", "gelu", "silu"] = "relu"
-    gaussian: bool = Field(False, description="predict a std too; Gaussian NLL loss")
-    ensemble: int = Field(1, ge=1, description="members, averaged")
-
-    def build(self, family: TaskFamily) -> DynamicsModel:
-        obs_shape = family.observation_space.shape
-        domain = ActionDomain.of(family.action_space)
-        if obs_shape is None or len(obs_shape) != 1 or len(domain.shape) > 1:
-            raise ValueError(f"family {family.name!r}: a dynamics model needs flat "
-                             f"observations and actions, got {family.observation_space}")
-        return DynamicsModel(obs_shape[0], action_dim=0 if domain.discrete else domain.shape[0],
-                             choices=domain.choices, hidden=tuple(self.hidden),
-                             activation=self.activation, gaussian=self.gaussian,
-                             ensemble=self.ensemble)
-
-
-class ModelInnerConfig(ConfigModel):
-    """The inner loop on the model: ``steps`` SGD steps of size ``lr`` on the past M."""
-
-    steps: int = Field(1, ge=0, description="SGD steps on the past M transitions (0: no "
-                       "meta-learning, the model is fitted on every transition)")
-    lr: float = Field(0.01, gt=0, description="inner step size alpha")
-    first_order: bool = Field(False, description="treat the inner gradient as a constant")
-    learn_lr: bool = Field(False, description="meta-learn a step size per weight, starting "
-                           "at lr (Meta-SGD, Li et al. 2017, eq. 2)")
-
-
-class GrBALConfig(AlgorithmConfig):
-    """GrBAL's settings (module docstring); REFERENCES.md "GrBAL / ReBAL details"."""
-
-    name: Literal["grbal"] = "grbal"
-    meta_batch_size: int = Field(10, ge=1, description="tasks whose episodes are collected "
-                                 "per iteration")
-    episodes_per_task: int = Field(1, ge=1, description="episodes collected per task")
-    past: int = Field(16, ge=1, description="M: transitions the model adapts on")
-    future: int = Field(16, ge=1, description="K: transitions the adapted model is scored on")
-    inner: ModelInnerConfig = Field(default_factory=ModelInnerConfig)
-    outer_lr: float = Field(1e-3, gt=0, description="Adam step size of the outer loop")
-    outer_steps: int = Field(50, ge=1, description="Adam steps per iteration")
-    batch_windows: int = Field(32, ge=1, description="windows (each from one episode, one "
-                               "task) per outer step")
-    buffer_episodes: int = Field(1000, ge=1, description="episodes kept (the oldest dropped)")
-    random_iterations: int = Field(1, ge=0, description="first iterations collected with "
-                                   "random actions")
-    adapt_at_test: bool = Field(True, description="adapt online at every step at meta-test "
-                                "(false: the model as trained)")
-    test_inner: ModelInnerConfig | None = Field(
-        None, description="the online adaptation at meta-test (default: inner); the "
-        "mb_finetune baseline trains with inner.steps 0 and adapts with this")
-    oracle: bool = Field(False, description="plan with the simulator (the MPC oracle)")
-    dynamics: DynamicsConfig = Field(default_factory=DynamicsConfig)
-    planner: PlannerSettings = Field(default_factory=PlannerSettings)
 
 
 def adapt_model(model: DynamicsModel, params: Params, window: Window, inner: ModelInnerConfig,

@@ -107,7 +107,8 @@ class FamilyConfig(ConfigModel):
 
 BaselineName = Literal["pretrained", "pretrained_adam", "scratch", "oracle", "aggregation",
                        "dqn_pretrained", "dqn_scratch", "dqn_tuned", "adam_tuned",
-                       "rmsprop_tuned", "mb", "mb_finetune", "mpc_oracle"]
+                       "rmsprop_tuned", "mb", "mb_finetune", "mpc_oracle", "dqn_metagrad",
+                       "dqn_metatuned"]
 """A baseline an evaluation may score (adaptrl.algorithms.baselines; oracle: the family's)."""
 DEFAULT_BASELINES: tuple[BaselineName, ...] = ("pretrained", "scratch", "oracle")
 

@@ -83,11 +83,13 @@ def restore_run(run: RunDir, config: ExperimentConfig, algo_cfg: AlgorithmConfig
 
 
 def baseline_agents(run: RunDir, config: ExperimentConfig, algo_cfg: AlgorithmConfig,
-                    step_sizes: list[float], seed: int) -> dict[str, Agent]:
+                    step_sizes: list[float], seed: int, checkpoint: str = "best"
+                    ) -> dict[str, Agent]:
     """The baselines the config asks for and the algorithm admits
-    (:mod:`adaptrl.algorithms.baselines`): the trained ones restored from their best
-    checkpoints in ``RUN_DIR/baselines/``, *scratch* at a random initialisation drawn from
-    the evaluation seed; all adapt with the meta-learner's inner loop."""
+    (:mod:`adaptrl.algorithms.baselines`): the trained ones restored from the same
+    checkpoint as the agent (``checkpoint``: best or latest) in
+    ``RUN_DIR/baselines/``, *scratch* at a random initialisation drawn from the evaluation
+    seed; all adapt with the meta-learner's inner loop."""
     agents: dict[str, Agent] = {}
     family = build_family(config)
     device = torch.device(config.device)
@@ -98,11 +100,11 @@ def baseline_agents(run: RunDir, config: ExperimentConfig, algo_cfg: AlgorithmCo
         if not baseline.trained:
             learner = build_learner(family, baseline_config(name, algo_cfg),
                                     make_generator(seed), device, init_seed=seed)
-        elif run.baseline(name).best.exists():
+        elif run.baseline(name).checkpoint_file(checkpoint).exists():
             learner = build_learner(family, baseline_config(name, algo_cfg),
                                     make_generator(seed), device, config.seed)
-            best = run.baseline(name).best
-            restore(learner, read_run_checkpoint(best)["learner"], best, run.config)
+            path = run.baseline(name).checkpoint_file(checkpoint)
+            restore(learner, read_run_checkpoint(path)["learner"], path, run.config)
         else:
             continue
         agents[name] = learner.agent(step_sizes)
@@ -219,7 +221,7 @@ def evaluate_run(run_path: Path, num_tasks: int | None = None, steps: int | None
     unit = agent.unit
     agents: dict[str, Any] = {"agent": agent}
     if baselines:
-        agents.update(baseline_agents(run, config, algo_cfg, ev.step_sizes, s))
+        agents.update(baseline_agents(run, config, algo_cfg, ev.step_sizes, s, ckpt))
     methods = {}
     scores: dict[str, torch.Tensor] = {}
     for name, a in agents.items():

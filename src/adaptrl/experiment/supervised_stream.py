@@ -1,4 +1,4 @@
-"""Continual supervised learning along a task stream: online SGD, experience replay and MER.
+"""Continual supervised learning along a task stream: online SGD, EWC, experience replay, MER.
 
 The check of MER itself that Riemer et al. (ICLR 2019, §5.1) run before RL: a classifier
 learns a stream of tasks (here :class:`~adaptrl.tasks.digit_stream.RotatedDigits`), each
@@ -9,6 +9,13 @@ initialisation per seed and on the same examples per seed:
 
 * ``online`` — one SGD step per incoming example (the lower bound: plain SGD on a
   non-stationary stream forgets);
+* ``ewc`` — elastic weight consolidation (Kirkpatrick et al., PNAS 2017, Eq. 3), the
+  regularisation baseline of Lopez-Paz & Ranzato (2017) and Riemer et al. (2019): one SGD
+  step per incoming example on its loss plus ``lambda / 2 sum_t sum_i F_t,i (theta_i -
+  theta*_t,i)^2`` over the tasks ``t`` done so far, ``theta*_t`` the parameters at the end
+  of task ``t`` and ``F_t`` the diagonal empirical Fisher there (the mean squared
+  per-example gradient of the loss on the task's examples, :func:`empirical_fisher`); no
+  memory of examples;
 * ``er`` — experience replay (Riemer et al. 2019's ER baseline): per incoming example
   ``s`` batches of the example plus ``k`` memories, one SGD step on each batch's mean loss;
 * ``mer`` — Meta Experience Replay (Algorithm 1, :func:`~adaptrl.adaptation.mer.mer_update`)
@@ -46,6 +53,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from pydantic import Field
+from torch.func import grad, vmap
 
 from adaptrl.adaptation.mer import (
     Example,
@@ -63,8 +71,8 @@ from adaptrl.rollouts.transitions import Transitions
 from adaptrl.schema import ConfigModel
 from adaptrl.tasks.digit_stream import IMAGE_SIDE, NUM_CLASSES, RotatedDigits
 
-LearnerName = Literal["online", "er", "mer", "mer-big-batch"]
-LEARNERS: tuple[str, ...] = ("online", "er", "mer", "mer-big-batch")
+LearnerName = Literal["online", "ewc", "er", "mer", "mer-big-batch"]
+LEARNERS: tuple[str, ...] = ("online", "ewc", "er", "mer", "mer-big-batch")
 
 
 class SupervisedStreamConfig(ConfigModel):
@@ -81,6 +89,7 @@ class SupervisedStreamConfig(ConfigModel):
     batches_per_example: int = Field(10, ge=1, description="s: batches per example")
     hidden: list[int] = Field(default_factory=lambda: [100, 100],
                               description="MLP hidden sizes (GEM / MER: 2 x 100 ReLU)")
+    ewc_lambda: float = Field(10.0, ge=0, description="EWC's penalty strength lambda")
 
 
 @dataclass(frozen=True)
@@ -150,12 +159,41 @@ def initial_params(seed: int, hidden: list[int]) -> tuple[MLP, Params]:
     return model, detach_params(named_params(model))
 
 
+def empirical_fisher(loss: Callable[[Params, Example], torch.Tensor], params: Params,
+                     examples: Example) -> Params:
+    """The diagonal empirical Fisher of one learner at ``params``: the mean over
+    ``examples`` ``[n, ...]`` of each per-example gradient squared (EWC's ``F``,
+    Kirkpatrick et al. 2017, with the observed labels)."""
+    grads = vmap(grad(loss), in_dims=(None, 0))(params, examples)
+    return {k: g.square().mean(0) for k, g in grads.items()}
+
+
+FISHER, ANCHORED = "fisher:", "fisher_anchor:"  # EWC's sums, passed beside the example
+
+
+def ewc_step(params: Params, loss: Callable[[Params, Example], torch.Tensor], ex: Example,
+             lr: float, strength: float) -> Params:
+    """One SGD step of EWC on the current example ``ex`` (``x``, ``y`` ``[1, ...]``) with
+    the penalty of every task done so far, given as the sums ``F = sum_t F_t``
+    (``fisher:<name>``) and ``FA = sum_t F_t theta*_t`` (``fisher_anchor:<name>``): the
+    penalty ``strength / 2 sum_t F_t (theta - theta*_t)^2`` has the gradient
+    ``strength (F theta - FA)``, so two sums carry all the tasks' anchors exactly."""
+    def total(p: Params) -> torch.Tensor:
+        penalty = sum((ex[FISHER + k] * v.square() - 2 * ex[ANCHORED + k] * v).sum()
+                      for k, v in p.items())
+        return loss(p, {"x": ex["x"][0], "y": ex["y"][0]}) + 0.5 * strength * penalty
+    g = grad(total)(params)
+    return {k: v - lr * g[k] for k, v in params.items()}
+
+
 def _update_fn(config: SupervisedStreamConfig, loss: Callable[[Params, Example], torch.Tensor]
                ) -> Callable[[Params, Example], Params]:
     """``(params, batches [s, k+1] or the current example [1]) -> params`` of one learner."""
     c = config
     if c.learner == "online":
         return lambda p, ex: batch_sgd_step(p, loss, ex, c.lr)
+    if c.learner == "ewc":
+        return lambda p, ex: ewc_step(p, loss, ex, c.lr, c.ewc_lambda)
     if c.learner == "er":
         def er(p: Params, batches: Example) -> Params:
             for i in range(c.batches_per_example):
@@ -184,12 +222,16 @@ def run_stream(stream: RotatedDigits, config: SupervisedStreamConfig, seeds: lis
     one = _update_fn(config, loss)
     many = over_learners(lambda p, _loss, e: one(p, e), loss)
     s, k = config.batches_per_example, config.batch_memories
+    ewc = config.learner == "ewc"
+    sums = {**{FISHER + n: torch.zeros_like(v) for n, v in params.items()},
+            **{ANCHORED + n: torch.zeros_like(v) for n, v in params.items()}} if ewc else {}
     wall = cpu = 0.0
     for task in range(num_tasks):
         draws = [stream.task_examples(task, 1, lr.data) for lr in learners]
         xs, ys = torch.cat([d[0] for d in draws]), torch.cat([d[1] for d in draws])
         for t in range(stream.examples_per_task):
-            batches = [_batches(config, xs[i, t], ys[i, t], lr, s, k)
+            batches = [{**_batches(config, xs[i, t], ys[i, t], lr, s, k),
+                        **{n: v[i] for n, v in sums.items()}}
                        for i, lr in enumerate(learners)]
             t0, c0 = time.perf_counter(), time.process_time()
             if vectorise:
@@ -205,6 +247,15 @@ def run_stream(stream: RotatedDigits, config: SupervisedStreamConfig, seeds: lis
                 for i, lr in enumerate(learners):
                     lr.memory.add(_memory_rows(xs[i:i + 1, t:t + 1], ys[i:i + 1, t:t + 1]),
                                   lr.generator)
+        if ewc:  # the task's penalty term: its Fisher and anchor, added to the sums
+            t0, c0 = time.perf_counter(), time.process_time()
+            fisher = vmap(lambda p, x, y: empirical_fisher(loss, p, {"x": x, "y": y}))(
+                params, xs, ys)
+            for n, f in fisher.items():
+                sums[FISHER + n] = sums[FISHER + n] + f
+                sums[ANCHORED + n] = sums[ANCHORED + n] + f * params[n]
+            wall += time.perf_counter() - t0
+            cpu += time.process_time() - c0
         correct = accuracy_per_example(model, params, stream)  # [L, tasks, Q]
         for i, record in enumerate(records):
             record.record(task, [correct[i, j] for j in range(stream.num_tasks)])
@@ -215,10 +266,10 @@ def run_stream(stream: RotatedDigits, config: SupervisedStreamConfig, seeds: lis
 def _batches(config: SupervisedStreamConfig, x: torch.Tensor, y: torch.Tensor,
              learner: _Learner, s: int, k: int) -> dict[str, torch.Tensor]:
     """What one learner's update takes for the current example ``(x, y)``: the example
-    itself ``[1, ...]`` (online), else ``s`` batches ``[s, k+1, ...]`` with ``k`` memories
+    itself ``[1, ...]`` (online, EWC), else ``s`` batches ``[s, k+1, ...]`` with ``k`` memories
     each (``[s, 1, ...]``, the example alone, while the memory is empty)."""
     current = {"x": x, "y": y}
-    if config.learner == "online":
+    if config.learner in ("online", "ewc"):
         return {key: v.unsqueeze(0) for key, v in current.items()}
     if len(learner.memory) == 0:
         return {key: v.expand(s, 1, *v.shape) for key, v in current.items()}

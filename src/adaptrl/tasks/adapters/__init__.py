@@ -3,6 +3,8 @@
 * :class:`GymnasiumFamily`: any Gymnasium env + a task sampler -> a task family.
 * :mod:`~adaptrl.tasks.adapters.mujoco_locomotion`: the MAML locomotion families
   (``halfcheetah-vel``, ``halfcheetah-dir``, ``ant-vel``, ``ant-dir``), extra ``mujoco``.
+* :mod:`~adaptrl.tasks.adapters.halfcheetah_crippled`: GrBAL's ``halfcheetah-crippled``
+  (one joint disabled), with the model-based members, extra ``mujoco``.
 * :mod:`~adaptrl.tasks.adapters.metaworld_family`: Meta-World ``metaworld-ml1`` and
   ``metaworld-ml10``, extra ``metaworld``.
 
@@ -23,6 +25,7 @@ from adaptrl.tasks.adapters.gymnasium_adapter import (
     TaskSlot,
     single_env_family,
 )
+from adaptrl.tasks.adapters.halfcheetah_crippled import half_cheetah_crippled
 from adaptrl.tasks.adapters.metaworld_family import MetaWorldFamily, metaworld_ml1, metaworld_ml10
 from adaptrl.tasks.adapters.mujoco_locomotion import (
     ant_dir,
@@ -41,6 +44,9 @@ _FAMILIES: tuple[tuple[str, Callable[..., Any], str, str], ...] = (
      "Ant running at a target velocity ~ U[0, 3] (MAML paper, §5.3)"),
     ("ant-dir", ant_dir, "mujoco",
      "Ant running forward or backward (MAML paper, §5.3)"),
+    ("halfcheetah-crippled", half_cheetah_crippled, "mujoco",
+     "HalfCheetah running forward with one joint disabled; held-out joint at test "
+     "(GrBAL, Nagabandi et al. 2019)"),
     ("metaworld-ml1", metaworld_ml1, "metaworld",
      "Meta-World ML1: one manipulation skill, 50 train / 50 test goals"),
     ("metaworld-ml10", metaworld_ml10, "metaworld",
@@ -58,5 +64,6 @@ def register_adapter_families() -> None:
 
 __all__ = ["GymnasiumBatchedEnv", "GymnasiumFamily", "MetaWorldFamily", "SlotPool",
            "SplitTaskSampler", "TaskSampler", "TaskSetter", "TaskSlot", "ant_dir", "ant_vel",
-           "half_cheetah_dir", "half_cheetah_vel", "metaworld_ml1", "metaworld_ml10",
+           "half_cheetah_crippled", "half_cheetah_dir", "half_cheetah_vel", "metaworld_ml1",
+           "metaworld_ml10",
            "register_adapter_families", "single_env_family"]
