@@ -56,6 +56,8 @@ def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS)
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--first-seed", type=int, default=1, help="seeds first..first+seeds-1 "
+                   "(a replication on fresh seeds)")
     p.add_argument("--tasks", type=int, default=20, help="rotation angles over [0, 180]")
     p.add_argument("--examples-per-task", type=int, default=100)
     p.add_argument("--memory", type=int, default=500)
@@ -86,10 +88,11 @@ def main() -> None:
     if a.quick:
         a.seeds, a.tasks, a.examples_per_task, a.memory = 2, 4, 20, 40
     stream = RotatedDigits.build(num_tasks=a.tasks, examples_per_task=a.examples_per_task)
-    seeds = list(range(1, a.seeds + 1))
+    seeds = list(range(a.first_seed, a.first_seed + a.seeds))
     a.out.mkdir(parents=True, exist_ok=True)
     tag = (f"t{a.tasks}-n{a.examples_per_task}-m{a.memory}-k{a.k}-s{a.s}-lr{a.lr}"
-           f"-b{a.beta}-g{a.gamma}-seeds{a.seeds}")
+           f"-b{a.beta}-g{a.gamma}-seeds{a.seeds}"
+           + (f"-from{a.first_seed}" if a.first_seed != 1 else ""))
     rows: list[dict[str, Any]] = []
     for name in a.learners:
         path = a.out / f"{name}-{tag}{f'-lam{a.ewc_lambda}' if name == 'ewc' else ''}.json"

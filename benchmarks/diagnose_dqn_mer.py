@@ -11,7 +11,8 @@ Q-network a fixed target network, so every transition has a fixed one-step targe
 sees, with the bootstrap frozen). From the same fresh initialisation each update rule
 takes ``--updates`` updates (as many as a 30k-step stream takes at ``train_frequency``
 4: 7,500) on draws from 80% of the transitions, and the script prints the squared TD
-error on the held-out 20% along the way:
+error on the held-out 20% along the way, and at the end the greedy return of the fitted
+network on the stage's test tasks (does a fit of equal error give an equal policy?):
 
 * ``adam`` — DQN's step: Adam (``dqn.lr``) on the mean loss of a uniform batch of 32;
 * ``mer a=.. b=.. s=..`` — MER's update as DQN-MER takes it: ``s`` batches of ``k = 15``
@@ -31,8 +32,9 @@ import torch
 
 from adaptrl.adaptation.inner_optimizers import Adam
 from adaptrl.adaptation.mer import Example, mer_batches, mer_update
-from adaptrl.agents.dqn import td_loss
+from adaptrl.agents.dqn import DQNAgent, GreedyQActor, td_loss
 from adaptrl.algorithms.dqn_mer import StreamDQN, StreamDQNConfig
+from adaptrl.evaluation.protocol import greedy_returns
 from adaptrl.experiment.config import load_config
 from adaptrl.experiment.learners import build_family
 from adaptrl.models.functional import Params
@@ -65,7 +67,6 @@ def main() -> None:
     schedule = build_schedule(config.schedule, family)
     torch.manual_seed(a.seed)
     gen = torch.Generator().manual_seed(a.seed)
-    from adaptrl.agents.dqn import DQNAgent
     network = DQNAgent(cfg.dqn, family.observation_space, family.action_space).network
     learner = StreamDQN(cfg, family.observation_space, family.action_space, network)
     env = family.make_env(schedule.tasks(0, 1, gen), 1)
@@ -81,6 +82,19 @@ def main() -> None:
           f"{time.process_time() - c0:.0f} s CPU); targets mean {float(y.mean()):.2f}, "
           f"std {float(y.std()):.2f}; held-out {len(test)}", flush=True)
     init = {k: v.clone() for k, v in learner.dqn.initial_params().items()}
+    ev = config.evaluation
+    test_tasks = schedule.evaluation_tasks(0, config.schedule.eval_tasks_per_stage,
+                                           torch.Generator().manual_seed(ev.seed))
+    test_env = family.make_env(test_tasks, ev.episodes)
+
+    def greedy(params: Params) -> float:
+        """The greedy return of ``params`` on the stage's test tasks (as the stream scores)."""
+        mine = {k: v.expand(len(test_tasks), *v.shape).clone() for k, v in params.items()}
+        return float(greedy_returns(test_env, GreedyQActor(network, mine), ev.seed).mean())
+
+    target = {k: v[0] for k, v in state.target.items()}
+    print(f"greedy return on the stage's test tasks: the collecting DQN {greedy(target):.2f} "
+          f"(its target network), fresh weights {greedy(init):.2f}", flush=True)
 
     def held_out(params: Params) -> float:
         with torch.no_grad():
@@ -126,7 +140,8 @@ def main() -> None:
             if u % a.every == 0:
                 curve.append(held_out(params))
         print(f"{rule:>16}: " + " ".join(f"{v:8.4f}" for v in curve)
-              + f"   ({time.process_time() - c0:.0f} s CPU)", flush=True)
+              + f"   greedy return {greedy(params):.2f} ({time.process_time() - c0:.0f} s CPU)",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -137,8 +137,8 @@ def test_reward_terminal_and_oracle_equal_the_env(torque_scale: float) -> None:
     """Step by step over a random-action episode of 2 tasks x 3 slots: the batched reward
     of (s, a, s') equals the env's; nothing is terminal; the oracle's MuJoCo step from the
     observation equals the env's next observation up to float32 rounding of its start and
-    the solver's warm start (measured: about 4e-5 in 30 steps; bound 1e-3), for any batch
-    size, and exactly the same outputs for the same inputs (any number of threads)."""
+    the solver's warm start (bound 1e-3), for any batch size, and exactly the same outputs
+    for the same inputs (any number of threads)."""
     family = _family(torque_scale=torque_scale)
     tasks = _joints(0, 3)
     env = family.make_env(tasks, 3)

@@ -33,7 +33,7 @@ steps it ``frame_skip`` (5) times with the task's masked control, batched over t
 candidates in one :func:`mujoco.rollout.rollout` call (``oracle_threads`` MjData, one per
 thread). It equals the env's step up to the float32 rounding of the observation it starts
 from and MuJoCo's solver warm start, which an observation does not carry
-(tests/tasks/test_halfcheetah_crippled.py measures both).
+(tests/tasks/test_halfcheetah_crippled.py bounds the difference).
 
 Needs the extra ``adaptrl[mujoco]``; nothing imports MuJoCo until a family is built.
 """
@@ -48,7 +48,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from adaptrl.tasks.adapters.gymnasium_adapter import GymnasiumBatchedEnv, GymnasiumFamily
+from adaptrl.tasks.adapters.gymnasium_adapter import (
+    GymnasiumBatchedEnv,
+    GymnasiumFamily,
+    Vectorization,
+)
 from adaptrl.tasks.adapters.mujoco_locomotion import (
     HALF_CHEETAH,
     LocomotionTaskReward,
@@ -129,7 +133,7 @@ class CrippledHalfCheetah:
 
     def __init__(self, horizon: int = 1000, train_joints: Sequence[int] = TRAIN_JOINTS,
                  test_joints: Sequence[int] = TEST_JOINTS, torque_scale: float = 0.0,
-                 vectorization: str = "sync", oracle_threads: int = 1) -> None:
+                 vectorization: Vectorization = "sync", oracle_threads: int = 1) -> None:
         require_mujoco()
         train = _check_joints("train_joints", train_joints)
         test = _check_joints("test_joints", test_joints)
@@ -148,8 +152,7 @@ class CrippledHalfCheetah:
             functools.partial(make_crippled_env, check_int("horizon", horizon, 1),
                               self.torque_scale),
             functools.partial(_joint_sampler, train, test), set_crippled_joint,
-            horizon=horizon, vectorization=vectorization,  # type: ignore[arg-type]
-            name=self.name, splits="sampler")
+            horizon=horizon, vectorization=vectorization, name=self.name, splits="sampler")
         self.observation_space = self.family.observation_space
         self.action_space = self.family.action_space
         self.horizon = self.family.horizon
@@ -231,7 +234,7 @@ class CrippledHalfCheetah:
 
 def half_cheetah_crippled(horizon: int = 1000, train_joints: Sequence[int] = TRAIN_JOINTS,
                           test_joints: Sequence[int] = TEST_JOINTS, torque_scale: float = 0.0,
-                          vectorization: str = "sync", oracle_threads: int = 1
+                          vectorization: Vectorization = "sync", oracle_threads: int = 1
                           ) -> CrippledHalfCheetah:
     """``halfcheetah-crippled``: run forward with one joint disabled (GrBAL, ICLR 2019)."""
     return CrippledHalfCheetah(horizon, train_joints, test_joints, torque_scale, vectorization,
