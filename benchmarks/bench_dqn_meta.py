@@ -140,7 +140,8 @@ def _cell(mean: float, ci: float) -> str:
     return f"{mean:.2f} ± {ci:.2f}" if math.isfinite(ci) else f"{mean:.2f}"
 
 
-def summary(preset: Path, seeds: list[int], out: Path, at: list[int]) -> str:
+def summary(preset: Path, seeds: list[int], out: Path, at: list[int],
+            references: tuple[str, ...] = ("dqn_tuned",)) -> str:
     config, _ = load_config(preset)
     unit = config.evaluation.env_steps_per_unit
     dirs = [out / config.name / f"s{s}" for s in seeds]
@@ -158,16 +159,23 @@ def summary(preset: Path, seeds: list[int], out: Path, at: list[int]) -> str:
         mean, ci = mean_ci95(curves[n][at], dim=1)
         lines.append(f"| `{n}` | " + " | ".join(_cell(float(m), float(c))
                                                 for m, c in zip(mean, ci)) + " |")
-    if "dqn_tuned" in curves:
-        lines += ["", "paired (same tasks and seeds), method − `dqn_tuned`:", "",
-                  "| method | " + " | ".join(_steps(k * unit) for k in at) + " |",
-                  "| --- |" + " ---: |" * len(at)]
+    for ref in (r for r in references if r in curves):
+        # the paired differences at the checkpoints, and their mean over units 1..K (an
+        # area between the curves: the whole run's learning, not one point of it)
+        lines += ["", f"paired (same tasks and seeds), method − `{ref}`:", "",
+                  "| method | " + " | ".join(_steps(k * unit) for k in at)
+                  + f" | mean {_steps(unit)}-{_steps((len(curves[ref]) - 1) * unit)} |",
+                  "| --- |" + " ---: |" * (len(at) + 1)]
         for n in names:
-            if n in ("dqn_tuned", "oracle"):
+            if n in (ref, "oracle"):
                 continue
-            mean, ci = mean_ci95((curves[n] - curves["dqn_tuned"])[at], dim=1)
+            diff = curves[n] - curves[ref]
+            mean, ci = mean_ci95(diff[at], dim=1)
+            area, area_ci = mean_ci95(diff[1:].mean(0), dim=0)
             lines.append(f"| `{n}` | " + " | ".join(_cell(float(m), float(c))
-                                                    for m, c in zip(mean, ci)) + " |")
+                                                    for m, c in zip(mean, ci))
+                         + f" | {_cell(float(area), float(area_ci))} |")
+    if "dqn_tuned" in curves:
         final = float(curves["dqn_tuned"][-1].mean())
         last = curves["dqn_tuned"].shape[0] - 1
         lines += ["", f"`dqn_tuned`'s final return (after {last * unit} env steps): "
@@ -263,6 +271,8 @@ def main() -> None:
                         help="dqn_metagrad's reference discount (default: "
                         "algorithm.metagrad's)")
     parser.add_argument("--summary", action="store_true")
+    parser.add_argument("--paired", nargs="+", default=["dqn_tuned"],
+                        help="with --summary: the methods the paired tables subtract")
     parser.add_argument("--plot", type=Path, default=None, help="with --summary: a PNG of "
                         "the curves")
     args = parser.parse_args()
@@ -271,7 +281,7 @@ def main() -> None:
                  (("meta_lr", args.meta_lr), ("gamma_bar", args.gamma_bar)) if v is not None]
     if args.summary:
         for preset in args.presets:
-            print(summary(preset, args.seeds, args.out, args.at))
+            print(summary(preset, args.seeds, args.out, args.at, tuple(args.paired)))
         if args.plot is not None:
             plot(args.presets, args.seeds, args.out, args.plot)
         return
