@@ -19,7 +19,6 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from adaptrl.algorithms.dqn_meta_hparams import (
 )
 from adaptrl.experiment.atomic import atomic_write_text
 from adaptrl.experiment.config import ConfigError, load_config
+from adaptrl.experiment.hyperparameter_search import preset_parser
 from adaptrl.experiment.learners import build_family
 
 
@@ -93,15 +93,8 @@ def run_meta_tune(preset: Path, settings: MetaTuneConfig, out: Path,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("preset", type=Path, help="experiment config of a DQN-initialisation "
-                        "algorithm (its family, algorithm.dqn / tuned / metagrad are the base)")
-    parser.add_argument("--out", type=Path, required=True, help="the meta-tuned file (YAML)")
-    parser.add_argument("--tasks", type=int, default=8)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--env-steps", type=int, default=None)
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        help="override a preset key: KEY=VALUE")
+    parser = preset_parser(__doc__.split("\n\n")[0], "algorithm.dqn / tuned / metagrad",
+                           "the meta-tuned file (YAML)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     settings = MetaTuneConfig(tasks=args.tasks, seeds=args.seeds, env_steps=args.env_steps)

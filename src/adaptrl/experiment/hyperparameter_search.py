@@ -208,17 +208,25 @@ def tuned_result(study: Any, family: str, preset: str, env_steps: int,
                     hyperparameters=best.user_attrs["hyperparameters"], trials=trials)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def preset_parser(description: str, base: str, out: str) -> argparse.ArgumentParser:
+    """The command line shared by the DQN hyperparameter tools (this search and
+    :mod:`adaptrl.experiment.dqn_meta_tune`): a preset, the output file, the training tasks,
+    the seeds, the budget and ``--set`` overrides; ``base`` says what of the preset is used."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("preset", type=Path, help="experiment config of a DQN-initialisation "
-                        "algorithm (its family and algorithm.dqn are the base)")
-    parser.add_argument("--out", type=Path, required=True, help="the tuned file (YAML)")
-    parser.add_argument("--trials", type=int, default=24)
+                        f"algorithm (its family and {base} are the base)")
+    parser.add_argument("--out", type=Path, required=True, help=out)
     parser.add_argument("--tasks", type=int, default=8)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--env-steps", type=int, default=None)
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="override a preset key: KEY=VALUE")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = preset_parser(__doc__.split("\n\n")[0], "algorithm.dqn", "the tuned file (YAML)")
+    parser.add_argument("--trials", type=int, default=24)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     search = SearchConfig(trials=args.trials, tasks=args.tasks, seeds=args.seeds,
