@@ -98,7 +98,10 @@ def reference_run(cfg: dict[str, Any], base: Path) -> Path:
 
 
 _SCRIPT = """
-import json, sys
+import json, signal, sys
+# a run started from a background job inherits SIGINT ignored (POSIX), which Python then
+# leaves ignored: give it Ctrl-C's KeyboardInterrupt as a terminal would
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import torch
 torch.set_num_threads(1)
 from adaptrl.errors import AdaptrlError
