@@ -63,6 +63,22 @@ AGENTS = ("agent", "dqn_scratch", "dqn_tuned", "dqn_pretrained", "dqn_metatuned"
           "dqn_metagrad")
 
 
+class LastEvaluated:
+    """A meta-gradient DQN that remembers the learning state its last ``evaluation_actor``
+    was made from (the protocol keeps the state to itself): the eta a curve ended with."""
+
+    def __init__(self, agent: MetaGradientDQN) -> None:
+        self.agent = agent
+        self.state: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.agent, name)
+
+    def evaluation_actor(self, state: Any) -> Any:
+        self.state = state
+        return self.agent.evaluation_actor(state)
+
+
 def measure_seed(preset: Path, seed: int, out: Path, overrides: list[str],
                  agents: tuple[str, ...]) -> None:
     """Train (where an agent needs it) and score ``agents`` for one preset and seed; each
@@ -109,16 +125,18 @@ def measure_seed(preset: Path, seed: int, out: Path, overrides: list[str],
             only = config.model_copy(update={"evaluation": ev.model_copy(
                 update={"baselines": [name]})})
             agent = baseline_agents(run, only, algo_cfg, [], seed)[name]
+        if isinstance(agent, MetaGradientDQN):
+            agent = LastEvaluated(agent)
         start, cpu = time.time(), time.process_time()
         curve = online_curve(family, agent, tasks, ev.steps, ev.episodes,
                              ev.env_steps_per_unit, torch.Generator().manual_seed(seed),
                              eval_seed, device)
         record: dict[str, Any] = {"curve": curve.tolist(), "wall_s": time.time() - start,
                                   "cpu_s": time.process_time() - cpu}
-        if isinstance(agent, MetaGradientDQN):
-            assert agent.evaluated_hyperparameters is not None
-            record["final_eta"] = {k: v.tolist()
-                                   for k, v in agent.evaluated_hyperparameters.items()}
+        if isinstance(agent, LastEvaluated):
+            assert agent.state is not None
+            record["final_eta"] = {k: v.tolist() for k, v in
+                                   agent.agent.hyperparameters(agent.state).items()}
         curve_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(curve_file, record)
         print(f"{config.name} s{seed} {name}: {[round(float(x), 2) for x in curve.mean(1)]}",

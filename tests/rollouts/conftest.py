@@ -1,17 +1,20 @@
 """Fixtures of the Ray tests (test_ray_sampler.py, test_ray_env.py): a local 2-CPU
-cluster, and the killer thread's body of their worker-kill tests."""
+cluster, and the harness of their worker-kill tests."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,20 @@ def _kill_when_paused(marker: Path) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
+def _while_killing(marker: Path, sampler: Any, run: Callable[[], T]) -> T:
+    """``run()`` while a thread kills the worker that pauses at ``marker``; the sampler is
+    closed after it, and the thread joined."""
+    killer = threading.Thread(target=_kill_when_paused, args=(marker,), daemon=True)
+    killer.start()
+    try:
+        result = run()
+    finally:
+        sampler.close()
+    killer.join(timeout=5)
+    return result
+
+
 @pytest.fixture
-def kill_when_paused() -> Callable[[Path], None]:
-    """The killer thread's body of the worker-kill tests."""
-    return _kill_when_paused
+def while_killing() -> Callable[[Path, Any, Callable[[], T]], T]:
+    """The worker-kill tests' harness: ``while_killing(marker, sampler, run)``."""
+    return _while_killing

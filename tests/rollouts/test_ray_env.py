@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -266,7 +265,7 @@ def _meta_updates(algorithm: dict[str, Any], family: TaskFamily, iterations: int
 @pytest.mark.parametrize("algorithm", [RL2, DQN], ids=["rl2", "dqn-reptile"])
 def test_a_worker_killed_mid_episode_changes_nothing(
         ray_cluster: Any, tmp_path: Path, algorithm: dict[str, Any],
-        kill_when_paused: Callable[[Path], None]) -> None:
+        while_killing: Callable[..., Any]) -> None:
     """SIGKILL a worker in the middle of an episode (its 13th env step): Ray restarts it,
     the driver rebuilds its block and replays the episode from its seeds and actions, and
     the meta-updates' metrics equal an undisturbed run's."""
@@ -274,14 +273,8 @@ def test_a_worker_killed_mid_episode_changes_nothing(
     undisturbed = _meta_updates(algorithm, make_family())
     sampler = RaySampler(make_family, 2,
                          setup=functools.partial(_pause_worker_zero, str(tmp_path), 13))
-    killer = threading.Thread(target=kill_when_paused, args=(tmp_path,), daemon=True)
-    killer.start()
-    try:
-        disturbed = _meta_updates(algorithm,
-                                  RaySampling(make_family(), sampler, remote_envs=True))
-    finally:
-        sampler.close()
-    killer.join(timeout=5)
+    disturbed = while_killing(tmp_path, sampler, lambda: _meta_updates(
+        algorithm, RaySampling(make_family(), sampler, remote_envs=True)))
     assert (tmp_path / "killed").exists()
     assert sampler.resamples == 1
     assert disturbed == undisturbed

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -217,20 +216,15 @@ def _meta_updates(family: TaskFamily, iterations: int = 2) -> list[dict[str, Any
 @needs_ray
 @pytest.mark.extra
 def test_a_worker_killed_mid_sampling_changes_nothing(
-        ray_cluster: Any, tmp_path: Path, kill_when_paused: Callable[[Path], None]) -> None:
+        ray_cluster: Any, tmp_path: Path, while_killing: Callable[..., Any]) -> None:
     """SIGKILL a worker while it samples its block: Ray restarts it, its block is sampled
     again from the same request, and MAML's metrics equal an undisturbed run's."""
     make_family = functools.partial(make, "halfcheetah-vel", horizon=8)
     undisturbed = _meta_updates(make_family())
     sampler = RaySampler(make_family, 2, setup=functools.partial(_pause_worker_zero,
                                                                  str(tmp_path)))
-    killer = threading.Thread(target=kill_when_paused, args=(tmp_path,), daemon=True)
-    killer.start()
-    try:
-        disturbed = _meta_updates(RaySampling(make_family(), sampler))
-    finally:
-        sampler.close()
-    killer.join(timeout=5)
+    disturbed = while_killing(tmp_path, sampler,
+                              lambda: _meta_updates(RaySampling(make_family(), sampler)))
     assert (tmp_path / "killed").exists()
     assert sampler.resamples == 1
     assert disturbed == undisturbed

@@ -160,7 +160,6 @@ class MetaGradientDQN:
         self.direction = Adam(1.0)  # Adam's step at lr 1; the learned lr scales it
         self.meta_optimizer = Adam(config.meta.meta_lr)
         self.components = [ETA.index(name) for name in config.meta.learn]
-        self.evaluated_hyperparameters: dict[str, torch.Tensor] | None = None
 
     @classmethod
     def starting_from(cls, config: MetaGradientDQNConfig, observation_space: gym.Space,
@@ -218,9 +217,6 @@ class MetaGradientDQN:
         return state
 
     def evaluation_actor(self, state: MetaGradientDQNState) -> GreedyQActor:
-        """The greedy DQN as it stands; records the hyperparameters of ``state`` in
-        :attr:`evaluated_hyperparameters` (what a scorer's last checkpoint saw: a log)."""
-        self.evaluated_hyperparameters = self.hyperparameters(state)
         return self.dqn.evaluation_actor(state.dqn)
 
     # -- learning --

@@ -27,7 +27,6 @@ import yaml
 
 from adaptrl.adaptation.meta_gradient import discount, step_size
 from adaptrl.algorithms.dqn_hparams import read_tuned, tuned_dqn_config
-from adaptrl.algorithms.dqn_init import DQNInitConfig
 from adaptrl.algorithms.dqn_meta_hparams import (
     METHOD,
     MetaTuneConfig,
@@ -35,24 +34,17 @@ from adaptrl.algorithms.dqn_meta_hparams import (
     meta_tune,
 )
 from adaptrl.experiment.atomic import atomic_write_text
-from adaptrl.experiment.config import ConfigError, load_config
-from adaptrl.experiment.hyperparameter_search import preset_parser
-from adaptrl.experiment.learners import build_family
+from adaptrl.experiment.hyperparameter_search import load_dqn_preset, preset_parser
 
 
 def run_meta_tune(preset: Path, settings: MetaTuneConfig, out: Path,
                   overrides: list[str] | None = None) -> MetaTunedDQN:
     """Meta-train ``preset``'s DQN's gamma and lr on its training tasks (every seed of
     ``settings``), write the result to ``out`` and return it."""
-    config, algo_cfg = load_config(preset, overrides)
-    if not isinstance(algo_cfg, DQNInitConfig):
-        raise ConfigError(f"{preset}: algorithm {algo_cfg.name!r} has no DQN settings to "
-                          "meta-tune (a DQN-initialisation algorithm: dqn-reptile, "
-                          "dqn-fomaml, dqn-pretrained)")
-    family = build_family(config)
-    device = torch.device(config.device)
-    ev = config.evaluation
-    env_steps = settings.env_steps or ev.steps * ev.env_steps_per_unit
+    p = load_dqn_preset(preset, overrides, "meta-tune", settings.env_steps, settings.tasks,
+                        settings.task_seed)
+    config, algo_cfg, family, device = p.config, p.algo, p.family, p.device
+    env_steps, tasks, ev = p.env_steps, p.tasks, p.config.evaluation
     if algo_cfg.tuned is not None:
         dqn = tuned_dqn_config(algo_cfg.dqn, read_tuned(algo_cfg.tuned), config.family.name)
         base = (f"the black-box search's file {algo_cfg.tuned} (epsilon schedule, target "
@@ -61,8 +53,6 @@ def run_meta_tune(preset: Path, settings: MetaTuneConfig, out: Path,
         dqn = algo_cfg.dqn
         base = "the preset's algorithm.dqn (no algorithm.tuned)"
     mg = algo_cfg.model_copy(update={"dqn": dqn}).meta_gradient_dqn()
-    tasks = family.sample(settings.tasks, "train",
-                          torch.Generator().manual_seed(settings.task_seed))
     start, cpu = time.time(), time.process_time()
     etas, trajectories = [], []
     for seed in settings.seeds:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ from adaptrl.algorithms.dqn_hparams import DQNSearchSpace, TunedDQN, tuned_dqn_c
 from adaptrl.algorithms.dqn_init import DQNInitConfig
 from adaptrl.evaluation.protocol import online_curve
 from adaptrl.experiment.atomic import atomic_write_text
-from adaptrl.experiment.config import ConfigError, load_config
+from adaptrl.experiment.config import ConfigError, ExperimentConfig, load_config
 from adaptrl.experiment.learners import build_family
 from adaptrl.experiment.seeding import seeded_init
 from adaptrl.schema import ConfigModel
@@ -133,23 +134,47 @@ def score_dqn(family: TaskFamily, dqn: DQNConfig, tasks: Tasks, env_steps: int, 
     return curve[1:]
 
 
+@dataclass
+class DQNPreset:
+    """What the DQN hyperparameter tools (this search and
+    :mod:`adaptrl.experiment.dqn_meta_tune`) take from a preset: its configs, family,
+    device, the budget per run (the protocol's unless given) and the training tasks."""
+
+    config: ExperimentConfig
+    algo: DQNInitConfig
+    family: TaskFamily
+    device: torch.device
+    env_steps: int
+    tasks: Tasks
+
+
+def load_dqn_preset(preset: Path, overrides: list[str] | None, purpose: str,
+                    env_steps: int | None, num_tasks: int, task_seed: int) -> DQNPreset:
+    """``preset`` loaded for ``purpose`` ("tune", "meta-tune"): a DQN-initialisation
+    algorithm's (else a :class:`ConfigError` naming it), ``num_tasks`` training tasks drawn
+    with ``task_seed`` (every run of a tool sees the same tasks)."""
+    config, algo_cfg = load_config(preset, overrides)
+    if not isinstance(algo_cfg, DQNInitConfig):
+        raise ConfigError(f"{preset}: algorithm {algo_cfg.name!r} has no DQN settings to "
+                          f"{purpose} (a DQN-initialisation algorithm: dqn-reptile, "
+                          "dqn-fomaml, dqn-pretrained)")
+    family = build_family(config)
+    ev = config.evaluation
+    tasks = family.sample(num_tasks, "train", torch.Generator().manual_seed(task_seed))
+    return DQNPreset(config, algo_cfg, family, torch.device(config.device),
+                     env_steps or ev.steps * ev.env_steps_per_unit, tasks)
+
+
 def run_search(preset: Path, search: SearchConfig, out: Path,
                overrides: list[str] | None = None) -> TunedDQN:
     """Run (or resume) the search for ``preset``'s DQN on its training tasks; write the
     result to ``out`` after every trial and return it."""
     import optuna  # the optional extra `optuna`
 
-    config, algo_cfg = load_config(preset, overrides)
-    if not isinstance(algo_cfg, DQNInitConfig):
-        raise ConfigError(f"{preset}: algorithm {algo_cfg.name!r} has no DQN settings to "
-                          "tune (a DQN-initialisation algorithm: dqn-reptile, dqn-fomaml, "
-                          "dqn-pretrained)")
-    family = build_family(config)
-    device = torch.device(config.device)
-    ev = config.evaluation
-    env_steps = search.env_steps or ev.steps * ev.env_steps_per_unit
-    tasks = family.sample(search.tasks, "train",
-                          torch.Generator().manual_seed(search.task_seed))
+    p = load_dqn_preset(preset, overrides, "tune", search.env_steps, search.tasks,
+                        search.task_seed)
+    config, algo_cfg, family, device = p.config, p.algo, p.family, p.device
+    env_steps, tasks = p.env_steps, p.tasks
     out.parent.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{out.with_suffix('.db')}"
     study = optuna.create_study(
