@@ -221,7 +221,9 @@ class GrBAL:
         M, K = self.config.past, self.config.future
         data = self.buffer.data
         live = live_steps(data)[0] & data.valid[0, :, None]  # type: ignore[index]
-        starts = (live.sum(-1) - (M + K) + 1).clamp(min=0)  # [E] admissible starts
+        # [E] admissible starts, on the CPU: the draws below come from the run's CPU
+        # generator (adaptrl.randomness); ``take`` moves the indices to the data's device
+        starts = (live.sum(-1) - (M + K) + 1).clamp(min=0).cpu()
         usable = torch.nonzero(starts > 0).flatten()
         if len(usable) == 0:
             raise ValueError(f"no stored episode holds past + future = {M + K} transitions; "
