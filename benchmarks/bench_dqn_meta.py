@@ -33,6 +33,14 @@ mean at the last one).
 
     python benchmarks/bench_dqn_meta.py configs/dqn-reptile-catcher.yaml --seeds 1 2 3
     python benchmarks/bench_dqn_meta.py configs/dqn-reptile-catcher.yaml --seeds 1 2 3 --summary
+
+A variant of a method (other settings, e.g. the meta-gradient DQN with lambda-returns) is
+measured beside it with ``--set KEY=VALUE`` (config overrides) and ``--label NAME``: its
+curves are ``curves/<agent>@NAME.json``, paired with every other method by the summary::
+
+    python benchmarks/bench_dqn_meta.py configs/dqn-reptile-catcher.yaml --seeds 1 2 3 \
+        --agents dqn_metagrad --label lambda --set algorithm.metagrad.window=5 \
+        --set "algorithm.metagrad.learn=[gamma, lr, lambda]"
 """
 
 from __future__ import annotations
@@ -65,25 +73,30 @@ AGENTS = ("agent", "dqn_scratch", "dqn_tuned", "dqn_pretrained", "dqn_metatuned"
 
 class LastEvaluated:
     """A meta-gradient DQN that remembers the learning state its last ``evaluation_actor``
-    was made from (the protocol keeps the state to itself): the eta a curve ended with."""
+    was made from (the protocol keeps the state to itself): the eta a curve ended with, and
+    the hyperparameters (mean over tasks) at every checkpoint of the curve."""
 
     def __init__(self, agent: MetaGradientDQN) -> None:
         self.agent = agent
         self.state: Any = None
+        self.trajectory: list[dict[str, float]] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.agent, name)
 
     def evaluation_actor(self, state: Any) -> Any:
         self.state = state
+        self.trajectory.append({k: float(v.double().mean()) for k, v in
+                                self.agent.hyperparameters(state).items()})
         return self.agent.evaluation_actor(state)
 
 
 def measure_seed(preset: Path, seed: int, out: Path, overrides: list[str],
-                 agents: tuple[str, ...]) -> None:
+                 agents: tuple[str, ...], label: str | None = None) -> None:
     """Train (where an agent needs it) and score ``agents`` for one preset and seed; each
-    result is its own file (``curves/<agent>.json``), so that several processes may
-    measure different agents of the same seed at once."""
+    result is its own file (``curves/<agent>.json``, ``curves/<agent>@<label>.json`` for a
+    labelled variant), so that several processes may measure different agents of the
+    same seed at once."""
     config, algo_cfg = load_config(preset, [*overrides, f"seed={seed}"])
     assert isinstance(algo_cfg, DQNInitConfig)
     seed_path = out / config.name / f"s{seed}"
@@ -106,11 +119,12 @@ def measure_seed(preset: Path, seed: int, out: Path, overrides: list[str],
     tasks = family.sample(ev.num_tasks, "test", torch.Generator().manual_seed(ev.seed))
     eval_seed = 10_000 + seed
     for name in agents:
-        curve_file = seed_path / "curves" / f"{name}.json"
+        curve_file = seed_path / "curves" / f"{name}{'@' + label if label else ''}.json"
         if curve_file.exists():
             continue
         scratch_file = seed_path / "curves" / "dqn_scratch.json"
-        if name == "dqn_tuned" and scratch_file.exists() and algo_cfg.tuned is not None \
+        if name == "dqn_tuned" and not label and scratch_file.exists() \
+                and algo_cfg.tuned is not None \
                 and tuned_dqn_config(algo_cfg.dqn, read_tuned(algo_cfg.tuned)) == algo_cfg.dqn:
             # the search kept the preset's own values: the same agent, the same numbers
             atomic_write_json(curve_file, {**json.loads(scratch_file.read_text()),
@@ -137,6 +151,7 @@ def measure_seed(preset: Path, seed: int, out: Path, overrides: list[str],
             assert agent.state is not None
             record["final_eta"] = {k: v.tolist() for k, v in
                                    agent.agent.hyperparameters(agent.state).items()}
+            record["eta_trajectory"] = agent.trajectory  # after 0, 1, ..., K units
         curve_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(curve_file, record)
         print(f"{config.name} s{seed} {name}: {[round(float(x), 2) for x in curve.mean(1)]}",
@@ -148,6 +163,13 @@ def measure_seed(preset: Path, seed: int, out: Path, overrides: list[str],
             oracle_file.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(oracle_file, {"curve": oracle.tolist(), "wall_s": 0.0,
                                             "cpu_s": 0.0})
+
+
+def variants(dirs: list[Path]) -> list[str]:
+    """The labelled variants (``<agent>@<label>``) with curves in the first of ``dirs``."""
+    if not dirs or not (dirs[0] / "curves").is_dir():
+        return []
+    return sorted(f.stem for f in (dirs[0] / "curves").glob("*@*.json"))
 
 
 def _steps(n: int) -> str:
@@ -163,7 +185,7 @@ def summary(preset: Path, seeds: list[int], out: Path, at: list[int],
     config, _ = load_config(preset)
     unit = config.evaluation.env_steps_per_unit
     dirs = [out / config.name / f"s{s}" for s in seeds]
-    names = [n for n in (*AGENTS, "oracle")
+    names = [n for n in (*AGENTS, *variants(dirs), "oracle")
              if all((d / "curves" / f"{n}.json").exists() for d in dirs)]
     records = {n: [json.loads((d / "curves" / f"{n}.json").read_text()) for d in dirs]
                for n in names}
@@ -241,6 +263,14 @@ def summary(preset: Path, seeds: list[int], out: Path, at: list[int],
         if etas:
             lines.append(f"`{n}` final eta (mean over tasks, per seed): " + "; ".join(
                 ", ".join(f"{k} {sum(v) / len(v):.4g}" for k, v in e.items()) for e in etas))
+        trajectories = [r["eta_trajectory"] for r in records[n] if "eta_trajectory" in r]
+        if trajectories and len(trajectories) == len(records[n]):
+            eta_mean = {key: [sum(t[k][key] for t in trajectories) / len(trajectories)
+                          for k in at] for key in trajectories[0][0]}
+            lines.append(f"`{n}` eta after " + ", ".join(_steps(k * unit) for k in at)
+                         + " env steps (mean over tasks and seeds): " + "; ".join(
+                             f"{key} " + ", ".join(f"{v:.4g}" for v in values)
+                             for key, values in eta_mean.items()))
     return "\n".join(lines)
 
 
@@ -257,7 +287,7 @@ def plot(presets: list[Path], seeds: list[int], out: Path, path: Path) -> None:
         config, _ = load_config(preset)
         unit = config.evaluation.env_steps_per_unit
         dirs = [out / config.name / f"s{s}" for s in seeds]
-        for n in (*AGENTS, "oracle"):
+        for n in (*AGENTS, *variants(dirs), "oracle"):
             files = [d / "curves" / f"{n}.json" for d in dirs]
             if not all(f.exists() for f in files):
                 continue
@@ -288,6 +318,11 @@ def main() -> None:
     parser.add_argument("--gamma-bar", type=float, default=None,
                         help="dqn_metagrad's reference discount (default: "
                         "algorithm.metagrad's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="a config override KEY=VALUE (repeatable): a variant, with "
+                        "--label")
+    parser.add_argument("--label", default=None, help="the variant's name: its curves are "
+                        "curves/<agent>@LABEL.json")
     parser.add_argument("--summary", action="store_true")
     parser.add_argument("--paired", nargs="+", default=["dqn_tuned"],
                         help="with --summary: the methods the paired tables subtract")
@@ -297,6 +332,13 @@ def main() -> None:
     torch.set_num_threads(1)
     overrides = [f"algorithm.metagrad.{k}={v}" for k, v in
                  (("meta_lr", args.meta_lr), ("gamma_bar", args.gamma_bar)) if v is not None]
+    overrides += args.overrides
+    if args.label is not None and ("@" in args.label or "/" in args.label
+                                   or not args.label):
+        parser.error(f"--label: a plain name without '@' or '/', got {args.label!r}")
+    if args.overrides and args.label is None and not args.summary:
+        parser.error("--set changes a method: name the variant with --label, so that its "
+                     "curves do not replace the method's")
     if args.summary:
         for preset in args.presets:
             print(summary(preset, args.seeds, args.out, args.at, tuple(args.paired)))
@@ -305,7 +347,7 @@ def main() -> None:
         return
     for seed in args.seeds:  # every preset's first seed before any second one
         for preset in args.presets:
-            measure_seed(preset, seed, args.out, overrides, tuple(args.agents))
+            measure_seed(preset, seed, args.out, overrides, tuple(args.agents), args.label)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from adaptrl.evaluation.protocol import adaptation_curves, normalised_to_oracle 
 from adaptrl.evaluation.statistics import mean_ci95  # noqa: E402
 from adaptrl.experiment.evaluate import load_run, restore_run  # noqa: E402
 from adaptrl.experiment.learners import build_family  # noqa: E402
+from adaptrl.models.functional import expand_params  # noqa: E402
 from adaptrl.planning.controller import RandomActor, Window  # noqa: E402
 from adaptrl.planning.mpc import ActionDomain  # noqa: E402
 from adaptrl.rollouts.trial_sampler import TrialActor, play_trials  # noqa: E402
@@ -80,14 +81,20 @@ def load(path: str, checkpoint: str = "best") -> tuple[Any, GrBAL]:
 
 
 def score(family: TaskFamily, agents: dict[str, Any], tasks: Tasks, episodes: int,
-          seed: int) -> dict[str, torch.Tensor]:
+          seed: int, seconds: dict[str, dict[str, float]] | None = None
+          ) -> dict[str, torch.Tensor]:
+    """Each agent's returns ``[episodes, tasks]``; ``seconds[name]`` gets its wall and process
+    CPU time (the cores are shared: CPU time is the figure to compare)."""
     out = {}
     for name, agent in agents.items():
         start, cpu = time.time(), time.process_time()
         out[name] = adaptation_curves(family, agent, tasks, episodes - 1, 1, seed,
                                       torch.device("cpu"))["return"]
-        print(f"  {name}: {out[name].mean(1).tolist()} ({time.time() - start:.0f} s wall, "
-              f"{time.process_time() - cpu:.0f} s cpu)", flush=True)
+        wall, used = time.time() - start, time.process_time() - cpu
+        if seconds is not None:
+            seconds[name] = {"wall_s": round(wall, 1), "cpu_s": round(used, 1)}
+        print(f"  {name}: {out[name].mean(1).tolist()} ({wall:.0f} s wall, "
+              f"{used:.0f} s cpu)", flush=True)
     return out
 
 
@@ -95,44 +102,181 @@ def summarise(returns: dict[str, torch.Tensor]) -> dict[str, Any]:
     oracle = returns["mpc_oracle"][0]  # the oracle does not adapt: its first episode
     floor = returns["random"][0]
     norm = {k: normalised_to_oracle(v, oracle, floor) for k, v in returns.items()}
-    table: dict[str, Any] = {"normalised": {}, "raw": {}, "paired": {}}
+    table: dict[str, Any] = {"normalised": {}, "raw": {}, "paired": {}, "per_task": {}}
     for k, v in norm.items():
         mean, ci = mean_ci95(v.double(), dim=1)
         table["normalised"][k] = {"mean": mean.tolist(), "ci95": ci.tolist()}
+        table["per_task"][k] = v.tolist()  # [episodes][tasks]: paired tests across studies
         rmean, rci = mean_ci95(returns[k].double(), dim=1)
         table["raw"][k] = {"mean": rmean.tolist(), "ci95": rci.tolist()}
-    for base in ("mb", "mb_finetune"):
+    for base in ("mb", "mb_finetune", "grbal_preset"):  # the last: in a --grid-* study
+        if base not in norm:
+            continue
         mean, ci = mean_ci95((norm["grbal"] - norm[base]).double(), dim=1)
         table["paired"][f"grbal-{base}"] = {"mean": mean.tolist(), "ci95": ci.tolist()}
     return table
 
 
-def horizon_errors(learner: GrBAL, agent: ModelBasedAgent, family: Any, tasks: Tasks,
+def with_test_inner(agent: ModelBasedAgent, steps: int | None = None, lr: float | None = None,
+                    past: int | None = None) -> ModelBasedAgent:
+    """``agent`` with its online adaptation at test changed: ``steps`` inner steps of size
+    ``lr`` (a fixed step: replaces learned step sizes) on the last ``past`` transitions
+    (``None``: the run's own)."""
+    test = {k: v for k, v in (("steps", steps), ("lr", lr)) if v is not None}
+    if test:
+        agent = replace(agent, inner=agent.inner.model_copy(update=test),
+                        optimizer=None if lr is not None else agent.optimizer)
+    return agent if past is None else replace(agent, memory=past)
+
+
+def finetuned(mb_agent: ModelBasedAgent, like: ModelBasedAgent) -> ModelBasedAgent:
+    """mb_finetune: the non-meta-learned model adapted online exactly as ``like`` adapts."""
+    return replace(mb_agent, adapt=True, inner=like.inner, memory=like.memory,
+                   optimizer=None)
+
+
+def test_grid(family: TaskFamily, agent: ModelBasedAgent, mb_agent: ModelBasedAgent,
+              sets: dict[str, Tasks], fixed: dict[str, dict[str, torch.Tensor]],
+              pasts: list[int], lrs: list[float], episodes: int, seed: int
+              ) -> list[dict[str, Any]]:
+    """GrBAL and mb_finetune scored at every test-time window ``past`` x step size ``lr``
+    (one row each), against the agents of ``fixed[set]`` that do not depend on them (mb, the
+    oracle, random actions, and GrBAL as trained: ``grbal_preset``) on the same tasks and
+    seed: every difference is paired over tasks."""
+    rows = []
+    for past in pasts:
+        for lr in lrs:
+            grid_agent = with_test_inner(agent, lr=lr, past=past)
+            row: dict[str, Any] = {"past": past, "lr": lr}
+            for name, tasks in sets.items():
+                print(f"past {past}, lr {lr}, {name} tasks:", flush=True)
+                seconds: dict[str, dict[str, float]] = {}
+                returns = score(family, {"grbal": grid_agent,
+                                         "mb_finetune": finetuned(mb_agent, grid_agent)},
+                                tasks, episodes, seed, seconds)
+                row[name] = summarise({**fixed[name], **returns})
+                row[name]["seconds"] = seconds
+            rows.append(row)
+    return rows
+
+
+def print_grid(rows: list[dict[str, Any]]) -> None:
+    """One line per setting: GrBAL's normalised return and its paired differences."""
+    def cell(table: dict[str, Any], key: str, name: str) -> str:
+        entry = table[key][name]
+        return f"{entry['mean'][0]:+.3f} ± {entry['ci95'][0]:.3f}"
+    print("past  lr      | held-out: GrBAL, GrBAL-mb, GrBAL-preset | OOD: GrBAL, GrBAL-mb, "
+          "GrBAL-preset")
+    for row in rows:
+        line = f"{row['past']:<5d} {row['lr']:<7g} |"
+        for name in ("held-out", "ood"):
+            t = row[name]
+            line += (f" {cell(t, 'normalised', 'grbal')}, {cell(t, 'paired', 'grbal-mb')}, "
+                     f"{cell(t, 'paired', 'grbal-grbal_preset')} |")
+        print(line, flush=True)
+
+
+def oracle_episodes(family: TaskFamily, tasks: Tasks, oracle: ModelBasedAgent, seed: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One MPC-oracle episode per task: observations, actions, next observations ``[T, n, ...]``."""
+    env = family.make_env(tasks, 1)
+    steps = play_trials(env, oracle.actor(tasks), 1, torch.Generator().manual_seed(seed))
+    obs, act, nxt = (x[:, :, 0] for x in (steps.observations, steps.actions,
+                                          steps._require_next()))
+    return obs, act, nxt
+
+
+def adaptation_diagnostics(agent: ModelBasedAgent,
+                           episodes: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                           starts: list[int], horizon: int, future: int = 0
+                           ) -> dict[str, torch.Tensor]:
+    """What one online adaptation does to ``agent``'s model along ``episodes``, per task
+    (the mean over ``starts``), before and after adapting on the ``agent.memory``
+    transitions before each start ``t`` as the agent does at test (GrBAL's eq. 2):
+
+    * ``past_*`` ``[n]``: the model loss on those M transitions (the fit of the window);
+    * ``future_*`` ``[n]``: the loss on the next ``future`` transitions (``t .. t + K``,
+      one step each: what GrBAL's outer loss, eq. 3, scores; with ``future`` 0, none);
+    * ``open_loop_*`` ``[n, horizon]``: the error ``||s_hat_{t+k} - s_{t+k}||`` of the
+      model's open-loop prediction along the episode's actions, ``k = 1..horizon`` (what
+      the planner relies on).
+
+    A window fitted better while the future gets worse is over-fitting to the M transitions."""
+    obs, act, nxt = episodes
+    model, M, n = agent.model, agent.memory, obs.shape[1]
+
+    def window(lo: int, hi: int) -> Window:
+        return Window(obs[lo:hi].transpose(0, 1), act[lo:hi].transpose(0, 1),
+                      nxt[lo:hi].transpose(0, 1), torch.ones(n, hi - lo, dtype=torch.bool))
+
+    out = {f"{k}_{w}": torch.zeros(n) for k in ("past", "future") for w in ("before", "after")}
+    out |= {f"open_loop_{w}": torch.zeros(n, horizon) for w in ("before", "after")}
+    for t in starts:
+        past = window(t - M, t)
+        adapted = adapt_model(model, agent.params, past, agent.inner, False, agent.optimizer)
+        shared = expand_params(agent.params, n)
+        for params, when in ((shared, "before"), (adapted, "after")):
+            with torch.no_grad():
+                out[f"past_{when}"] += model.loss(params, past.obs, past.action, past.next_obs)
+                if future:
+                    ahead = window(t, t + future)
+                    out[f"future_{when}"] += model.loss(params, ahead.obs, ahead.action,
+                                                        ahead.next_obs)
+                s = obs[t]
+                for k in range(horizon):
+                    s = model.predict(s.unsqueeze(1), act[t + k].unsqueeze(1), params)[:, 0]
+                    out[f"open_loop_{when}"][:, k] += (s - obs[t + k + 1]).norm(dim=-1)
+    return {k: v / len(starts) for k, v in out.items()}
+
+
+def horizon_errors(agent: ModelBasedAgent, family: Any, tasks: Tasks,
                    oracle: ModelBasedAgent, horizon: int, seed: int
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean open-loop error ``||s_hat_{t+k} - s_{t+k}||`` for ``k = 1..horizon`` along oracle
     episodes on ``tasks``, from theta* and from theta adapted on the M transitions before
     ``t`` (every 10th step from M on)."""
-    env = family.make_env(tasks, 1)
-    steps = play_trials(env, oracle.actor(tasks), 1, torch.Generator().manual_seed(seed))
-    obs, act, nxt = (x[:, :, 0] for x in (steps.observations, steps.actions,
-                                          steps._require_next()))
-    M = agent.memory
-    before, after = torch.zeros(horizon), torch.zeros(horizon)
-    starts = list(range(M, obs.shape[0] - horizon, 10))
-    model = learner.model
-    for t in starts:
-        window = Window(obs[t - M:t].transpose(0, 1), act[t - M:t].transpose(0, 1),
-                        nxt[t - M:t].transpose(0, 1),
-                        torch.ones(len(tasks), M, dtype=torch.bool))
-        adapted = adapt_model(model, agent.params, window, agent.inner, False)
-        for params, acc in ((None, before), (adapted, after)):
-            s = obs[t]
-            with torch.no_grad():
-                for k in range(horizon):
-                    s = model.predict(s.unsqueeze(1), act[t + k].unsqueeze(1), params)[:, 0]
-                    acc[k] += float((s - obs[t + k + 1]).norm(dim=-1).mean())
-    return before / len(starts), after / len(starts)
+    episodes = oracle_episodes(family, tasks, oracle, seed)
+    starts = list(range(agent.memory, episodes[0].shape[0] - horizon, 10))
+    d = adaptation_diagnostics(agent, episodes, starts, horizon)
+    return d["open_loop_before"].mean(0), d["open_loop_after"].mean(0)
+
+
+def diagnose(family: TaskFamily, agents: dict[str, ModelBasedAgent], sets: dict[str, Tasks],
+             oracle: ModelBasedAgent, pasts: list[int], lrs: list[float], horizon: int,
+             future: int, seed: int) -> dict[str, Any]:
+    """:func:`adaptation_diagnostics` of each agent's model at every test-time window x step
+    size, on the same oracle episodes and starts (every 10th step from the largest window
+    on), per task set; per-task values and their means."""
+    out: dict[str, Any] = {}
+    for set_name, tasks in sets.items():
+        episodes = oracle_episodes(family, tasks, oracle, seed)
+        starts = list(range(max(pasts), episodes[0].shape[0] - max(horizon, future), 10))
+        rows = []
+        for name, agent in agents.items():
+            for past in pasts:
+                for lr in lrs:
+                    d = adaptation_diagnostics(with_test_inner(agent, lr=lr, past=past),
+                                               episodes, starts, horizon, future)
+                    rows.append({"model": name, "past": past, "lr": lr,
+                                 "per_task": {k: v.tolist() for k, v in d.items()},
+                                 "mean": {k: v.mean(0).tolist() for k, v in d.items()}})
+        out[set_name] = {"starts": starts, "rows": rows}
+    return out
+
+
+def print_diagnosis(result: dict[str, Any], horizons: tuple[int, ...] = (1, 5, 10, 20)) -> None:
+    """One line per set, model and setting: losses and open-loop errors before -> after."""
+    for set_name, table in result.items():
+        print(f"{set_name}: model past lr | past loss | future loss | open-loop error at "
+              f"{horizons} steps (before -> after)")
+        for row in table["rows"]:
+            m = row["mean"]
+            before, after = m["open_loop_before"], m["open_loop_after"]
+            errs = "  ".join(f"{before[k - 1]:.3f}->{after[k - 1]:.3f}"
+                             for k in horizons if k <= len(before))
+            print(f"  {row['model']:<5} {row['past']:<3d} {row['lr']:<7g} | "
+                  f"{m['past_before']:.4f}->{m['past_after']:.4f} | "
+                  f"{m['future_before']:.4f}->{m['future_after']:.4f} | {errs}", flush=True)
 
 
 def plot_horizon_errors(curves: dict[str, dict[str, list[float]]], title: str,
@@ -153,6 +297,52 @@ def plot_horizon_errors(curves: dict[str, dict[str, list[float]]], title: str,
     fig.savefig(path, dpi=120)
 
 
+def box_of(tasks: Tasks, boxes: list[dict[str, Any]]) -> list[int]:
+    """The index of the test box each task lies in (-1: none)."""
+    out = []
+    for i in range(len(tasks)):
+        inside = [j for j, box in enumerate(boxes)
+                  if all(lo <= float(tasks.params[k][i]) <= hi for k, (lo, hi) in box.items())]
+        out.append(inside[0] if inside else -1)
+    return out
+
+
+def report_by_box(saved: dict[str, Any], boxes: list[dict[str, Any]], where: list[int]
+                  ) -> None:
+    """A grid study's or a diagnosis's OOD numbers split by test box (task means per box)."""
+    def mean(values: list[float], j: int) -> float:
+        picked = [v for v, b in zip(values, where) if b == j]
+        return sum(picked) / len(picked)
+    names = [", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in box.items()) for box in boxes]
+    if "grid" in saved:
+        print("OOD normalised return by box: past lr | per box: GrBAL (preset) / mb / "
+              "mb_finetune")
+        for row in saved["grid"]:
+            per = row["ood"]["per_task"]
+            cells = " | ".join(
+                f"{mean(per['grbal'][0], j):.3f} ({mean(per['grbal_preset'][0], j):.3f}) / "
+                f"{mean(per['mb'][0], j):.3f} / {mean(per['mb_finetune'][0], j):.3f}"
+                for j in range(len(boxes)))
+            print(f"  {row['past']:<3d} {row['lr']:<7g} | {cells}")
+    if "diagnosis" in saved:
+        print("OOD diagnosis by box: model past lr | per box: next-K loss before->after, "
+              "open-loop error at 10 and 20 steps before->after")
+        for row in saved["diagnosis"]["ood"]["rows"]:
+            per = row["per_task"]
+            parts: list[str] = []
+            for j in range(len(boxes)):
+                ol = {(w, k): mean([v[k - 1] for v in per[f"open_loop_{w}"]], j)
+                      for w in ("before", "after") for k in (10, 20)}
+                parts.append(f"{mean(per['future_before'], j):.3g}->"
+                             f"{mean(per['future_after'], j):.3g}, "
+                             f"{ol['before', 10]:.2f}->{ol['after', 10]:.2f}, "
+                             f"{ol['before', 20]:.2f}->{ol['after', 20]:.2f}")
+            print(f"  {row['model']:<5} {row['past']:<3d} {row['lr']:<7g} | "
+                  + " | ".join(parts))
+    print("boxes: " + "; ".join(f"{j}: {n} ({where.count(j)} tasks)"
+                                for j, n in enumerate(names)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--grbal", required=True)
@@ -169,6 +359,23 @@ def main() -> None:
                         help="inner step size at test (default: the run's; replaces learned ones)")
     parser.add_argument("--test-past", type=int, default=None,
                         help="adaptation window M at test (default: the run's)")
+    parser.add_argument("--grid-past", type=int, nargs="+", default=None,
+                        help="a grid study: GrBAL and mb_finetune at each of these test-time "
+                        "windows M (x --grid-lr), paired with mb, the oracle and GrBAL as "
+                        "trained, scored once; writes OUT.json, no plots")
+    parser.add_argument("--grid-lr", type=float, nargs="+", default=None,
+                        help="a grid study's test-time inner step sizes (default: the run's)")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="no returns: what one online adaptation does to GrBAL's and mb's "
+                        "models (window fit, next-K loss, open-loop error) at each --grid-past "
+                        "x --grid-lr, along oracle episodes; writes OUT.json")
+    parser.add_argument("--horizon", type=int, default=20,
+                        help="--diagnose: open-loop prediction horizon (default 20: the "
+                        "pendulum planner's)")
+    parser.add_argument("--report", action="store_true",
+                        help="only print OUT.json's (a grid study's or a diagnosis's) OOD "
+                        "numbers by test box (the tasks drawn again from --grbal's config "
+                        "and --seed, --tasks)")
     parser.add_argument("--no-plots", action="store_true",
                         help="only the returns (skip the horizon errors and the trajectory)")
     parser.add_argument("--replot", action="store_true",
@@ -180,20 +387,24 @@ def main() -> None:
                             f"{args.out}-horizon-error.png")
         return
     torch.set_num_threads(1)
+    if args.report:
+        _, config, _ = load_run(Path(args.grbal))
+        family = build_family(config)
+        gen = torch.Generator().manual_seed(args.seed)
+        held_out_tasks(family, args.tasks, gen)  # drawn first, as in a study
+        ood = family.sample(args.tasks, "test", gen)
+        boxes = config.family.params["test_boxes"]
+        report_by_box(json.loads(Path(f"{args.out}.json").read_text()), boxes,
+                      box_of(ood, boxes))
+        return
     config, grbal = load(args.grbal, args.checkpoint)
     _, mb = load(args.mb, args.checkpoint)
     family = build_family(config)
-    agent = grbal.agent()
-    test = {k: v for k, v in (("steps", args.test_steps), ("lr", args.test_lr))
-            if v is not None}
-    if test:  # the test-time inner step, for GrBAL and mb_finetune alike
-        agent = replace(agent, inner=agent.inner.model_copy(update=test),
-                        optimizer=None if args.test_lr is not None else agent.optimizer)
-    if args.test_past is not None:
-        agent = replace(agent, memory=args.test_past)
+    # the test-time inner step, for GrBAL and mb_finetune alike
+    agent = with_test_inner(grbal.agent(), args.test_steps, args.test_lr, args.test_past)
     oracle = replace(agent, oracle=True, adapt=False)
     mb_agent = mb.agent()
-    finetune = replace(mb_agent, adapt=True, inner=agent.inner, memory=agent.memory)
+    finetune = finetuned(mb_agent, agent)
     agents: dict[str, Any] = {
         "grbal": agent, "mb": replace(mb_agent, adapt=False), "mb_finetune": finetune,
         "mpc_oracle": oracle, "random": RandomAgent(ActionDomain.of(family.action_space))}
@@ -204,9 +415,39 @@ def main() -> None:
                               "checkpoint": args.checkpoint,
                               "test_inner": {**agent.inner.model_dump(), "past": agent.memory},
                               "env_steps": {"grbal": grbal.env_steps, "mb": mb.env_steps}}
+    result["tasks"] = {name: {k: v.tolist() for k, v in tasks.params.items()}
+                       for name, tasks in sets.items()}
+    pasts, lrs = args.grid_past or [agent.memory], args.grid_lr or [agent.inner.lr]
+    if args.diagnose:
+        result["diagnosis"] = diagnose(family, {"grbal": agent, "mb": finetune}, sets, oracle,
+                                       pasts, lrs, args.horizon, grbal.config.future,
+                                       args.seed)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{args.out}.json").write_text(json.dumps(result, indent=1))
+        print_diagnosis(result["diagnosis"])
+        return
+    if args.grid_past is not None or args.grid_lr is not None:
+        fixed = {}
+        for name, tasks in sets.items():
+            print(f"{name} tasks ({args.tasks}), the agents every setting is paired with:",
+                  flush=True)
+            seconds: dict[str, dict[str, float]] = {}
+            fixed[name] = score(family, {"grbal_preset": agent, "mb": agents["mb"],
+                                         "mpc_oracle": oracle, "random": agents["random"]},
+                                tasks, args.episodes, args.seed, seconds)
+            result.setdefault("seconds_fixed", {})[name] = seconds
+        result["grid"] = test_grid(family, agent, mb_agent, sets, fixed, pasts, lrs,
+                                   args.episodes, args.seed)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{args.out}.json").write_text(json.dumps(result, indent=1))
+        print_grid(result["grid"])
+        return
     for name, tasks in sets.items():
         print(f"{name} tasks ({args.tasks}):", flush=True)
-        result[name] = summarise(score(family, agents, tasks, args.episodes, args.seed))
+        seconds = {}
+        result[name] = summarise(score(family, agents, tasks, args.episodes, args.seed,
+                                       seconds))
+        result[name]["seconds"] = seconds
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.no_plots:
@@ -215,9 +456,8 @@ def main() -> None:
         return
     # model error against prediction horizon on the OOD tasks, before / after adapting
     curves = {}
-    for name, (learner, a) in {"grbal": (grbal, agent),
-                               "mb": (mb, finetune)}.items():
-        b, af = horizon_errors(learner, a, family, sets["ood"], oracle, 15, args.seed)
+    for name, a in {"grbal": agent, "mb": finetune}.items():
+        b, af = horizon_errors(a, family, sets["ood"], oracle, 15, args.seed)
         curves[name] = {"before": b.tolist(), "after": af.tolist()}
     result["horizon_error_ood"] = curves
     plot_horizon_errors(curves, family.name, f"{out}-horizon-error.png")

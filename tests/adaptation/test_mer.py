@@ -21,6 +21,7 @@ from adaptrl.adaptation.mer import (
     mer_one_big_batch,
     mer_update,
     over_learners,
+    replay_sgd,
     reptile_step,
     sgd_through,
     within_batch,
@@ -103,6 +104,19 @@ def test_batch_sgd_step_is_the_mean_gradient() -> None:
     xs = torch.tensor([[0.0, 2.0], [4.0, -2.0]], dtype=torch.float64)
     out = batch_sgd_step({"w": theta}, quadratic, {"x": xs}, A)["w"]
     torch.testing.assert_close(out, theta - A * (theta - xs.mean(0)))
+
+
+def test_replay_sgd_is_one_mean_gradient_step_per_batch() -> None:
+    """Riemer et al.'s ER baseline on MER's batches: on the quadratic each batch's step is
+    ``theta - a (theta - mean x)``, applied batch after batch."""
+    g = torch.Generator().manual_seed(4)
+    theta = torch.randn(2, generator=g, dtype=torch.float64)
+    batches = torch.randn(3, 4, 2, generator=g, dtype=torch.float64)  # s = 3, k + 1 = 4
+    out = replay_sgd({"w": theta}, quadratic, {"x": batches}, A)["w"]
+    t = theta
+    for i in range(3):
+        t = t - A * (t - batches[i].mean(0))
+    torch.testing.assert_close(out, t)
 
 
 def mlp_loss(model: nn.Module) -> ExampleLoss:

@@ -1,6 +1,7 @@
 """Online meta-gradients (adaptation/meta_gradient.py; Xu, van Hasselt, Silver 2018): the
-meta-gradient of the discount and of the learning rate through a DQN step equal finite
-differences (float64), the trace's formula, and the known 10-state chain check."""
+meta-gradient of the discount, of the learning rate and (lambda-returns) of lambda through a
+DQN step equal finite differences (float64), the trace's formula, and the known 10-state
+chain check."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from adaptrl.adaptation.meta_gradient import (
     step_size,
     update_with_tangents,
 )
-from adaptrl.agents.dqn import DQNConfig, DQNState, NStepBatch
+from adaptrl.agents.dqn import DQNConfig, DQNState, NStepBatch, WindowBatch
 from adaptrl.agents.dqn_metagrad import MetaGradientConfig, MetaGradientDQN, MetaGradientDQNConfig
 from adaptrl.rollouts.replay import RingBuffer
 
@@ -36,11 +37,29 @@ def _chain_batch(g: torch.Generator) -> NStepBatch:
                       eye[nxt], term)
 
 
-def _setup(conditioned: bool = True, huber: float | None = None, clip: float | None = None
-           ) -> tuple[MetaGradientDQN, DQNState, torch.Tensor]:
+def _window_batch(g: torch.Generator, n: int = 3) -> WindowBatch:
+    """Windows of ``n`` steps per task: one-hot states, random rewards, each window ending
+    after 1..n steps, about half of the ended ones by a termination."""
+    eye = torch.eye(STATES, dtype=torch.float64)
+    s = torch.randint(0, STATES, (TASKS, BATCH), generator=g)
+    nxt = torch.randint(0, STATES, (TASKS, BATCH, n), generator=g)
+    length = torch.randint(1, n + 1, (TASKS, BATCH), generator=g)
+    valid = torch.arange(n) < length.unsqueeze(-1)
+    last = torch.arange(n) == (length - 1).unsqueeze(-1)
+    term = last & (torch.rand(TASKS, BATCH, 1, generator=g) < 0.5)
+    rewards = torch.where(valid, torch.randn(TASKS, BATCH, n, generator=g,
+                                             dtype=torch.float64), 0.0)
+    return WindowBatch(eye[s], torch.randint(0, ACTIONS, (TASKS, BATCH), generator=g),
+                       rewards, eye[nxt], term, valid)
+
+
+def _setup(conditioned: bool = True, huber: float | None = None, clip: float | None = None,
+           window: int = 1) -> tuple[MetaGradientDQN, DQNState, torch.Tensor]:
+    learn = ["gamma", "lr", "lambda"] if window > 1 else ["gamma", "lr"]
     cfg = MetaGradientDQNConfig(
         dqn=DQNConfig(hidden=[8], lr=0.05, gamma=0.9, huber_delta=huber, max_grad_norm=clip),
-        meta=MetaGradientConfig(conditioned=conditioned, gamma_bar=0.99))
+        meta=MetaGradientConfig(conditioned=conditioned, gamma_bar=0.99, window=window,
+                                learn=learn, lambda_bar=0.8))
     torch.manual_seed(0)
     agent = MetaGradientDQN(cfg, gym.spaces.Box(0, 1, (STATES,)), gym.spaces.Discrete(ACTIONS))
     agent.network.double()
@@ -58,6 +77,9 @@ def _setup(conditioned: bool = True, huber: float | None = None, clip: float | N
     state = DQNState(params, target, opt, RingBuffer(TASKS, 4), TASKS, 1)
     eta = torch.stack([discount_logit(torch.tensor([0.9, 0.8], dtype=torch.float64)),
                        torch.log(torch.tensor([0.05, 0.02], dtype=torch.float64))], -1)
+    if window > 1:
+        lam = discount_logit(torch.tensor([0.6, 0.3], dtype=torch.float64))
+        eta = torch.cat([eta, lam.unsqueeze(-1)], -1)
     return agent, state, eta
 
 
@@ -86,6 +108,34 @@ def test_meta_gradient_equals_finite_differences(conditioned: bool, huber: float
     # the learning rate's tangent in closed form: theta' - theta (what the agent uses)
     for k, v in tangents[1].items():
         torch.testing.assert_close(v, new[k] - s.params[k], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("conditioned,huber", [(True, None), (False, 1.0)])
+def test_lambda_return_meta_gradient_equals_finite_differences(conditioned: bool,
+                                                               huber: float | None) -> None:
+    """With lambda-returns over 3-step windows (``eta = (logit gamma, log lr, logit
+    lambda)``, the network conditioned on (gamma, lambda), the meta-objective's target the
+    lambda-return under (gamma_bar, lambda_bar)): dJ'/d eta by forward-mode tangents
+    against central differences, every component, per task."""
+    agent, s, eta = _setup(conditioned, huber, window=3)
+    g = torch.Generator().manual_seed(3)
+    batch, query = _window_batch(g), _window_batch(g)
+    update = agent.inner_update(s, batch, eta)
+    new, _, tangents = update_with_tangents(update, eta, [0, 2])
+    tangents.append({k: new[k] - s.params[k] for k in new})  # lr: closed form
+    grads, _ = agent.meta_objective_grads(s, query, new)
+    analytic = meta_gradient(grads, accumulate_trace(None, tangents, 0.0))  # gamma, lambda, lr
+    h = 1e-6
+    for col, j in enumerate([0, 2, 1]):
+        e = torch.zeros_like(eta)
+        e[:, j] = h
+        up = agent.meta_objective_grads(s, query, update(eta + e)[0])[1]
+        down = agent.meta_objective_grads(s, query, update(eta - e)[0])[1]
+        torch.testing.assert_close(analytic[:, col], (up - down) / (2 * h), rtol=1e-6,
+                                   atol=1e-9)
+    assert bool((analytic[:, 1].abs() > 1e-6).all())  # a real dependence on lambda
+    # the agent's own eta_gradient orders the columns as eta: gamma, lr, lambda
+    assert agent.components == [0, 1, 2]
 
 
 def test_trace_accumulates_with_decay_and_meta_gradient_is_the_inner_product() -> None:

@@ -56,13 +56,96 @@ def test_config_validation_names_the_field() -> None:
     with pytest.raises(ValidationError, match="dqn.gamma"):
         MetaGradientDQNConfig(dqn=DQNConfig(gamma=1.0))
     with pytest.raises(ValidationError, match="learn"):
-        MetaGradientConfig(learn=["epsilon"])  # type: ignore[list-item]
+        MetaGradientConfig(learn=["epsilon"])
     with pytest.raises(ValidationError, match="learn"):
         MetaGradientConfig(learn=[])
     with pytest.raises(ValidationError, match="gamma_bar"):
         MetaGradientConfig(gamma_bar=1.5)
     with pytest.raises(ValidationError, match="trace_decay"):
         MetaGradientConfig(trace_decay=-0.1)
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    ({"learn": ["gamma", "lambda"]}, "window >= 2"),  # lambda needs a window
+    ({"learn": ["lambda"], "window": 1}, "window >= 2"),
+    ({"window": 0}, "window"),
+    ({"lambda_init": 1.0, "window": 3}, "lambda_init"),
+    ({"lambda_init": 0.0, "window": 3}, "lambda_init"),
+    ({"lambda_bar": 1.5}, "lambda_bar"),
+    ({"learn": ["gamma", "gamma"]}, "each hyperparameter once"),
+])
+def test_lambda_config_validation_names_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        MetaGradientConfig(**kwargs)
+
+
+LAMBDA = MetaGradientConfig(meta_lr=1e-2, window=4, learn=["gamma", "lr", "lambda"],
+                            lambda_init=0.7)
+
+
+def test_lambda_is_learned_and_the_network_conditioned_on_gamma_and_lambda() -> None:
+    agent = _agent(LAMBDA)
+    assert agent.network.eta_dim == 2
+    fresh = agent.begin(_family().make_env(_family().sample(2, "train", torch.Generator()), 1))
+    assert fresh.eta.shape == (2, 3)
+    torch.testing.assert_close(agent.hyperparameters(fresh)["lambda"], torch.full((2,), 0.7))
+    state = _run(agent, 200)
+    hp = agent.hyperparameters(state)
+    assert bool(torch.isfinite(state.eta).all())
+    assert not torch.allclose(hp["lambda"], torch.full((3,), 0.7))
+    assert state.dqn.eta is not None
+    torch.testing.assert_close(state.dqn.eta, torch.stack([hp["gamma"], hp["lambda"]], -1))
+
+
+def test_a_fixed_lambda_stays_put() -> None:
+    agent = _agent(MetaGradientConfig(meta_lr=1e-2, window=3, lambda_init=0.4))
+    hp = agent.hyperparameters(_run(agent, 150))
+    torch.testing.assert_close(hp["lambda"], torch.full((3,), 0.4))
+    assert not torch.allclose(hp["gamma"], torch.full((3,), SMALL.gamma))
+
+
+def test_lambda_resume_is_exact() -> None:
+    agent = _agent(LAMBDA.model_copy(update={"trace_decay": 0.5}))
+    g = torch.Generator().manual_seed(6)
+    state = _run(agent, 120, generator=g)
+    buf = io.BytesIO()
+    torch.save({"state": state.state_dict(), "generator": g.get_state()}, buf)
+    straight = _run(agent, 80, state=state, generator=g)
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=True)
+    family = _family()
+    restored = agent.begin(family.make_env(family.sample(3, "train", torch.Generator()), 1))
+    restored.load_state_dict(saved["state"])
+    g2 = torch.Generator()
+    g2.set_state(saved["generator"])
+    resumed = _run(agent, 80, state=restored, generator=g2)
+    torch.testing.assert_close(resumed.eta, straight.eta, rtol=0, atol=0)
+    assert resumed.dqn.eta is not None and straight.dqn.eta is not None
+    torch.testing.assert_close(resumed.dqn.eta, straight.dqn.eta, rtol=0, atol=0)
+    assert resumed.trace is not None and straight.trace is not None
+    assert len(resumed.trace) == 3
+    for z1, z2 in zip(resumed.trace, straight.trace):
+        for k in z1:
+            torch.testing.assert_close(z1[k], z2[k], rtol=0, atol=0)
+    for k in straight.dqn.params:
+        torch.testing.assert_close(resumed.dqn.params[k], straight.dqn.params[k], rtol=0,
+                                   atol=0)
+
+
+def test_lambda_agent_starts_from_a_plain_networks_values() -> None:
+    family = _family()
+    dim = gym.spaces.flatdim(family.observation_space)
+    torch.manual_seed(0)
+    plain = QNetwork(dim, 3, (16,))
+    cfg = MetaGradientDQNConfig(dqn=SMALL, meta=LAMBDA)
+    agent = MetaGradientDQN.starting_from(cfg, family.observation_space, family.action_space,
+                                          plain)
+    assert agent.network.eta_dim == 2
+    obs = torch.randn(2, 5, dim)
+    params = {k: v.expand(2, *v.shape) for k, v in agent.network.named_parameters()}
+    torch.testing.assert_close(agent.network(obs, params, torch.tensor([[0.9, 0.7],
+                                                                        [0.5, 0.1]])),
+                               plain(obs))
 
 
 @pytest.mark.parametrize("delta", [None, 0.5])

@@ -28,6 +28,7 @@ from adaptrl.algorithms.dqn_mer import (
 )
 from adaptrl.algorithms.registry import algorithm_spec
 from adaptrl.cli.main import app
+from adaptrl.rollouts.online import play_online
 from adaptrl.rollouts.replay import ReservoirBuffer, RingBuffer
 from adaptrl.tasks import make
 from adaptrl.tasks.base import TaskFamily, Tasks
@@ -126,6 +127,35 @@ def test_mer_update_in_dqn_is_algorithm_1_on_fixed_td_targets() -> None:
     learner.learner.mer_learn(state, g)
     for k, v in expected.items():
         torch.testing.assert_close(state.params[k][0], v)
+
+
+@pytest.mark.parametrize("variant", ["algorithm-1", "one-big-batch", "replay-sgd"])
+def test_batched_learners_update_as_each_alone(variant: str) -> None:
+    """Several learners in one state (the benchmark's batched seeds) go through
+    ``over_learners``' vmap; each must get exactly the update it gets alone (the
+    one-learner path), from its own batches: no learner sees another's parameters,
+    memories or current transition."""
+    config = DQNMERConfig(dqn=DQN, env_steps=50, mer=MER.model_copy(update={"variant":
+                                                                           variant}))
+    learner = _build(config)
+    env = _family().make_env(_tasks(n=3), 1)
+    stream = learner.learner
+    state = play_online(env, stream, 60, torch.Generator().manual_seed(2)).state
+    before = {k: v.clone() for k, v in state.params.items()}
+    g = torch.Generator().manual_seed(9)
+    batches = stream.mer_batches(state, copy.deepcopy(g))
+    stream.mer_learn(state, g)
+    for i in range(3):
+        alone = copy.copy(state)
+        alone.params = {k: v[i:i + 1] for k, v in before.items()}
+        alone_batches = {k: v[i:i + 1] for k, v in batches.items()}
+        alone.target = {k: v[i:i + 1] for k, v in state.target.items()}
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(stream, "mer_batches", lambda *_, b=alone_batches: b)
+            stream.mer_learn(alone, g)
+        for k, v in alone.params.items():
+            torch.testing.assert_close(state.params[k][i], v[0])
+        assert not torch.equal(state.params[k][i], before[k][i])
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)

@@ -203,6 +203,9 @@ def test_meta_tune_is_deterministic_and_resumes_exactly(tmp_path: Path,
         meta_tune(family, _config(), tasks, 120, 40, seed=4, checkpoint=ckpt)
     with pytest.raises(ValueError, match="unit"):
         meta_tune(family, _config(), tasks, 120, 0, seed=3)
+    lam = _config().model_copy(update={"meta": MetaGradientConfig(window=3)})
+    with pytest.raises(ValueError, match="metagrad.window"):
+        meta_tune(family, lam, tasks, 120, 40, seed=3)
 
 
 def _tuned_file(tmp_path: Path) -> Path:

@@ -102,6 +102,15 @@ def batch_sgd_step(params: Params, loss: ExampleLoss, examples: Example, lr: flo
     return {k: p - lr * g[k] for k, p in params.items()}
 
 
+def replay_sgd(params: Params, loss: ExampleLoss, batches: Example, lr: float) -> Params:
+    """Experience replay on MER's batches: one SGD step (:func:`batch_sgd_step`) on each of
+    the ``s`` batches ``[s, k+1, ...]`` in turn — Riemer et al. 2019's ER baseline, the
+    same examples as :func:`mer_update` without its per-sample order and Reptile steps."""
+    for i in range(_length(batches)):
+        params = batch_sgd_step(params, loss, _index(batches, i), lr)
+    return params
+
+
 def reptile_step(before: Params, after: Params, rate: float) -> Params:
     """``before + rate (after - before)``: Reptile's interpolation (Nichol et al. 2018,
     Algorithm 1), MER's within-batch step with ``rate = beta`` and its across-batch step

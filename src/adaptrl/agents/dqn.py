@@ -17,8 +17,10 @@ ops with no Python loop over tasks:
 * targets: n-step returns (Sutton & Barto 2018, §7.1) from
   :func:`~adaptrl.rollouts.td.n_step_windows`, bootstrapped with the target network's
   value of the true state after the window — through a truncation, never a termination —
-  and with Double DQN (van Hasselt et al. 2016, "Deep reinforcement learning with double
-  Q-learning", eq. 4) the bootstrap action is the online network's argmax, its value the
+  (:func:`sample_window` reads the same windows with every step kept, for the truncated
+  lambda-returns of :func:`lambda_returns`, Sutton & Barto 2018, §12.3) and with Double
+  DQN (van Hasselt et al. 2016, "Deep reinforcement learning with double Q-learning",
+  eq. 4) the bootstrap action is the online network's argmax, its value the
   target network's;
 * loss: the Huber loss (``huber_delta``; Mnih et al. 2015 clip the TD error to [-1, 1],
   i.e. ``delta = 1``) or, with ``huber_delta: null``, the squared error (CleanRL's
@@ -199,17 +201,11 @@ def step_transitions(step: Step) -> Transitions:
                        valid=None if bool(alive.all()) else rows(alive))
 
 
-def sample_n_step(replay: RingBuffer, slots: int, batch_size: int, gamma: float, n: int,
-                  generator: torch.Generator) -> NStepBatch:
-    """``batch_size`` n-step transitions per task, drawn uniformly with replacement from
-    the task's transitions (the union of its ``slots`` rings of ``replay``).
-
-    The window of a drawn transition is read ahead in its slot's ring (chronological) and
-    stops at the first step that ends an episode or at the ring's newest transition (the
-    data so far ends there: bootstrap), so it never crosses a reset
-    (:func:`~adaptrl.rollouts.td.n_step_windows`).
-    """
-    dev, cap = replay.device, replay.capacity
+def _draw_starts(replay: RingBuffer, slots: int, batch_size: int,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` transitions per task drawn uniformly with replacement from the union
+    of the task's ``slots`` rings: their ring rows and positions, both ``[tasks, batch]``."""
+    dev = replay.device
     tasks = replay.num_tasks // slots
     size = replay.size.view(tasks, slots)
     total = size.sum(-1, keepdim=True)
@@ -221,6 +217,21 @@ def sample_n_step(replay: RingBuffer, slots: int, batch_size: int, gamma: float,
     slot = torch.searchsorted(ends, draw, right=True)  # first slot whose rows reach draw
     index = draw - (ends - size).gather(1, slot)
     row = slot + slots * torch.arange(tasks, device=dev).unsqueeze(1)
+    return row, index
+
+
+def sample_n_step(replay: RingBuffer, slots: int, batch_size: int, gamma: float, n: int,
+                  generator: torch.Generator) -> NStepBatch:
+    """``batch_size`` n-step transitions per task, drawn uniformly with replacement from
+    the task's transitions (the union of its ``slots`` rings of ``replay``).
+
+    The window of a drawn transition is read ahead in its slot's ring (chronological) and
+    stops at the first step that ends an episode or at the ring's newest transition (the
+    data so far ends there: bootstrap), so it never crosses a reset
+    (:func:`~adaptrl.rollouts.td.n_step_windows`).
+    """
+    dev, cap = replay.device, replay.capacity
+    row, index = _draw_starts(replay, slots, batch_size, generator)
     data = replay.data
     window = (index.unsqueeze(-1) + torch.arange(n, device=dev)) % cap  # [tasks, B, n]
     rows = row.unsqueeze(-1)
@@ -230,6 +241,90 @@ def sample_n_step(replay: RingBuffer, slots: int, batch_size: int, gamma: float,
     last = window.gather(2, w.last[..., :1]).squeeze(-1)
     return NStepBatch(data.obs[row, index], data.action[row, index], w.returns[..., 0],
                       w.discount[..., 0], data.next_obs[row, last], w.terminated[..., 0])
+
+
+@dataclass(frozen=True)
+class WindowBatch:
+    """A batch of n-step windows per task with every step of the window kept (what a
+    lambda-return needs: the bootstrap value after *each* step, not only after the last).
+
+    ``obs``, ``action``: the window's first step, ``[tasks, batch, ...]``; per step ``k`` of
+    the window, ``[tasks, batch, n, ...]``: ``rewards`` (``r_{t+k}``, 0 outside the window),
+    ``next_obs`` (``s_{t+k+1}``, the true observation after step ``k``), ``terminated``
+    (step ``k`` is terminal: no bootstrap after it) and ``valid`` (step ``k`` belongs to
+    the window: no earlier step of it ended an episode or was the ring's newest)."""
+
+    obs: torch.Tensor
+    action: torch.Tensor
+    rewards: torch.Tensor
+    next_obs: torch.Tensor
+    terminated: torch.Tensor
+    valid: torch.Tensor
+
+    @property
+    def length(self) -> torch.Tensor:
+        """Steps in each window ``[tasks, batch]`` (``m`` of Sutton & Barto's eq. 7.1)."""
+        return self.valid.sum(-1)
+
+
+def sample_window(replay: RingBuffer, slots: int, batch_size: int, n: int,
+                  generator: torch.Generator) -> WindowBatch:
+    """``batch_size`` n-step windows per task with every step's reward, flags and next
+    observation (:class:`WindowBatch`), drawn as :func:`sample_n_step` draws (the same
+    random numbers give the same starts).
+
+    A window is read ahead in its slot's ring (chronological, wrapping round the ring's
+    end) and stops at the first step that ends an episode (terminated or truncated) or at
+    the ring's newest transition, as :func:`sample_n_step`'s does: it never crosses a reset
+    and never wraps round to the oldest data; steps past its end are ``valid = False``.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    dev, cap = replay.device, replay.capacity
+    row, index = _draw_starts(replay, slots, batch_size, generator)
+    data = replay.data
+    window = (index.unsqueeze(-1) + torch.arange(n, device=dev)) % cap  # [tasks, B, n]
+    rows = row.unsqueeze(-1)
+    newest = ((replay.position - 1) % cap)[rows]
+    terminated = data.terminated[rows, window]
+    ended = terminated | data.truncated[rows, window] | (window == newest)
+    # step k is in the window when none of steps 0..k-1 ended it
+    ended_before = torch.cat([torch.zeros_like(ended[..., :1]), ended[..., :-1]], -1)
+    valid = ended_before.long().cumsum(-1) == 0
+    rewards = data.reward[rows, window]
+    return WindowBatch(data.obs[row, index], data.action[row, index],
+                       torch.where(valid, rewards, torch.zeros_like(rewards)),
+                       data.next_obs[rows, window], terminated & valid, valid)
+
+
+def lambda_returns(window: WindowBatch, values: torch.Tensor, gamma: float | torch.Tensor,
+                   lam: float | torch.Tensor) -> torch.Tensor:
+    """The truncated lambda-return of every window's first step ``[tasks, batch]``
+    (Sutton & Barto 2018, §12.3, eq. 12.9-12.10; the return of Peng's Q(lambda) without
+    off-policy correction, as n-step DQN uses none), computed backwards over the window::
+
+        G_k = r_k + gamma [(1 - lambda) v_k + lambda G_{k+1}]   (k before the window's last)
+        G_k = r_k + gamma (1 - terminated_k) v_k                  (k its last step)
+
+    ``values[..., k] = v(s_{t+k+1})``: the bootstrap value after step ``k`` (DQN: the target
+    network's value, Double DQN's where the agent uses it), ``[tasks, batch, n]``;
+    ``gamma`` and ``lam`` scalars or tensors broadcasting to ``[tasks, batch]`` (a learned,
+    per-task ``[tasks, 1]``). Written with elementwise ops (forward-mode differentiable in
+    ``gamma`` and ``lam``). ``lam = 1`` is the n-step return, ``lam = 0`` the one-step TD
+    target; a window cut by a truncation or by the data's end bootstraps there, a
+    terminated one does not.
+    """
+    valid = window.valid
+    last = valid & ~torch.cat([valid[..., 1:], torch.zeros_like(valid[..., :1])], -1)
+    alive = 1.0 - window.terminated.to(values.dtype)
+    g = torch.zeros_like(values[..., 0])
+    for k in reversed(range(values.shape[-1])):
+        r, v = window.rewards[..., k].to(values.dtype), values[..., k]
+        end = r + gamma * (alive[..., k] * v)
+        inner = r + gamma * ((1 - lam) * v + lam * g)
+        g = torch.where(last[..., k], end, torch.where(valid[..., k], inner,
+                                                       torch.zeros_like(inner)))
+    return g
 
 
 def bootstrap_values(q_target: torch.Tensor, q_online: torch.Tensor | None = None

@@ -22,8 +22,19 @@ paper's networks take eta as an input, so that their estimates follow the discou
 moves); in ``J'`` both the network and the target are conditioned on ``gamma_bar``, the
 meta-objective being the value under the reference discount. Adam's moments carry over
 from earlier updates as constants of the current one (the trace holds their history).
-Only ``n_step = 1`` is supported (the n-step return's discounts are baked into the replay
-sample).
+The DQN's own ``n_step`` must be 1 (the n-step return's discounts are baked into the
+replay sample).
+
+**lambda-returns** (the paper's second meta-parameter, ``meta.window = n >= 2``): the
+target becomes the truncated lambda-return of an n-step window read from the replay with
+every step's next observation (:func:`~adaptrl.agents.dqn.sample_window`,
+:func:`~adaptrl.agents.dqn.lambda_returns`; Sutton & Barto 2018, eq. 12.9-12.10),
+bootstrapped with the target network after every step of the window; ``eta`` gains a third
+component ``logit lambda`` (learned when ``"lambda"`` is in ``meta.learn``, else fixed at
+``meta.lambda_init``), the Q-network is conditioned on ``(gamma, lambda)``, and the
+meta-objective's target is the lambda-return under the reference ``(gamma_bar,
+lambda_bar)`` (default ``lambda_bar = 1``: the window's n-step return). ``dtheta'/d logit
+lambda`` is a forward-mode tangent like gamma's.
 """
 
 from __future__ import annotations
@@ -55,8 +66,11 @@ from adaptrl.agents.dqn import (
     DQNState,
     GreedyQActor,
     NStepBatch,
+    WindowBatch,
     bootstrap_values,
     clip_per_task,
+    lambda_returns,
+    sample_window,
 )
 from adaptrl.models.functional import Params
 from adaptrl.models.q_networks import QNetwork, make_q_network
@@ -64,10 +78,11 @@ from adaptrl.rollouts.trial_sampler import Step
 from adaptrl.schema import ConfigModel
 from adaptrl.tasks.base import BatchedEnv
 
-Learnable = Literal["gamma", "lr"]
-LEARNABLE: tuple[Learnable, ...] = ("gamma", "lr")
+Learnable = Literal["gamma", "lr", "lambda"]
+LEARNABLE: tuple[Learnable, ...] = ("gamma", "lr", "lambda")
 ETA: tuple[str, ...] = LEARNABLE
-"""The components of ``eta``, in order (raw: ``logit gamma``, ``log lr``)."""
+"""The components of ``eta``, in order (raw: ``logit gamma``, ``log lr``, and with
+lambda-returns ``logit lambda``)."""
 
 
 def _td_loss(q: torch.Tensor, target: torch.Tensor, huber_delta: float | None
@@ -88,8 +103,9 @@ class MetaGradientConfig(ConfigModel):
     """The online meta-gradient's settings (Xu et al. 2018)."""
 
     learn: list[Learnable] = Field(
-        default_factory=lambda: list(LEARNABLE), min_length=1,
-        description="hyperparameters adapted by meta-gradients (the others stay fixed)")
+        default_factory=lambda: list(LEARNABLE[:2]), min_length=1,
+        description="hyperparameters adapted by meta-gradients (the others stay fixed; "
+        "lambda needs window >= 2)")
     gamma_bar: float = Field(0.995, gt=0, le=1, description="the reference discount of the "
                              "meta-objective (the paper's Atari agent: 0.995)")
     meta_lr: float = Field(1e-3, gt=0, description="Adam step size on eta")
@@ -100,6 +116,35 @@ class MetaGradientConfig(ConfigModel):
     share_eta: bool = Field(False, description="one eta for every task of the batch, its "
                             "meta-gradient the mean of the tasks' (the meta-objective the "
                             "mean of their J'): hyperparameters learned across tasks")
+    window: int = Field(1, ge=1, description="n of the lambda-return's n-step window (1: "
+                        "the one-step target, no lambda)")
+    lambda_init: float = Field(0.5, gt=0, lt=1, description="lambda: eta's start when "
+                               "learned, else fixed (window >= 2 only)")
+    lambda_bar: float = Field(1.0, ge=0, le=1, description="the reference lambda of the "
+                              "meta-objective (1: the window's n-step return)")
+
+    @model_validator(mode="after")
+    def _lambda_needs_a_window(self) -> MetaGradientConfig:
+        if len(set(self.learn)) != len(self.learn):
+            raise ValueError(f"learn: each hyperparameter once, got {self.learn}")
+        if "lambda" in self.learn and self.window < 2:
+            raise ValueError(f"learn: lambda is learned only with lambda-returns, window >= "
+                             f"2, got window {self.window}")
+        return self
+
+    @property
+    def eta_names(self) -> tuple[str, ...]:
+        """The components of ``eta`` for these settings: ``gamma, lr`` (and ``lambda`` with
+        lambda-returns)."""
+        return ETA if self.window > 1 else ETA[:2]
+
+    @property
+    def conditioning(self) -> tuple[str, ...]:
+        """What the Q-network takes as an input (``conditioned``): the return's
+        hyperparameters, ``gamma`` (and ``lambda``)."""
+        if not self.conditioned:
+            return ()
+        return ("gamma", "lambda") if self.window > 1 else ("gamma",)
 
 
 class MetaGradientDQNConfig(ConfigModel):
@@ -154,24 +199,27 @@ class MetaGradientDQN:
         if network is None:
             network = make_q_network(observation_space, action_space, tuple(c.hidden),
                                      c.activation, c.dueling, c.init,
-                                     eta_dim=1 if config.meta.conditioned else 0)
+                                     eta_dim=len(config.meta.conditioning))
         self.dqn = DQNAgent(c, observation_space, action_space, network=network)
         self.network = self.dqn.network
         self.direction = Adam(1.0)  # Adam's step at lr 1; the learned lr scales it
         self.meta_optimizer = Adam(config.meta.meta_lr)
-        self.components = [ETA.index(name) for name in config.meta.learn]
+        self.names = config.meta.eta_names
+        self.components = [self.names.index(name) for name in config.meta.learn]
 
     @classmethod
     def starting_from(cls, config: MetaGradientDQNConfig, observation_space: gym.Space,
                       action_space: gym.Space, network: QNetwork) -> MetaGradientDQN:
         """The agent starting from a copy of ``network`` (a plain Q-network's weights, e.g.
         a meta-learned ``theta`` or the same random initialisation as a fixed-hyperparameter
-        DQN): conditioned, with zero weights on the gamma input (:func:`with_eta_input`)."""
+        DQN): conditioned, with zero weights on the gamma (and lambda) input
+        (:func:`with_eta_input`)."""
         c = config.dqn
         if config.meta.conditioned:
             with torch.random.fork_rng(devices=[]):  # the fresh weights are overwritten
                 fresh = make_q_network(observation_space, action_space, tuple(c.hidden),
-                                       c.activation, c.dueling, c.init, eta_dim=1)
+                                       c.activation, c.dueling, c.init,
+                                       eta_dim=len(config.meta.conditioning))
             net = with_eta_input(network, fresh.to(next(network.parameters()).device))
         else:
             net = copy.deepcopy(network)
@@ -189,22 +237,45 @@ class MetaGradientDQN:
 
     # -- eta --
     def hyperparameters(self, state: MetaGradientDQNState) -> dict[str, torch.Tensor]:
-        """The current ``gamma`` and ``lr`` per task ``[tasks]``."""
-        return {"gamma": discount(state.eta[:, 0]), "lr": step_size(state.eta[:, 1])}
+        """The current ``gamma`` and ``lr`` (and ``lambda``) per task ``[tasks]``."""
+        hp = {"gamma": discount(state.eta[:, 0]), "lr": step_size(state.eta[:, 1])}
+        if self.lambda_returns:
+            hp["lambda"] = discount(state.eta[:, 2])
+        return hp
 
-    def _condition(self, gamma: torch.Tensor) -> torch.Tensor | None:
-        return gamma.unsqueeze(-1) if self.config.meta.conditioned else None
+    @property
+    def lambda_returns(self) -> bool:
+        """Whether the targets are lambda-returns over ``meta.window`` steps."""
+        return self.config.meta.window > 1
+
+    def _condition(self, gamma: torch.Tensor, lam: torch.Tensor | None = None
+                   ) -> torch.Tensor | None:
+        """The Q-network's input ``[tasks, 1 or 2]``: ``gamma`` (and ``lambda``)."""
+        if not self.config.meta.conditioned:
+            return None
+        if self.lambda_returns:
+            if lam is None:
+                raise ValueError("a lambda-return agent's network is conditioned on lambda")
+            return torch.stack([gamma, lam], -1)
+        return gamma.unsqueeze(-1)
+
+    def _condition_on(self, eta: torch.Tensor) -> torch.Tensor | None:
+        """:meth:`_condition` at the raw ``eta`` ``[tasks, k]``."""
+        lam = discount(eta[:, 2]) if self.lambda_returns else None
+        return self._condition(discount(eta[:, 0]), lam)
 
     # -- the online-learner contract --
     def begin(self, env: BatchedEnv) -> MetaGradientDQNState:
         dqn_state = self.dqn.begin(env)
         c = self.config.dqn
         dtype = next(iter(dqn_state.params.values())).dtype
-        eta = torch.stack([discount_logit(c.gamma), torch.log(torch.tensor(c.lr,
-                                                                           dtype=torch.float64))])
-        eta = eta.to(dtype=dtype, device=env.device).expand(env.num_tasks, 2).clone()
+        start = [discount_logit(c.gamma), torch.log(torch.tensor(c.lr, dtype=torch.float64))]
+        if self.lambda_returns:
+            start.append(discount_logit(self.config.meta.lambda_init))
+        eta = torch.stack(start).to(dtype=dtype, device=env.device)
+        eta = eta.expand(env.num_tasks, len(start)).clone()
         state = MetaGradientDQNState(dqn_state, eta, self.meta_optimizer.init({"eta": eta}))
-        dqn_state.eta = self._condition(discount(eta[:, 0]))
+        dqn_state.eta = self._condition_on(eta)
         return state
 
     def act(self, obs: torch.Tensor, state: MetaGradientDQNState, generator: torch.Generator
@@ -228,22 +299,44 @@ class MetaGradientDQN:
                 else None
             return bootstrap_values(q_target, q_online)
 
-    def inner_update(self, s: DQNState, batch: NStepBatch, eta_now: torch.Tensor
+    def sample(self, s: DQNState, generator: torch.Generator, batch_size: int | None = None
+               ) -> NStepBatch | WindowBatch:
+        """A batch per task from its replay: one-step transitions, or with lambda-returns
+        ``meta.window``-step windows with every step kept."""
+        if not self.lambda_returns:
+            return self.dqn.sample(s, generator, batch_size)
+        return sample_window(s.replay, s.slots, batch_size or self.config.dqn.batch_size,
+                             self.config.meta.window, generator)
+
+    def _targets(self, s: DQNState, batch: NStepBatch | WindowBatch,
+                 cond: torch.Tensor | None
+                 ) -> Callable[[torch.Tensor | float, torch.Tensor | float], torch.Tensor]:
+        """``(gamma, lambda) -> y`` ``[tasks, batch]``: the TD targets of ``batch`` as a pure
+        function of the discount and lambda (``[tasks, 1]`` or floats), the target network's
+        bootstrap values taken once (no gradient), its network input ``cond``: the one-step
+        ``r + gamma (1 - terminated) V(s')``, or the truncated lambda-return of a window."""
+        if isinstance(batch, WindowBatch):
+            values = self._bootstrap(s, batch.next_obs, cond)  # [tasks, batch, n]
+            return lambda gamma, lam: lambda_returns(batch, values, gamma, lam)
+        v_next = self._bootstrap(s, batch.next_obs, cond)
+        alive = 1.0 - batch.terminated.to(v_next.dtype)
+        return lambda gamma, lam: batch.returns + gamma * alive * v_next
+
+    def inner_update(self, s: DQNState, batch: NStepBatch | WindowBatch, eta_now: torch.Tensor
                      ) -> Callable[[torch.Tensor], tuple[Params, dict[str, torch.Tensor]]]:
         """``eta -> (theta', Adam state)``: the DQN step on ``batch`` from ``s`` as a pure
         function of the raw ``eta`` (what :func:`update_with_tangents` differentiates);
-        the target network's bootstrap value is taken once, conditioned on ``eta_now``."""
+        the target network's bootstrap values are taken once, conditioned on ``eta_now``."""
         c = self.config.dqn
-        cond_now = self._condition(discount(eta_now[:, 0]))
-        v_next = self._bootstrap(s, batch.next_obs, cond_now)
-        alive = 1.0 - batch.terminated.to(v_next.dtype)
+        targets = self._targets(s, batch, self._condition_on(eta_now))
         action = batch.action.long().unsqueeze(-1)
         params, opt = s.params, s.opt
 
         def update(eta: torch.Tensor) -> tuple[Params, dict[str, torch.Tensor]]:
             gamma, lr = discount(eta[:, 0]), step_size(eta[:, 1])
-            y = batch.returns + gamma.unsqueeze(-1) * alive * v_next
-            cond = self._condition(gamma)
+            lam = discount(eta[:, 2]) if self.lambda_returns else None
+            y = targets(gamma.unsqueeze(-1), 1.0 if lam is None else lam.unsqueeze(-1))
+            cond = self._condition(gamma, lam)
 
             def loss(p: Params) -> torch.Tensor:
                 q = self.network(batch.obs, p, cond).gather(-1, action).squeeze(-1)
@@ -259,18 +352,28 @@ class MetaGradientDQN:
 
         return update
 
-    def meta_objective_grads(self, s: DQNState, batch: NStepBatch, params: Params
-                             ) -> tuple[Params, torch.Tensor]:
+    def meta_objective_grads(self, s: DQNState, batch: NStepBatch | WindowBatch,
+                             params: Params) -> tuple[Params, torch.Tensor]:
         """``dJ'/d theta'`` at ``params`` and ``J'`` per task ``[tasks]``: the TD loss of
-        ``batch`` with the reference discount ``gamma_bar`` (network and target conditioned
-        on it)."""
+        ``batch`` with the reference discount ``gamma_bar`` (and ``lambda_bar``; network
+        and target conditioned on them)."""
         m, c = self.config.meta, self.config.dqn
+        ref = next(iter(params.values()))
         tasks = batch.obs.shape[0]
-        gamma_bar = torch.full((tasks,), m.gamma_bar, dtype=batch.returns.dtype,
-                               device=batch.returns.device)
-        cond = self._condition(gamma_bar)
-        v_next = self._bootstrap(s, batch.next_obs, cond)
-        y = batch.returns + m.gamma_bar * (1.0 - batch.terminated.to(v_next.dtype)) * v_next
+
+        def full(x: float) -> torch.Tensor:
+            return torch.full((tasks,), x, dtype=ref.dtype, device=ref.device)
+
+        if isinstance(batch, WindowBatch):
+            cond = self._condition(full(m.gamma_bar), full(m.lambda_bar))
+            y = self._targets(s, batch, cond)(m.gamma_bar, m.lambda_bar)
+        else:
+            gamma_bar = torch.full((tasks,), m.gamma_bar, dtype=batch.returns.dtype,
+                                   device=batch.returns.device)
+            cond = self._condition(gamma_bar)
+            v_next = self._bootstrap(s, batch.next_obs, cond)
+            y = batch.returns + m.gamma_bar * (1.0 - batch.terminated.to(v_next.dtype)) \
+                * v_next
         leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
         with torch.enable_grad():
             q = self.network(batch.obs, leaves, cond).gather(
@@ -290,30 +393,31 @@ class MetaGradientDQN:
         new_eta, state.eta_opt = self.meta_optimizer.step({"eta": state.eta}, {"eta": d_eta},
                                                           state.eta_opt)
         state.eta = new_eta["eta"].detach()
-        state.dqn.eta = self._condition(discount(state.eta[:, 0]))
+        state.dqn.eta = self._condition_on(state.eta)
         return loss
 
     def eta_gradient(self, state: MetaGradientDQNState, generator: torch.Generator
                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """The DQN step (``theta'`` and the trace stored in ``state``) and the per-task
-        meta-gradient ``dJ'/d eta`` ``[tasks, 2]`` (zero in the components not learned),
+        meta-gradient ``dJ'/d eta`` ``[tasks, k]`` (zero in the components not learned),
         with ``J'`` per task; ``eta`` itself is not changed here."""
         s = state.dqn
-        batch = self.dqn.sample(s, generator)
+        batch = self.sample(s, generator)
         update = self.inner_update(s, batch, state.eta)
-        # d theta'/d gamma by forward mode; d theta'/d log lr = lr * direction = theta' - theta
-        # exactly (the step is linear in lr), so that component needs no extra pass
-        jvp = [j for j in self.components if ETA[j] == "gamma"]
+        # d theta'/d gamma (and d/d logit lambda) by forward mode; d theta'/d log lr = lr *
+        # direction = theta' - theta exactly (the step is linear in lr), so that component
+        # needs no extra pass
+        jvp = [j for j in self.components if self.names[j] != "lr"]
         new, opt, tangents = update_with_tangents(update, state.eta, jvp)
         if "lr" in self.config.meta.learn:
             tangents.append({k: new[k] - s.params[k] for k in new})
-            jvp.append(ETA.index("lr"))
+            jvp.append(self.names.index("lr"))
         order = [jvp.index(j) for j in self.components]
         tangents = [tangents[i] for i in order]
         state.trace = accumulate_trace(state.trace, tangents, self.config.meta.trace_decay)
         s.params, s.opt = new, {k: v.detach() for k, v in opt.items()}
         s.updates += 1
-        query = self.dqn.sample(s, generator, self.config.meta.meta_batch_size)
+        query = self.sample(s, generator, self.config.meta.meta_batch_size)
         grads, loss = self.meta_objective_grads(s, query, s.params)
         d_eta = torch.zeros_like(state.eta)
         d_eta[:, self.components] = meta_gradient(grads, state.trace).to(d_eta.dtype)

@@ -39,6 +39,7 @@ acting greedily: with ``evaluation.steps: 0`` the protocol scores it without ada
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -53,6 +54,7 @@ from adaptrl.adaptation.mer import (
     mer_one_big_batch,
     mer_update,
     over_learners,
+    replay_sgd,
 )
 from adaptrl.agents.contract import AdaptationUnit
 from adaptrl.agents.dqn import (
@@ -90,9 +92,11 @@ class MERConfig(ConfigModel):
     gamma: float = Field(1.0, ge=0, le=1, description="across-batch Reptile rate")
     memories: int = Field(15, ge=1, description="k: memories per batch")
     batches: int = Field(2, ge=1, description="s: batches per update")
-    variant: Literal["algorithm-1", "one-big-batch"] = Field(
+    variant: Literal["algorithm-1", "one-big-batch", "replay-sgd"] = Field(
         "algorithm-1", description="algorithm-1: a Reptile step per batch; one-big-batch: "
-        "one pass through the s batches and one Reptile step")
+        "one pass through the s batches and one Reptile step; replay-sgd: a control, one "
+        "SGD step (lr) on each batch's mean loss (Riemer et al.'s ER baseline: no "
+        "per-sample order, no Reptile steps)")
 
 
 class StreamDQNConfig(AlgorithmConfig):
@@ -307,15 +311,19 @@ class StreamDQN:
             return ex["w"] * td_loss(q.view(1, 1), ex["y"].view(1, 1), huber)[0]
 
         batches = self.mer_batches(state, generator)
-        rule = mer_update if m.variant == "algorithm-1" else mer_one_big_batch
+        rules: dict[str, Callable[..., Params]] = {
+            "algorithm-1": mer_update, "one-big-batch": mer_one_big_batch,
+            "replay-sgd": replay_sgd}
+        rule = rules[m.variant]
+        rates = {"lr": m.lr} if m.variant == "replay-sgd" else \
+            {"lr": m.lr, "beta": m.beta, "gamma": m.gamma}
         before = state.params
         if next(iter(before.values())).shape[0] == 1:  # one learner: vmap would only cost
             one = rule({k: v[0] for k, v in before.items()}, loss,
-                       {k: v[0] for k, v in batches.items()}, m.lr, m.beta, m.gamma)
+                       {k: v[0] for k, v in batches.items()}, **rates)
             after = {k: v.unsqueeze(0) for k, v in one.items()}
         else:
-            after = over_learners(rule, loss, lr=m.lr, beta=m.beta, gamma=m.gamma)(
-                before, batches)
+            after = over_learners(rule, loss, **rates)(before, batches)
         state.params = {k: v.detach() for k, v in after.items()}
         with torch.no_grad():  # the TD loss of the batches before the update, for the log
             q = network(batches["obs"].flatten(1, 2), before).gather(

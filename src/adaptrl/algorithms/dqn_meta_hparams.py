@@ -110,6 +110,10 @@ def meta_tune(family: TaskFamily, config: MetaGradientDQNConfig, tasks: Tasks, e
     state is saved there after every unit and a run that finds it resumes from it."""
     if unit < 1:
         raise ValueError(f"unit must be >= 1, got {unit}")
+    if config.meta.window > 1:
+        raise ValueError(f"metagrad.window: the meta-tuned file is a fixed-hyperparameter "
+                         f"DQN's (gamma and lr), which has no lambda-returns: window must be "
+                         f"1 here, got {config.meta.window}")
     with seeded_init(seed):
         agent = MetaGradientDQN(shared(config, env_steps), family.observation_space,
                                 family.action_space)

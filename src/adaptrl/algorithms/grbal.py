@@ -78,6 +78,26 @@ def adapt_model(model: DynamicsModel, params: Params, window: Window, inner: Mod
     return theta if create_graph else detach_params(theta)
 
 
+def open_loop_loss(model: DynamicsModel, params: Params | None, window: Window
+                   ) -> torch.Tensor:
+    """Per-row loss ``[n]`` of the model rolled out open-loop along a window of T
+    transitions (what an MPC planner asks of it), the mean over ``k`` of the model loss of
+    predicting ``s_{k+1}`` from its own prediction ``s_hat_k`` (``s_hat_0 = s_0``) and
+    ``a_k``: the squared error of ``s_hat_{k+1}`` in units of the normalised state change,
+    differentiated through the rollout. With ``T = 1`` it is the one-step loss. (A
+    multi-step loss is not GrBAL's, whose eq. 3 scores each future transition one step
+    ahead; it is the fifth lever of docs/model_based.md's pendulum study.)"""
+    s = window.obs[:, :1]
+    steps = window.obs.shape[1]
+    total = torch.zeros(window.obs.shape[0], dtype=window.obs.dtype, device=window.obs.device)
+    for k in range(steps):
+        action, target = window.action[:, k:k + 1], window.next_obs[:, k:k + 1]
+        total = total + model.loss(params, s, action, target)
+        if k + 1 < steps:
+            s = model.predict(s, action, params)
+    return total / steps
+
+
 def episodes_as_rows(traj: Trajectories) -> Transitions:
     """Every slot's episode of a one-episode trial as one buffer row: fields
     ``[1, slots, T, ...]`` (so a :class:`RingBuffer` of one "task" keeps whole episodes)."""
@@ -159,13 +179,14 @@ class GrBAL:
         self.fitted = True
 
     def agent(self, step_sizes: list[float] | None = None) -> ModelBasedAgent:
-        """The meta-test agent (``step_sizes`` is ignored: the inner step is ``inner.lr``)."""
+        """The meta-test agent (``step_sizes`` is ignored): it adapts with ``test_inner``
+        (default ``inner``) on the last ``test_past`` (default ``past``) transitions."""
         cfg = self.config
         inner = cfg.test_inner or cfg.inner
         learned = None if self.inner_optimizer is None or cfg.test_inner is not None \
             else self.inner_optimizer.detached()
         return ModelBasedAgent(self.family, self.model, detach_params(named_params(self.model)),
-                               cfg.planner, inner, cfg.past,
+                               cfg.planner, inner, cfg.test_past or cfg.past,
                                adapt=cfg.adapt_at_test and inner.steps > 0, oracle=cfg.oracle,
                                optimizer=learned)
 
@@ -203,16 +224,25 @@ class GrBAL:
                   ) -> tuple[torch.Tensor, float]:
         """The outer loss (eq. 3): the mean over windows of the future K transitions' loss
         after the inner steps on the past M, and (detached) the same loss before them.
-        Without inner steps it is the plain loss on all M + K transitions."""
-        model = self.model
+        Without inner steps it is the plain loss on all M + K transitions. With
+        ``outer_loss: open_loop`` the future's loss is :func:`open_loop_loss` (without
+        inner steps: the mean of the past's and the future's)."""
+        model, open_loop = self.model, self.config.outer_loss == "open_loop"
+
+        def scored(p: Params, window: Window) -> torch.Tensor:
+            if open_loop:
+                return open_loop_loss(model, p, window)
+            return model.loss(p, window.obs, window.action, window.next_obs)
         with torch.no_grad():
-            before = model.loss(params, future.obs, future.action, future.next_obs).mean()
+            before = scored(params, future).mean()
         if self.config.inner.steps == 0:
+            if open_loop:  # each window rolled out, as long as GrBAL's future is
+                return (scored(params, past) + scored(params, future)).mean() / 2, float(before)
             both = [torch.cat([getattr(past, f), getattr(future, f)], 1)
                     for f in ("obs", "action", "next_obs")]
             return model.loss(params, *both).mean(), float(before)
         phi = adapt_model(model, params, past, self.config.inner, True, self.inner_optimizer)
-        return model.loss(phi, future.obs, future.action, future.next_obs).mean(), float(before)
+        return scored(phi, future).mean(), float(before)
 
     def windows(self, count: int) -> tuple[Window, Window]:
         """``count`` windows of ``M + K`` consecutive transitions, each inside one stored

@@ -55,6 +55,12 @@ class GrBALConfig(AlgorithmConfig):
     past: int = Field(16, ge=1, description="M: transitions the model adapts on")
     future: int = Field(16, ge=1, description="K: transitions the adapted model is scored on")
     inner: ModelInnerConfig = Field(default_factory=ModelInnerConfig)
+    outer_loss: Literal["one_step", "open_loop"] = Field(
+        "one_step", description="what the outer loss scores on the future K: each transition "
+        "one step ahead (GrBAL's eq. 3), or the model rolled out open-loop from the first "
+        "future state along the K actions, as the planner uses it (not GrBAL's: "
+        "docs/model_based.md, lever 5); with inner.steps 0, each of the past M and the "
+        "future K is rolled out")
     outer_lr: float = Field(1e-3, gt=0, description="Adam step size of the outer loop")
     outer_steps: int = Field(50, ge=1, description="Adam steps per iteration")
     batch_windows: int = Field(32, ge=1, description="windows (each from one episode, one "
@@ -67,6 +73,9 @@ class GrBALConfig(AlgorithmConfig):
     test_inner: ModelInnerConfig | None = Field(
         None, description="the online adaptation at meta-test (default: inner); the "
         "mb_finetune baseline trains with inner.steps 0 and adapts with this")
+    test_past: int | None = Field(
+        None, ge=1, description="M at meta-test: the window of last transitions the model "
+        "adapts on online (default: past); the mb_finetune baseline adapts on it too")
     oracle: bool = Field(False, description="plan with the simulator (the MPC oracle)")
     dynamics: DynamicsConfig = Field(default_factory=DynamicsConfig)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)

@@ -1,0 +1,149 @@
+"""``benchmarks/grbal_study.py``'s test-time levers and diagnostics (docs/model_based.md,
+"The pendulum: levers four to six"): the test-time inner step replaces the run's (a learned
+step size too), a grid study pairs every setting with the same fixed agents (at the run's
+own setting the difference is exactly 0), and the adaptation diagnostics are known answers
+(no step changes nothing; the one-step error and window loss by hand; a small step fits the
+window better)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from adaptrl.algorithms.grbal import GrBAL
+from adaptrl.algorithms.grbal_config import GrBALConfig, ModelInnerConfig
+from adaptrl.models.functional import expand_params
+from adaptrl.planning.controller import Window
+from adaptrl.tasks import PendulumPhysics
+from adaptrl.tasks.pendulum import CADM_PARAMS
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = {"meta_batch_size": 3, "past": 4, "future": 3, "outer_steps": 3, "batch_windows": 5,
+        "dynamics": {"hidden": [16]},
+        "planner": {"name": "cem", "horizon": 4, "candidates": 8, "iterations": 2}}
+
+
+def _study() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "grbal_study", ROOT / "benchmarks" / "grbal_study.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _family(horizon: int) -> PendulumPhysics:
+    return PendulumPhysics(**{**CADM_PARAMS, "horizon": horizon})
+
+
+def _learner(family: PendulumPhysics, **settings: Any) -> GrBAL:
+    torch.manual_seed(0)
+    learner = GrBAL(family, GrBALConfig(**{**TINY, **settings}),
+                    torch.Generator().manual_seed(0), torch.device("cpu"))
+    learner.meta_update(family.sample(3, "train", torch.Generator().manual_seed(1)))
+    return learner
+
+
+def test_test_inner_replaces_the_runs_step_window_and_learned_step_sizes() -> None:
+    study = _study()
+    agent = _learner(_family(12), inner=ModelInnerConfig(lr=0.01, learn_lr=True)).agent()
+    assert agent.optimizer is not None and agent.memory == 4
+    assert study.with_test_inner(agent) == agent
+    changed = study.with_test_inner(agent, lr=0.002, past=9)
+    assert changed.inner.lr == 0.002 and changed.memory == 9 and changed.optimizer is None
+    assert changed.inner.steps == agent.inner.steps
+    deeper = study.with_test_inner(agent, steps=3)  # the learned step sizes stay
+    assert deeper.inner.steps == 3 and deeper.optimizer is agent.optimizer
+    mb = _learner(_family(12), inner=ModelInnerConfig(steps=0)).agent()
+    finetune = study.finetuned(mb, changed)
+    assert finetune.adapt and finetune.inner == changed.inner and finetune.memory == 9
+    assert finetune.model is mb.model and finetune.optimizer is None
+
+
+def test_grid_pairs_each_setting_with_the_same_fixed_agents() -> None:
+    study = _study()
+    family = _family(12)
+    torch.set_num_threads(1)
+    agent = _learner(family).agent()
+    mb = _learner(family, inner=ModelInnerConfig(steps=0)).agent()
+    tasks = family.sample(3, "test", torch.Generator().manual_seed(5))
+    fixed_agents = {"grbal_preset": agent, "mb": mb, "mpc_oracle": study.replace(
+        agent, oracle=True, adapt=False), "random": study.RandomAgent(
+        study.ActionDomain.of(family.action_space))}
+    seconds: dict[str, dict[str, float]] = {}
+    fixed = study.score(family, fixed_agents, tasks, 1, 0, seconds)
+    assert set(seconds) == set(fixed_agents) and all(v["cpu_s"] >= 0 for v in seconds.values())
+    rows = study.test_grid(family, agent, mb, {"ood": tasks}, {"ood": fixed}, [4, 2],
+                           [agent.inner.lr], 1, 0)
+    assert [(r["past"], r["lr"]) for r in rows] == [(4, agent.inner.lr), (2, agent.inner.lr)]
+    own = rows[0]["ood"]
+    assert own["paired"]["grbal-grbal_preset"] == {"mean": [0.0], "ci95": [0.0]}
+    assert own["per_task"]["grbal"] == own["per_task"]["grbal_preset"]
+    for row in rows:  # the fixed agents are the same numbers in every row
+        assert row["ood"]["per_task"]["mb"] == own["per_task"]["mb"]
+        assert set(row["ood"]["paired"]) == {"grbal-mb", "grbal-mb_finetune",
+                                             "grbal-grbal_preset"}
+    # mb_finetune of a row is the non-meta-learned model adapted like that row's GrBAL
+    alone = study.score(family, {"mb_finetune": study.finetuned(
+        mb, study.with_test_inner(agent, past=2))}, tasks, 1, 0)["mb_finetune"]
+    norm = study.normalised_to_oracle(alone, fixed["mpc_oracle"][0], fixed["random"][0])
+    assert rows[1]["ood"]["per_task"]["mb_finetune"] == norm.tolist()
+
+
+def test_adaptation_diagnostics_known_answers() -> None:
+    study = _study()
+    family = _family(30)
+    learner = _learner(family)
+    agent = learner.agent()
+    tasks = family.sample(2, "test", torch.Generator().manual_seed(3))
+    oracle = study.replace(agent, oracle=True, adapt=False)
+    episodes = study.oracle_episodes(family, tasks, oracle, 0)
+    obs, act, nxt = episodes
+    assert obs.shape[:2] == (30, 2)
+    starts, horizon, future = [6, 16], 5, 3
+    # no inner step: nothing changes
+    none = study.adaptation_diagnostics(study.with_test_inner(agent, steps=0), episodes,
+                                        starts, horizon, future)
+    for key in ("past", "future", "open_loop"):
+        assert torch.equal(none[f"{key}_before"], none[f"{key}_after"])
+    d = study.adaptation_diagnostics(study.with_test_inner(agent, lr=1e-3), episodes, starts,
+                                     horizon, future)
+    assert d["open_loop_before"].shape == (2, horizon) and d["past_before"].shape == (2,)
+    # by hand: the one-step error and the window's loss from theta*, averaged over starts
+    model, params = learner.model, expand_params(agent.params, 2)
+    one_step = torch.stack([(model.predict(obs[t].unsqueeze(1), act[t].unsqueeze(1), params)[
+        :, 0] - obs[t + 1]).norm(dim=-1) for t in starts]).mean(0)
+    torch.testing.assert_close(d["open_loop_before"][:, 0], one_step)
+    windows = [Window(obs[t - 4:t].transpose(0, 1), act[t - 4:t].transpose(0, 1),
+                      nxt[t - 4:t].transpose(0, 1), torch.ones(2, 4, dtype=torch.bool))
+               for t in starts]
+    by_hand = torch.stack([model.loss(params, w.obs, w.action, w.next_obs)
+                           for w in windows]).mean(0)
+    torch.testing.assert_close(d["past_before"], by_hand)
+    # a small gradient step on the window fits that window better, on every task
+    assert (d["past_after"] < d["past_before"]).all()
+    # the study's horizon-error curve is the diagnostics' open-loop error, over tasks
+    before, after = study.horizon_errors(agent, family, tasks, oracle, horizon, 0)
+    ref = study.adaptation_diagnostics(agent, episodes, list(range(4, 30 - horizon, 10)),
+                                       horizon)
+    torch.testing.assert_close(before, ref["open_loop_before"].mean(0))
+    torch.testing.assert_close(after, ref["open_loop_after"].mean(0))
+
+
+def test_box_of_finds_each_ood_task_in_its_test_box() -> None:
+    study = _study()
+    family = _family(12)
+    tasks = family.sample(40, "test", torch.Generator().manual_seed(7))
+    boxes = [{k: tuple(v) for k, v in box.items()} for box in CADM_PARAMS["test_boxes"]]
+    where = study.box_of(tasks, boxes)
+    assert min(where) == 0 and max(where) == len(boxes) - 1  # every task in a box
+    for i, j in enumerate(where):
+        assert all(lo <= float(tasks.params[k][i]) <= hi for k, (lo, hi) in boxes[j].items())
+    train = family.sample(5, "train", torch.Generator().manual_seed(7))
+    assert study.box_of(train, boxes) == [-1] * 5  # the training grid is in no test box

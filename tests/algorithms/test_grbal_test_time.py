@@ -1,0 +1,66 @@
+"""GrBAL's test-time adaptation settings (``test_inner``, ``test_past``): the agent adapts
+with them, on exactly the last ``test_past`` transitions; the mb_finetune baseline adapts
+the same way, mb not at all; training is untouched; a bad window is named."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from adaptrl.algorithms.baselines import baseline_config
+from adaptrl.algorithms.grbal import GrBAL
+from adaptrl.algorithms.grbal_config import GrBALConfig, ModelInnerConfig
+from adaptrl.evaluation.protocol import adaptation_curves
+from adaptrl.planning.controller import Window
+from adaptrl.tasks import PendulumPhysics
+from adaptrl.tasks.pendulum import CADM_PARAMS
+
+TINY = {"meta_batch_size": 3, "past": 4, "future": 3, "outer_steps": 3, "batch_windows": 5,
+        "dynamics": {"hidden": [16]},
+        "planner": {"name": "cem", "horizon": 4, "candidates": 8, "iterations": 2}}
+
+
+def _learner(**settings: Any) -> GrBAL:
+    family = PendulumPhysics(**{**CADM_PARAMS, "horizon": 12})
+    torch.manual_seed(0)
+    return GrBAL(family, GrBALConfig(**{**TINY, **settings}),
+                 torch.Generator().manual_seed(0), torch.device("cpu"))
+
+
+def test_agent_adapts_with_the_test_settings_on_the_last_test_past() -> None:
+    plain = _learner().agent()
+    assert plain.memory == 4 and plain.inner.lr == 0.01
+    learner = _learner(test_past=7, test_inner={"steps": 1, "lr": 0.002})
+    learner.meta_update(learner.family.sample(3, "train", torch.Generator().manual_seed(1)))
+    agent = learner.agent()
+    assert agent.memory == 7 and agent.inner.lr == 0.002 and agent.adapt
+    assert learner.windows(2)[0].obs.shape[1] == 4  # training keeps M = past
+    tasks = learner.family.sample(2, "test", torch.Generator().manual_seed(2))
+    seen: list[int] = []
+    actor = agent.actor(tasks)
+    original = actor.dynamics
+
+    def spy(window: Window | None, slots: int) -> Any:
+        if window is not None:
+            seen.append(int(window.mask.sum(1).max()))
+        return original(window, slots)
+    object.__setattr__(actor, "dynamics", spy)
+    object.__setattr__(agent, "actor", lambda t: actor)
+    adaptation_curves(learner.family, agent, tasks, 0, 1, 0, torch.device("cpu"))
+    assert seen == [min(t, 7) for t in range(1, 12)]  # fills up to test_past, never past it
+
+
+def test_baselines_inherit_the_test_settings() -> None:
+    cfg = GrBALConfig(**TINY, test_past=9, test_inner=ModelInnerConfig(steps=1, lr=0.005))
+    finetune = baseline_config("mb_finetune", cfg)
+    assert isinstance(finetune, GrBALConfig)
+    assert finetune.test_past == 9 and finetune.test_inner == cfg.test_inner
+    assert finetune.inner.steps == 0 and finetune.adapt_at_test
+    mb = baseline_config("mb", cfg)
+    assert isinstance(mb, GrBALConfig)
+    assert not mb.adapt_at_test and mb.inner.steps == 0
+    assert GrBALConfig().test_past is None
+    with pytest.raises(ValueError, match="test_past"):
+        GrBALConfig(test_past=0)
