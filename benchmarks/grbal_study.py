@@ -264,6 +264,17 @@ def diagnose(family: TaskFamily, agents: dict[str, ModelBasedAgent], sets: dict[
     return out
 
 
+def significant(value: Any, digits: int = 6) -> Any:
+    """``value`` (JSON-like) with every float rounded to ``digits`` significant digits."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: significant(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [significant(v, digits) for v in value]
+    return value
+
+
 def print_diagnosis(result: dict[str, Any], horizons: tuple[int, ...] = (1, 5, 10, 20)) -> None:
     """One line per set, model and setting: losses and open-loop errors before -> after."""
     for set_name, table in result.items():
@@ -346,7 +357,8 @@ def report_by_box(saved: dict[str, Any], boxes: list[dict[str, Any]], where: lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--grbal", required=True)
-    parser.add_argument("--mb", required=True)
+    parser.add_argument("--mb", help="the run trained without meta-learning (all but "
+                        "--report and --replot)")
     parser.add_argument("--tasks", type=int, default=16)
     parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--seed", type=int, default=12345)
@@ -397,6 +409,8 @@ def main() -> None:
         report_by_box(json.loads(Path(f"{args.out}.json").read_text()), boxes,
                       box_of(ood, boxes))
         return
+    if args.mb is None:
+        parser.error("--mb is required (the run trained with algorithm.inner.steps=0)")
     config, grbal = load(args.grbal, args.checkpoint)
     _, mb = load(args.mb, args.checkpoint)
     family = build_family(config)
@@ -423,7 +437,8 @@ def main() -> None:
                                        pasts, lrs, args.horizon, grbal.config.future,
                                        args.seed)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(f"{args.out}.json").write_text(json.dumps(result, indent=1))
+        # thousands of per-task numbers: 6 significant digits, one line
+        Path(f"{args.out}.json").write_text(json.dumps(significant(result), separators=(",", ":")))
         print_diagnosis(result["diagnosis"])
         return
     if args.grid_past is not None or args.grid_lr is not None:

@@ -22,10 +22,11 @@ instrumented, and prints every ``--every`` env steps:
 * ``ret`` — the training episodes' mean return.
 
 For ``dqn-mer`` it also checks every update's batches: the newest transition must sit in
-each of the ``s`` batches exactly once, with its real observation, action and reward (its
-target recomputed from the target network), and the memories must be real memory rows
-(no zero placeholder). After the update it checks that the actor acts with the updated
-parameters (the next ``act`` reads ``state.params``). A failed check stops the run.
+each of the ``s`` batches (at least once: it is in the reservoir too, so a memory draw may
+repeat it), with its real action and its target (recomputed from the target network, so
+its reward and terminal flag), and no batch may hold an all-zero observation (a
+placeholder row). After every update it checks that ``state.params`` — what the next
+``act`` reads — is a new parameter set, not the one before. A failed check stops the run.
 
     OMP_NUM_THREADS=1 python benchmarks/trace_dqn_mer.py --game flappy-bird --algo dqn-mer
     OMP_NUM_THREADS=1 python benchmarks/trace_dqn_mer.py --game flappy-bird --algo dqn-stream

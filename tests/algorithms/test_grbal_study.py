@@ -147,3 +147,11 @@ def test_box_of_finds_each_ood_task_in_its_test_box() -> None:
         assert all(lo <= float(tasks.params[k][i]) <= hi for k, (lo, hi) in boxes[j].items())
     train = family.sample(5, "train", torch.Generator().manual_seed(7))
     assert study.box_of(train, boxes) == [-1] * 5  # the training grid is in no test box
+
+
+def test_significant_rounds_every_float_and_nothing_else() -> None:
+    study = _study()
+    value = {"a": [1.23456789, 2, "x"], "b": {"c": 0.000123456789, "d": True}}
+    assert study.significant(value) == {"a": [1.23457, 2, "x"],
+                                        "b": {"c": 0.000123457, "d": True}}
+    assert study.significant(123456789.0, 3) == 123000000.0

@@ -64,3 +64,20 @@ def test_baselines_inherit_the_test_settings() -> None:
     assert GrBALConfig().test_past is None
     with pytest.raises(ValueError, match="test_past"):
         GrBALConfig(test_past=0)
+
+
+def test_test_settings_leave_training_alone() -> None:
+    """Meta-training collects with the adaptation it trains (inner on the last past): two
+    runs that differ only in test_inner / test_past train the same model on the same data."""
+    runs = [_learner(), _learner(test_past=7, test_inner={"steps": 2, "lr": 0.05})]
+    for learner in runs:
+        for seed in (1, 2):  # the second iteration collects with MPC, adapting online
+            learner.meta_update(learner.family.sample(3, "train",
+                                                      torch.Generator().manual_seed(seed)))
+    a, b = (r.state_dict() for r in runs)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key])
+    for key, value in a["buffer"]["rows"].items():
+        assert torch.equal(value, b["buffer"]["rows"][key]), key
+    # and the test settings did change the agent that would be scored
+    assert runs[1].agent().memory == 7 and runs[0].agent().memory == 4

@@ -35,6 +35,12 @@ PRESETS: dict[str, list[str]] = {
         "algorithm.inner.learning_starts=20", *DQN, "evaluation.num_tasks=2",
         "evaluation.steps=2", "evaluation.env_steps_per_unit=100", "evaluation.episodes=1",
         "evaluation.baselines=[dqn_scratch,dqn_tuned,dqn_metagrad]"],
+    "dqn-reptile-catcher-lambda": [  # the meta-gradient baseline learning lambda too
+        "iterations=1", "algorithm.meta_batch_size=2", "algorithm.inner.env_steps=100",
+        "algorithm.inner.learning_starts=20", *DQN, "evaluation.num_tasks=2",
+        "evaluation.steps=2", "evaluation.env_steps_per_unit=100", "evaluation.episodes=1",
+        "evaluation.baselines=[dqn_metagrad]", "algorithm.metagrad.window=3",
+        "algorithm.metagrad.learn=[gamma,lr,lambda]"],
     "dqn-mer-catcher": [
         "iterations=5", "schedule.iterations_per_stage=1", "schedule.eval_tasks_per_stage=2",
         "algorithm.env_steps=100", *DQN, "algorithm.mer.memories=3", "evaluation.num_tasks=2",
@@ -54,9 +60,10 @@ PRESETS: dict[str, list[str]] = {
 
 
 def run_preset(name: str, device: str, root: Path) -> tuple[Path, dict[str, Any]]:
-    """Train the preset ``configs/NAME.yaml`` at a tiny budget on ``device`` and evaluate it;
-    returns the run folder and its evaluation."""
-    exp, algo = load_config(Path("configs") / f"{name}.yaml",
+    """Train the preset ``configs/NAME.yaml`` (``NAME-lambda``: its variant) at a tiny
+    budget on ``device`` and evaluate it; returns the run folder and its evaluation."""
+    preset = name.removesuffix("-lambda")  # a variant of a preset: PRESETS' overrides
+    exp, algo = load_config(Path("configs") / f"{preset}.yaml",
                             [*PRESETS[name], *QUIET, f"device={device}"])
     run = root / f"{name}-{device}"
     train(exp, algo, run)

@@ -193,11 +193,15 @@ class GrBAL:
     def meta_update(self, tasks: Tasks) -> dict[str, float]:
         cfg = self.config
         # collect with the current model, adapting online only if it is meta-learned (so
-        # that mb and mb_finetune, which differ only at test, train the same model)
+        # that mb and mb_finetune, which differ only at test, train the same model), and as
+        # it is trained to adapt: inner on the last past (test_inner / test_past are meta-test
+        # settings only)
+        trained = None if self.inner_optimizer is None else self.inner_optimizer.detached()
         actor: TrialActor[Any] = (
             RandomActor(ActionDomain.of(self.family.action_space))
             if self.iterations < cfg.random_iterations or not self.fitted
-            else replace(self.agent(), adapt=cfg.inner.steps > 0).actor(tasks))
+            else replace(self.agent(), adapt=cfg.inner.steps > 0, inner=cfg.inner,
+                         memory=cfg.past, optimizer=trained).actor(tasks))
         traj = play_trials(self.family.make_env(tasks.to(self.device), cfg.episodes_per_task,
                                                 self.device), actor, 1, self.generator)
         self.env_steps += traj.num_steps
