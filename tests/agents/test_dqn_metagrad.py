@@ -104,9 +104,11 @@ def test_a_fixed_lambda_stays_put() -> None:
     assert not torch.allclose(hp["gamma"], torch.full((3,), SMALL.gamma))
 
 
-def test_lambda_resume_is_exact() -> None:
-    agent = _agent(LAMBDA.model_copy(update={"trace_decay": 0.5}))
-    g = torch.Generator().manual_seed(6)
+def _straight_and_resumed(agent: MetaGradientDQN, seed: int
+                          ) -> tuple[MetaGradientDQNState, MetaGradientDQNState]:
+    """Run 120 steps, save the state (and the generator), then continue 80 steps both
+    directly and from the state restored into a fresh one."""
+    g = torch.Generator().manual_seed(seed)
     state = _run(agent, 120, generator=g)
     buf = io.BytesIO()
     torch.save({"state": state.state_dict(), "generator": g.get_state()}, buf)
@@ -118,18 +120,7 @@ def test_lambda_resume_is_exact() -> None:
     restored.load_state_dict(saved["state"])
     g2 = torch.Generator()
     g2.set_state(saved["generator"])
-    resumed = _run(agent, 80, state=restored, generator=g2)
-    torch.testing.assert_close(resumed.eta, straight.eta, rtol=0, atol=0)
-    assert resumed.dqn.eta is not None and straight.dqn.eta is not None
-    torch.testing.assert_close(resumed.dqn.eta, straight.dqn.eta, rtol=0, atol=0)
-    assert resumed.trace is not None and straight.trace is not None
-    assert len(resumed.trace) == 3
-    for z1, z2 in zip(resumed.trace, straight.trace):
-        for k in z1:
-            torch.testing.assert_close(z1[k], z2[k], rtol=0, atol=0)
-    for k in straight.dqn.params:
-        torch.testing.assert_close(resumed.dqn.params[k], straight.dqn.params[k], rtol=0,
-                                   atol=0)
+    return straight, _run(agent, 80, state=restored, generator=g2)
 
 
 def test_lambda_agent_starts_from_a_plain_networks_values() -> None:
@@ -209,26 +200,19 @@ def test_deterministic_under_a_seed() -> None:
         torch.testing.assert_close(a.dqn.params[k], b.dqn.params[k], rtol=0, atol=0)
 
 
-def test_resume_is_exact() -> None:
+@pytest.mark.parametrize(("meta", "seed", "components"), [
+    (MetaGradientConfig(meta_lr=1e-2, trace_decay=0.5), 5, 2),
+    (LAMBDA.model_copy(update={"trace_decay": 0.5}), 6, 3)], ids=["gamma-lr", "lambda"])
+def test_resume_is_exact(meta: MetaGradientConfig, seed: int, components: int) -> None:
     """Run 120 steps, save the state (and the generator), restore into a fresh state,
-    continue 80: the same parameters, eta and trace as continuing without the round trip."""
-    meta = MetaGradientConfig(meta_lr=1e-2, trace_decay=0.5)
-    agent = _agent(meta)
-    g = torch.Generator().manual_seed(5)
-    state = _run(agent, 120, generator=g)
-    buf = io.BytesIO()
-    torch.save({"state": state.state_dict(), "generator": g.get_state()}, buf)
-    straight = _run(agent, 80, state=state, generator=g)
-    buf.seek(0)
-    saved = torch.load(buf, weights_only=True)
-    family = _family()
-    restored = agent.begin(family.make_env(family.sample(3, "train", torch.Generator()), 1))
-    restored.load_state_dict(saved["state"])
-    g2 = torch.Generator()
-    g2.set_state(saved["generator"])
-    resumed = _run(agent, 80, state=restored, generator=g2)
+    continue 80: the same parameters, eta (the agent's and the one its Q-network is
+    conditioned on) and trace as continuing without the round trip."""
+    straight, resumed = _straight_and_resumed(_agent(meta), seed)
     torch.testing.assert_close(resumed.eta, straight.eta, rtol=0, atol=0)
+    assert straight.dqn.eta is not None and resumed.dqn.eta is not None
+    torch.testing.assert_close(resumed.dqn.eta, straight.dqn.eta, rtol=0, atol=0)
     assert resumed.trace is not None and straight.trace is not None
+    assert len(resumed.trace) == components
     for z1, z2 in zip(resumed.trace, straight.trace):
         for k in z1:
             torch.testing.assert_close(z1[k], z2[k], rtol=0, atol=0)

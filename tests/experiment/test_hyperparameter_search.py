@@ -100,8 +100,8 @@ def test_score_is_deterministic_under_a_seed() -> None:
         score_dqn(family, SMALL, tasks, 41, 3, 2, checkpoints=2)
 
 
-def test_search_writes_the_best_trial_and_resumes(tmp_path: Path) -> None:
-    pytest.importorskip("optuna")
+def _tiny_preset(tmp_path: Path) -> Path:
+    """A dqn-reptile preset on short catcher episodes with the SMALL DQN."""
     preset = tmp_path / "preset.yaml"
     preset.write_text(yaml.safe_dump({
         "name": "t", "seed": 1, "iterations": 1, "family": {"name": "catcher",
@@ -109,6 +109,12 @@ def test_search_writes_the_best_trial_and_resumes(tmp_path: Path) -> None:
         "algorithm": {"name": "dqn-reptile", "meta_batch_size": 2,
                       "dqn": SMALL.model_dump()},
         "evaluation": {"num_tasks": 2, "steps": 2, "episodes": 1, "env_steps_per_unit": 20}}))
+    return preset
+
+
+def test_search_writes_the_best_trial_and_resumes(tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    preset = _tiny_preset(tmp_path)
     out = tmp_path / "tuned" / "dqn.yaml"
     search = SearchConfig(trials=2, startup_trials=1, tasks=2, episodes=1, checkpoints=2)
     result = run_search(preset, search, out)
@@ -123,6 +129,20 @@ def test_search_writes_the_best_trial_and_resumes(tmp_path: Path) -> None:
     again = run_search(preset, search.model_copy(update={"trials": 3}), out)
     assert len(again.trials) == 3  # two kept, one more run
     assert again.trials[:2] == written.trials
+
+
+def test_a_resumed_search_does_not_draw_the_first_runs_trials_again(tmp_path: Path) -> None:
+    """Random (start-up) trials only: the resumed run's draw must be new (a resumed
+    sampler seeded as the first run's repeated its first random trial)."""
+    pytest.importorskip("optuna")
+    preset = _tiny_preset(tmp_path)
+    out = tmp_path / "dqn.yaml"
+    search = SearchConfig(trials=2, startup_trials=8, tasks=2, episodes=1, checkpoints=2,
+                          enqueue_base=False)
+    first = run_search(preset, search, out).trials
+    again = run_search(preset, search.model_copy(update={"trials": 3}), out).trials
+    keys = [k for k in again[2] if k not in ("number", "value", "final", "wall_s", "cpu_s")]
+    assert all({k: again[2][k] for k in keys} != {k: t[k] for k in keys} for t in first)
 
 
 def test_dqn_tuned_is_scored_by_adaptrl_evaluate(tmp_path: Path) -> None:

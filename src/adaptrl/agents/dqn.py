@@ -220,6 +220,18 @@ def _draw_starts(replay: RingBuffer, slots: int, batch_size: int,
     return row, index
 
 
+def _draw_windows(replay: RingBuffer, slots: int, batch_size: int, n: int,
+                  generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """The drawn starts (:func:`_draw_starts`: ``row``, ``index``) and their ``n``-step
+    windows in the ring: ``rows [tasks, B, 1]``, ring positions ``window [tasks, B, n]``
+    (wrapping round the ring's end) and each row's newest position ``newest``."""
+    cap = replay.capacity
+    row, index = _draw_starts(replay, slots, batch_size, generator)
+    window = (index.unsqueeze(-1) + torch.arange(n, device=replay.device)) % cap
+    rows = row.unsqueeze(-1)
+    return row, index, rows, window, ((replay.position - 1) % cap)[rows]
+
+
 def sample_n_step(replay: RingBuffer, slots: int, batch_size: int, gamma: float, n: int,
                   generator: torch.Generator) -> NStepBatch:
     """``batch_size`` n-step transitions per task, drawn uniformly with replacement from
@@ -230,12 +242,8 @@ def sample_n_step(replay: RingBuffer, slots: int, batch_size: int, gamma: float,
     data so far ends there: bootstrap), so it never crosses a reset
     (:func:`~adaptrl.rollouts.td.n_step_windows`).
     """
-    dev, cap = replay.device, replay.capacity
-    row, index = _draw_starts(replay, slots, batch_size, generator)
+    row, index, rows, window, newest = _draw_windows(replay, slots, batch_size, n, generator)
     data = replay.data
-    window = (index.unsqueeze(-1) + torch.arange(n, device=dev)) % cap  # [tasks, B, n]
-    rows = row.unsqueeze(-1)
-    newest = ((replay.position - 1) % cap)[rows]
     w = n_step_windows(data.reward[rows, window], data.terminated[rows, window],
                        data.truncated[rows, window] | (window == newest), gamma, n, dim=2)
     last = window.gather(2, w.last[..., :1]).squeeze(-1)
@@ -280,12 +288,8 @@ def sample_window(replay: RingBuffer, slots: int, batch_size: int, n: int,
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    dev, cap = replay.device, replay.capacity
-    row, index = _draw_starts(replay, slots, batch_size, generator)
+    row, index, rows, window, newest = _draw_windows(replay, slots, batch_size, n, generator)
     data = replay.data
-    window = (index.unsqueeze(-1) + torch.arange(n, device=dev)) % cap  # [tasks, B, n]
-    rows = row.unsqueeze(-1)
-    newest = ((replay.position - 1) % cap)[rows]
     terminated = data.terminated[rows, window]
     ended = terminated | data.truncated[rows, window] | (window == newest)
     # step k is in the window when none of steps 0..k-1 ended it

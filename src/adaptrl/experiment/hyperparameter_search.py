@@ -177,10 +177,12 @@ def run_search(preset: Path, search: SearchConfig, out: Path,
     env_steps, tasks = p.env_steps, p.tasks
     out.parent.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{out.with_suffix('.db')}"
-    study = optuna.create_study(
-        study_name="dqn", storage=storage, load_if_exists=True, direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=search.sampler_seed,
-                                           n_startup_trials=search.startup_trials))
+    study = optuna.create_study(study_name="dqn", storage=storage, load_if_exists=True,
+                                direction="maximize")
+    # the sampler's seed moves on with the trials the study already holds: a resumed
+    # search seeded as the first would draw the first run's random trials again
+    study.sampler = optuna.samplers.TPESampler(seed=search.sampler_seed + len(study.trials),
+                                               n_startup_trials=search.startup_trials)
 
     def objective(trial: optuna.Trial) -> float:
         hp = suggest(trial, search.space)
