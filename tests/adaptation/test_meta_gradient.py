@@ -5,9 +5,9 @@ chain check."""
 
 from __future__ import annotations
 
-import gymnasium as gym
 import pytest
 import torch
+from meta_gradient_chain import ACTIONS, BATCH, STATES, chain_agent, chain_batch
 
 from adaptrl.adaptation.meta_gradient import (
     accumulate_trace,
@@ -17,24 +17,11 @@ from adaptrl.adaptation.meta_gradient import (
     step_size,
     update_with_tangents,
 )
-from adaptrl.agents.dqn import DQNConfig, DQNState, NStepBatch, WindowBatch
+from adaptrl.agents.dqn import DQNConfig, DQNState, WindowBatch
 from adaptrl.agents.dqn_metagrad import MetaGradientConfig, MetaGradientDQN, MetaGradientDQNConfig
 from adaptrl.rollouts.replay import RingBuffer
 
-TASKS, STATES, ACTIONS, BATCH = 2, 4, 2, 6
-
-
-def _chain_batch(g: torch.Generator) -> NStepBatch:
-    """Transitions of a 4-state chain per task: one-hot states, action 1 moves right,
-    reward 1 at the right end (terminal there)."""
-    s = torch.randint(0, STATES - 1, (TASKS, BATCH), generator=g)
-    a = torch.randint(0, ACTIONS, (TASKS, BATCH), generator=g)
-    nxt = (s + a).clamp(max=STATES - 1)
-    term = nxt == STATES - 1
-    eye = torch.eye(STATES, dtype=torch.float64)
-    return NStepBatch(eye[s], a, term.double(), torch.full((TASKS, BATCH), 0.99,
-                                                           dtype=torch.float64),
-                      eye[nxt], term)
+TASKS = 2
 
 
 def _window_batch(g: torch.Generator, n: int = 3) -> WindowBatch:
@@ -60,15 +47,7 @@ def _setup(conditioned: bool = True, huber: float | None = None, clip: float | N
         dqn=DQNConfig(hidden=[8], lr=0.05, gamma=0.9, huber_delta=huber, max_grad_norm=clip),
         meta=MetaGradientConfig(conditioned=conditioned, gamma_bar=0.99, window=window,
                                 learn=learn, lambda_bar=0.8))
-    torch.manual_seed(0)
-    agent = MetaGradientDQN(cfg, gym.spaces.Box(0, 1, (STATES,)), gym.spaces.Discrete(ACTIONS))
-    agent.network.double()
-    g = torch.Generator().manual_seed(1)
-    params = {k: v.detach().double().expand(TASKS, *v.shape).clone()
-              + 0.1 * torch.randn(TASKS, *v.shape, generator=g, dtype=torch.float64)
-              for k, v in agent.network.named_parameters()}
-    target = {k: v + 0.05 * torch.randn(v.shape, generator=g, dtype=torch.float64)
-              for k, v in params.items()}
+    agent, params, target, g = chain_agent(cfg, TASKS)
     opt = agent.direction.init(params)  # a history: Adam after three earlier steps
     opt["step"] = torch.tensor(3)
     for k, v in params.items():
@@ -91,7 +70,7 @@ def test_meta_gradient_equals_finite_differences(conditioned: bool, huber: float
     of J' after the update from eta +- h e_j, per task, for gamma (sigmoid) and lr (exp)."""
     agent, s, eta = _setup(conditioned, huber, clip)
     g = torch.Generator().manual_seed(2)
-    batch, query = _chain_batch(g), _chain_batch(g)
+    batch, query = chain_batch(g, TASKS), chain_batch(g, TASKS)
     update = agent.inner_update(s, batch, eta)
     new, _, tangents = update_with_tangents(update, eta, [0, 1])
     grads, _ = agent.meta_objective_grads(s, query, new)

@@ -16,6 +16,7 @@ import gymnasium as gym
 import pytest
 import torch
 import yaml
+from meta_gradient_chain import chain_agent, chain_batch
 from pydantic import ValidationError
 
 from adaptrl.adaptation.inner_optimizers import Adam
@@ -26,7 +27,7 @@ from adaptrl.adaptation.meta_gradient import (
     shared_meta_gradient,
     update_with_tangents,
 )
-from adaptrl.agents.dqn import DQNAgent, DQNConfig, DQNState, NStepBatch
+from adaptrl.agents.dqn import DQNAgent, DQNConfig, DQNState
 from adaptrl.agents.dqn_metagrad import (
     MetaGradientConfig,
     MetaGradientDQN,
@@ -52,38 +53,17 @@ from adaptrl.rollouts.replay import RingBuffer
 from adaptrl.tasks import make
 from adaptrl.tasks.base import TaskFamily
 
-TASKS, STATES, ACTIONS, BATCH = 3, 4, 2, 6
+TASKS = 3
 SMALL = DQNConfig(lr=1e-3, batch_size=16, hidden=[16], total_steps=400, learning_starts=40,
                   train_frequency=4, target_period=50, buffer_size=500)
 HP = {"lr": 2e-3, "gamma": 0.97, "exploration_fraction": 0.2, "epsilon_end": 0.02,
       "target_period": 80, "train_frequency": 2}
 
 
-def _chain_batch(g: torch.Generator) -> NStepBatch:
-    """A 4-state chain per task (one-hot states; action 1 moves right, reward 1 and
-    termination at the right end), a different random batch per task."""
-    s = torch.randint(0, STATES - 1, (TASKS, BATCH), generator=g)
-    a = torch.randint(0, ACTIONS, (TASKS, BATCH), generator=g)
-    nxt = (s + a).clamp(max=STATES - 1)
-    term = nxt == STATES - 1
-    eye = torch.eye(STATES, dtype=torch.float64)
-    return NStepBatch(eye[s], a, term.double(), torch.full((TASKS, BATCH), 0.99,
-                                                           dtype=torch.float64),
-                      eye[nxt], term)
-
-
 def _chain_setup() -> tuple[MetaGradientDQN, DQNState]:
     cfg = MetaGradientDQNConfig(dqn=DQNConfig(hidden=[8], lr=0.05, gamma=0.9),
                                 meta=MetaGradientConfig(gamma_bar=0.99, share_eta=True))
-    torch.manual_seed(0)
-    agent = MetaGradientDQN(cfg, gym.spaces.Box(0, 1, (STATES,)), gym.spaces.Discrete(ACTIONS))
-    agent.network.double()
-    g = torch.Generator().manual_seed(1)
-    params = {k: v.detach().double().expand(TASKS, *v.shape).clone()
-              + 0.1 * torch.randn(TASKS, *v.shape, generator=g, dtype=torch.float64)
-              for k, v in agent.network.named_parameters()}
-    target = {k: v + 0.05 * torch.randn(v.shape, generator=g, dtype=torch.float64)
-              for k, v in params.items()}
+    agent, params, target, _ = chain_agent(cfg, TASKS)
     return agent, DQNState(params, target, agent.direction.init(params), RingBuffer(TASKS, 4),
                            TASKS, 1)
 
@@ -96,7 +76,7 @@ def test_shared_meta_gradient_equals_finite_differences_of_the_mean() -> None:
     eta = torch.stack([discount_logit(0.9), torch.log(torch.tensor(0.05, dtype=torch.float64))])
     etas = eta.expand(TASKS, 2).clone()
     g = torch.Generator().manual_seed(2)
-    batch, query = _chain_batch(g), _chain_batch(g)
+    batch, query = chain_batch(g, TASKS), chain_batch(g, TASKS)
     update = agent.inner_update(s, batch, etas)
     new, _, tangents = update_with_tangents(update, etas, [0, 1])
     grads, _ = agent.meta_objective_grads(s, query, new)

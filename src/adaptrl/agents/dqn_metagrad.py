@@ -364,16 +364,8 @@ class MetaGradientDQN:
         def full(x: float) -> torch.Tensor:
             return torch.full((tasks,), x, dtype=ref.dtype, device=ref.device)
 
-        if isinstance(batch, WindowBatch):
-            cond = self._condition(full(m.gamma_bar), full(m.lambda_bar))
-            y = self._targets(s, batch, cond)(m.gamma_bar, m.lambda_bar)
-        else:
-            gamma_bar = torch.full((tasks,), m.gamma_bar, dtype=batch.returns.dtype,
-                                   device=batch.returns.device)
-            cond = self._condition(gamma_bar)
-            v_next = self._bootstrap(s, batch.next_obs, cond)
-            y = batch.returns + m.gamma_bar * (1.0 - batch.terminated.to(v_next.dtype)) \
-                * v_next
+        cond = self._condition(full(m.gamma_bar), full(m.lambda_bar))
+        y = self._targets(s, batch, cond)(m.gamma_bar, m.lambda_bar)
         leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
         with torch.enable_grad():
             q = self.network(batch.obs, leaves, cond).gather(

@@ -30,7 +30,7 @@ simulator (``mpc_oracle``, the return that normalisation maps to 1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
@@ -178,6 +178,15 @@ class GrBAL:
         self.model.load_state_dict(state)
         self.fitted = True
 
+    def _planning_agent(self, inner: ModelInnerConfig, memory: int, adapt: bool,
+                        optimizer: InnerOptimizer | None) -> ModelBasedAgent:
+        """MPC with the current model, adapting online by ``inner`` on the last ``memory``
+        transitions when ``adapt``."""
+        cfg = self.config
+        return ModelBasedAgent(self.family, self.model, detach_params(named_params(self.model)),
+                               cfg.planner, inner, memory, adapt=adapt, oracle=cfg.oracle,
+                               optimizer=optimizer)
+
     def agent(self, step_sizes: list[float] | None = None) -> ModelBasedAgent:
         """The meta-test agent (``step_sizes`` is ignored): it adapts with ``test_inner``
         (default ``inner``) on the last ``test_past`` (default ``past``) transitions."""
@@ -185,10 +194,8 @@ class GrBAL:
         inner = cfg.test_inner or cfg.inner
         learned = None if self.inner_optimizer is None or cfg.test_inner is not None \
             else self.inner_optimizer.detached()
-        return ModelBasedAgent(self.family, self.model, detach_params(named_params(self.model)),
-                               cfg.planner, inner, cfg.test_past or cfg.past,
-                               adapt=cfg.adapt_at_test and inner.steps > 0, oracle=cfg.oracle,
-                               optimizer=learned)
+        return self._planning_agent(inner, cfg.test_past or cfg.past,
+                                    cfg.adapt_at_test and inner.steps > 0, learned)
 
     def meta_update(self, tasks: Tasks) -> dict[str, float]:
         cfg = self.config
@@ -200,8 +207,8 @@ class GrBAL:
         actor: TrialActor[Any] = (
             RandomActor(ActionDomain.of(self.family.action_space))
             if self.iterations < cfg.random_iterations or not self.fitted
-            else replace(self.agent(), adapt=cfg.inner.steps > 0, inner=cfg.inner,
-                         memory=cfg.past, optimizer=trained).actor(tasks))
+            else self._planning_agent(cfg.inner, cfg.past, cfg.inner.steps > 0,
+                                      trained).actor(tasks))
         traj = play_trials(self.family.make_env(tasks.to(self.device), cfg.episodes_per_task,
                                                 self.device), actor, 1, self.generator)
         self.env_steps += traj.num_steps
