@@ -354,6 +354,47 @@ def report_by_box(saved: dict[str, Any], boxes: list[dict[str, Any]], where: lis
                                 for j, n in enumerate(names)))
 
 
+POOLED = ("mb", "mb_finetune")
+
+
+def pool_seeds(studies: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several training seeds' studies (same tasks, same test-time settings) pooled: for each
+    task set, each agent's normalised return and each paired difference GrBAL - baseline as
+    the mean over seeds of the per-seed task means, with a 95% t-interval over seeds (the
+    training seed is the replicated unit), beside the interval over all (seed, task) pairs
+    and each seed's own interval over tasks."""
+    out: dict[str, Any] = {"seeds": len(studies)}
+    for name in ("held-out", "ood"):
+        per = [study[name]["per_task"] for study in studies]
+        table: dict[str, Any] = {"normalised": {}, "paired": {}}
+        series = {agent: torch.tensor([p[agent][0] for p in per], dtype=torch.float64)
+                  for agent in per[0]}  # [seeds, tasks]
+        diffs = {f"grbal-{b}": series["grbal"] - series[b] for b in POOLED if b in series}
+        for key, values in (*series.items(), *diffs.items()):
+            seed_means = values.mean(1)
+            mean, ci = mean_ci95(seed_means)
+            pairs_mean, pairs_ci = mean_ci95(values.flatten())
+            per_seed_mean, per_seed_ci = mean_ci95(values, dim=1)
+            entry = {"mean": float(mean), "ci95_seeds": float(ci),
+                     "ci95_pairs": float(pairs_ci), "per_seed": per_seed_mean.tolist(),
+                     "per_seed_ci95": per_seed_ci.tolist()}
+            assert abs(float(pairs_mean) - float(mean)) < 1e-9  # equal task counts
+            table["paired" if key in diffs else "normalised"][key] = entry
+        out[name] = table
+    return out
+
+
+def print_pooled(pooled: dict[str, Any]) -> None:
+    print(f"{pooled['seeds']} seeds: mean over seeds ± 95% CI over seeds [over all pairs]; "
+          "per seed")
+    for name in ("held-out", "ood"):
+        for kind in ("normalised", "paired"):
+            for key, e in pooled[name][kind].items():
+                seeds = ", ".join(f"{m:+.3f}" for m in e["per_seed"])
+                print(f"  {name:<8} {key:<18} {e['mean']:+.3f} ± {e['ci95_seeds']:.3f} "
+                      f"[± {e['ci95_pairs']:.3f}]; {seeds}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--grbal", required=True)
@@ -390,6 +431,9 @@ def main() -> None:
                         "and --seed, --tasks)")
     parser.add_argument("--no-plots", action="store_true",
                         help="only the returns (skip the horizon errors and the trajectory)")
+    parser.add_argument("--pool", nargs="+", default=None, metavar="JSON",
+                        help="only pool these studies of several training seeds (same tasks, "
+                        "same settings): intervals over seeds; writes OUT.json")
     parser.add_argument("--replot", action="store_true",
                         help="only redraw the horizon-error plot from OUT.json")
     args = parser.parse_args()
@@ -397,6 +441,12 @@ def main() -> None:
         saved = json.loads(Path(f"{args.out}.json").read_text())
         plot_horizon_errors(saved["horizon_error_ood"], saved.get("family", ""),
                             f"{args.out}-horizon-error.png")
+        return
+    if args.pool:
+        pooled = pool_seeds([json.loads(Path(f).read_text()) for f in args.pool])
+        pooled["studies"] = args.pool
+        Path(f"{args.out}.json").write_text(json.dumps(pooled, indent=1))
+        print_pooled(pooled)
         return
     torch.set_num_threads(1)
     if args.report:

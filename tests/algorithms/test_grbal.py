@@ -15,7 +15,7 @@ import torch
 from adaptrl.agents.contract import AdaptationUnit
 from adaptrl.algorithms.baselines import TRAINED_BASELINES, baseline_config
 from adaptrl.algorithms.grbal import GrBAL, ModelBasedAgent, adapt_model, live_steps
-from adaptrl.algorithms.grbal_config import GrBALConfig, ModelInnerConfig
+from adaptrl.algorithms.grbal_config import GrBALConfig, ModelInnerConfig, ReBALConfig
 from adaptrl.algorithms.registry import algorithm_spec
 from adaptrl.evaluation.protocol import adaptation_curves
 from adaptrl.experiment.config import validate_config
@@ -46,10 +46,17 @@ def _tasks(seed: int = 1, n: int = 3, split: Split = "train") -> Any:
     return _family().sample(n, split, torch.Generator().manual_seed(seed))
 
 
-def test_meta_gradient_equals_finite_differences() -> None:
-    """d/dtheta of 1/B sum_j L(theta - alpha grad L(theta; past_j); future_j), second order,
+REBAL = ReBALConfig(**{**TINY, "dynamics": {"hidden": [16], "context": 6}})
+
+
+@pytest.mark.parametrize("config", [
+    GrBALConfig(**TINY, inner=ModelInnerConfig(steps=2, lr=0.05)), REBAL],
+    ids=["grbal", "rebal"])
+def test_meta_gradient_equals_finite_differences(config: GrBALConfig) -> None:
+    """d/dtheta of 1/B sum_j L(theta - alpha grad L(theta; past_j); future_j), second order
+    (ReBAL: of L(theta, h(theta; past_j); future_j), the GRU's weights among theta),
     against central differences along random directions (float64)."""
-    learner = _build(GrBALConfig(**TINY, inner=ModelInnerConfig(steps=2, lr=0.05)))
+    learner = _build(config)
     learner.meta_update(_tasks())  # fills the buffer, fits the normaliser
     model = learner.model.double()
     past, future = learner.windows(4)
@@ -71,6 +78,8 @@ def test_meta_gradient_equals_finite_differences() -> None:
                    at({k: -eps * d for k, d in direction.items()})) / (2 * eps)
         analytic = sum(float((g * direction[k]).sum()) for g, k in zip(grads, theta))
         assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+    if config.dynamics.context:
+        return
     # and the inner step is what matters: first order differs from second order
     learner.config.inner.first_order = True
     fo = torch.autograd.grad(learner.meta_loss(theta, past, future)[0], list(theta.values()))

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
 import torch
 
 from adaptrl.algorithms.grbal import GrBAL
@@ -155,3 +156,30 @@ def test_significant_rounds_every_float_and_nothing_else() -> None:
     assert study.significant(value) == {"a": [1.23457, 2, "x"],
                                         "b": {"c": 0.000123457, "d": True}}
     assert study.significant(123456789.0, 3) == 123000000.0
+
+
+def test_pool_seeds_intervals_over_seeds_and_pairs_known_answer() -> None:
+    """Two seeds x three tasks: the pooled mean is the mean of the seed means, its interval
+    is the t-interval of the two seed means (t_{0.975, 1} = 12.706), the pairs' interval is
+    over all six differences, and mb_finetune's difference is taken alike."""
+    study = _study()
+
+    def one(grbal: list[float], mb: list[float]) -> dict[str, Any]:
+        per = {"grbal": [grbal], "mb": [mb], "mb_finetune": [[0.0, 0.0, 0.0]],
+               "mpc_oracle": [[1.0] * 3], "random": [[0.0] * 3]}
+        return {"held-out": {"per_task": per}, "ood": {"per_task": per}}
+
+    pooled = study.pool_seeds([one([1.0, 1.0, 1.0], [0.9, 0.8, 1.0]),
+                               one([0.9, 1.0, 0.8], [0.9, 0.9, 0.9])])
+    diff = pooled["ood"]["paired"]["grbal-mb"]
+    assert diff["per_seed"] == pytest.approx([0.1, 0.0])
+    assert diff["mean"] == pytest.approx(0.05)
+    spread = 0.1 / 2  # the std of two values / sqrt(2)
+    assert diff["ci95_seeds"] == pytest.approx(12.706 * spread, rel=1e-4)
+    six = torch.tensor([0.1, 0.2, 0.0, 0.0, 0.1, -0.1], dtype=torch.float64)
+    assert diff["ci95_pairs"] == pytest.approx(
+        float(six.std() / 6 ** 0.5) * 2.5706, rel=1e-4)
+    assert pooled["held-out"]["paired"]["grbal-mb_finetune"]["mean"] == pytest.approx(
+        (1.0 + 0.9) / 2)
+    assert pooled["ood"]["normalised"]["mb"]["per_seed"] == pytest.approx([0.9, 0.9])
+    assert pooled["seeds"] == 2

@@ -4,7 +4,7 @@ from adaptrl.algorithms import aggregation as _aggregation  # noqa: F401  (regis
 from adaptrl.algorithms import anil as _anil  # noqa: F401  (registers "anil")
 from adaptrl.algorithms import dqn_init as _dqn_init  # noqa: F401  (registers "dqn-*")
 from adaptrl.algorithms import dqn_mer as _dqn_mer  # noqa: F401  (registers "dqn-stream", "dqn-er", "dqn-mer")
-from adaptrl.algorithms import grbal as _grbal  # noqa: F401  (registers "grbal")
+from adaptrl.algorithms import grbal as _grbal  # noqa: F401  (registers "grbal", "rebal")
 from adaptrl.algorithms import learned_optimizer as _l2o  # noqa: F401  (registers "l2o")
 from adaptrl.algorithms import maml as _maml  # noqa: F401  (registers "maml")
 from adaptrl.algorithms import metasgd as _metasgd  # noqa: F401  (registers "metasgd")

@@ -138,18 +138,30 @@ def dqn_metagrad_config(config: DQNInitConfig) -> DQNReptileConfig:
                             inner=config.inner, metagrad=config.metagrad, adapt_online=True)
 
 
+def _without_context(config: GrBALConfig) -> GrBALConfig:
+    """GrBAL's config of the same model without ReBAL's recurrent context (ReBAL's
+    baselines are GrBAL's); a GrBAL config as it is."""
+    if config.dynamics.context == 0:
+        return config
+    data = config.model_dump()
+    data["name"], data["dynamics"]["context"] = "grbal", 0
+    return GrBALConfig.model_validate(data)
+
+
 def mb_config(config: GrBALConfig) -> GrBALConfig:
     """*mb*: the same dynamics model, data collection and planner, trained on all training
     tasks without meta-learning (``inner.steps: 0``) and not adapted at test."""
-    return config.model_copy(update={"inner": ModelInnerConfig(steps=0), "adapt_at_test": False,
-                                     "test_inner": None})
+    return _without_context(config).model_copy(update={
+        "inner": ModelInnerConfig(steps=0), "adapt_at_test": False, "test_inner": None})
 
 
 def mb_finetune_config(config: GrBALConfig) -> GrBALConfig:
     """*mb_finetune*: *mb*'s model (the same training), adapted online at test with the
-    meta-learner's inner loop (GrBAL's "MB + DE", Nagabandi et al. 2019, §6)."""
-    return config.model_copy(update={"inner": ModelInnerConfig(steps=0), "adapt_at_test": True,
-                                     "test_inner": config.test_inner or config.inner})
+    meta-learner's inner loop (GrBAL's "MB + DE", Nagabandi et al. 2019, §6; for ReBAL,
+    whose update rule is its context, the gradient step of its ``inner``)."""
+    return _without_context(config).model_copy(update={
+        "inner": ModelInnerConfig(steps=0), "adapt_at_test": True,
+        "test_inner": config.test_inner or config.inner})
 
 
 def mpc_oracle_config(config: GrBALConfig) -> GrBALConfig:

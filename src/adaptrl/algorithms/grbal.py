@@ -21,6 +21,11 @@ Meta-test (Algorithm 2): at every step, adapt from theta* on the slot's last M t
 protocol plays trials of consecutive episodes on each held-out task and scores every
 episode (:func:`adaptrl.evaluation.protocol.transitions_curve`).
 
+ReBAL (§4; ``name: rebal``, :class:`~adaptrl.algorithms.grbal_config.ReBALConfig`) is the same
+learner with a recurrent update rule: the model's context is a GRU's state after reading
+the past M (:meth:`~adaptrl.models.dynamics.DynamicsModel.encode`) instead of k gradient
+steps, meta-trained on the same loss (:func:`adapt`).
+
 The same learner, configured differently, gives the baselines
 (:mod:`adaptrl.algorithms.baselines`): ``inner.steps: 0`` trains the model on all training
 tasks without meta-learning (``mb``: not adapted at test; ``mb_finetune``: adapted online
@@ -37,9 +42,9 @@ import torch
 
 from adaptrl.adaptation.inner_optimizers import SGD, InnerOptimizer, MetaSGD
 from adaptrl.agents.contract import AdaptationUnit
-from adaptrl.algorithms.grbal_config import GrBALConfig, ModelInnerConfig
+from adaptrl.algorithms.grbal_config import GrBALConfig, ModelInnerConfig, ReBALConfig
 from adaptrl.algorithms.registry import register_algorithm
-from adaptrl.models.dynamics import DynamicsModel
+from adaptrl.models.dynamics import CONTEXT, DynamicsModel
 from adaptrl.models.functional import Params, detach_params, expand_params, named_params
 from adaptrl.optim.ppo import load_optimizer_state, optimizer_state
 from adaptrl.planning.controller import MPCActor, RandomActor, Window
@@ -76,6 +81,26 @@ def adapt_model(model: DynamicsModel, params: Params, window: Window, inner: Mod
             g = {k: v if graph else v.detach() for k, v in zip(keys, grads)}
             theta, _ = optimizer.step(theta, g, {})
     return theta if create_graph else detach_params(theta)
+
+
+def adapt(model: DynamicsModel, params: Params, window: Window | None, slots: int,
+          inner: ModelInnerConfig, create_graph: bool, optimizer: InnerOptimizer | None = None
+          ) -> Params:
+    """The model adapted to each of ``slots`` rows on its ``window`` (``None``: nothing seen
+    yet): ReBAL's recurrent context when the model has one (its weights unchanged; a zero
+    context for no transitions), else GrBAL's :func:`adapt_model` (the weights unchanged
+    for an empty window)."""
+    if model.context:
+        if window is None:
+            ref = model.obs_mean
+            context = torch.zeros(slots, model.context, dtype=ref.dtype, device=ref.device)
+        else:
+            context = model.encode(params, window.obs, window.action, window.next_obs,
+                                   window.mask)
+        return {**params, CONTEXT: context if create_graph else context.detach()}
+    if window is None or not window.filled:
+        return params
+    return adapt_model(model, params, window, inner, create_graph, optimizer)
 
 
 def open_loop_loss(model: DynamicsModel, params: Params | None, window: Window
@@ -140,12 +165,10 @@ class ModelBasedAgent:
                 rows = tasks.to(self.model.obs_mean.device)[
                     torch.arange(slots) // (slots // len(tasks))]
                 return family.true_dynamics(rows, self.model.obs_mean.device)
-            params = self.params
-            if self.adapt and window is not None and window.filled:
-                params = adapt_model(self.model, params, window, self.inner, False,
-                                     self.optimizer)
-            elif next(iter(params.values())).dim() == 2:  # shared: a row dim for the planner
-                params = expand_params(params, slots)
+            params = adapt(self.model, self.params, window if self.adapt else None, slots,
+                           self.inner, False, self.optimizer)
+            if not self.model.context and next(iter(params.values())).dim() == 2:
+                params = expand_params(params, slots)  # shared: a row dim for the planner
             return lambda s, a: self.model.predict(s, a, params)
         return MPCActor(self.planner, ActionDomain.of(self.family.action_space),
                         family.reward, dynamics, family.terminal, self.memory)
@@ -195,7 +218,12 @@ class GrBAL:
         learned = None if self.inner_optimizer is None or cfg.test_inner is not None \
             else self.inner_optimizer.detached()
         return self._planning_agent(inner, cfg.test_past or cfg.past,
-                                    cfg.adapt_at_test and inner.steps > 0, learned)
+                                    cfg.adapt_at_test and self.adapts(inner), learned)
+
+    def adapts(self, inner: ModelInnerConfig) -> bool:
+        """Whether the model adapts at all: ReBAL's always does (its context), GrBAL's
+        with inner steps."""
+        return bool(self.model.context) or inner.steps > 0
 
     def meta_update(self, tasks: Tasks) -> dict[str, float]:
         cfg = self.config
@@ -207,7 +235,7 @@ class GrBAL:
         actor: TrialActor[Any] = (
             RandomActor(ActionDomain.of(self.family.action_space))
             if self.iterations < cfg.random_iterations or not self.fitted
-            else self._planning_agent(cfg.inner, cfg.past, cfg.inner.steps > 0,
+            else self._planning_agent(cfg.inner, cfg.past, self.adapts(cfg.inner),
                                       trained).actor(tasks))
         traj = play_trials(self.family.make_env(tasks.to(self.device), cfg.episodes_per_task,
                                                 self.device), actor, 1, self.generator)
@@ -235,7 +263,8 @@ class GrBAL:
                   ) -> tuple[torch.Tensor, float]:
         """The outer loss (eq. 3): the mean over windows of the future K transitions' loss
         after the inner steps on the past M, and (detached) the same loss before them.
-        Without inner steps it is the plain loss on all M + K transitions. With
+        Without inner steps it is the plain loss on all M + K transitions. ReBAL's is the
+        future's loss given the context of the past (before: given no context). With
         ``outer_loss: open_loop`` the future's loss is :func:`open_loop_loss` (without
         inner steps: the mean of the past's and the future's)."""
         model, open_loop = self.model, self.config.outer_loss == "open_loop"
@@ -244,8 +273,13 @@ class GrBAL:
             if open_loop:
                 return open_loop_loss(model, p, window)
             return model.loss(p, window.obs, window.action, window.next_obs)
+        rows = past.obs.shape[0]
         with torch.no_grad():
-            before = scored(params, future).mean()
+            before = scored(adapt(model, params, None, rows, self.config.inner, False),
+                            future).mean()
+        if model.context:
+            return scored(adapt(model, params, past, rows, self.config.inner, True),
+                          future).mean(), float(before)
         if self.config.inner.steps == 0:
             if open_loop:  # each window rolled out, as long as GrBAL's future is
                 return (scored(params, past) + scored(params, future)).mean() / 2, float(before)
@@ -307,6 +341,10 @@ class GrBAL:
         self.fitted = bool(state["fitted"])
 
 
+register_algorithm("rebal", ReBALConfig, GrBAL,
+                   "ReBAL (Nagabandi et al. 2019): GrBAL's learner whose model adapts through "
+                   "a recurrent context read from its last M transitions, planning with MPC",
+                   unit=AdaptationUnit.TRANSITIONS, baselines=MODEL_BASED_BASELINES)
 register_algorithm("grbal", GrBALConfig, GrBAL,
                    "GrBAL (Nagabandi et al. 2019): a dynamics model meta-trained to adapt "
                    "online from its last M transitions, planning with MPC",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from adaptrl.algorithms.base import AlgorithmConfig
 from adaptrl.models.dynamics import DynamicsModel
@@ -21,6 +21,9 @@ class DynamicsConfig(ConfigModel):
     activation: Literal["relu", "tanh", "elu", "gelu", "silu"] = "relu"
     gaussian: bool = Field(False, description="predict a std too; Gaussian NLL loss")
     ensemble: int = Field(1, ge=1, description="members, averaged")
+    context: int = Field(0, ge=0, description="ReBAL's recurrent context: the hidden size of "
+                         "a GRU reading the last M transitions, an input of the model (0: "
+                         "none, GrBAL's model)")
 
     def build(self, family: TaskFamily) -> DynamicsModel:
         obs_shape = family.observation_space.shape
@@ -31,7 +34,7 @@ class DynamicsConfig(ConfigModel):
         return DynamicsModel(obs_shape[0], action_dim=0 if domain.discrete else domain.shape[0],
                              choices=domain.choices, hidden=tuple(self.hidden),
                              activation=self.activation, gaussian=self.gaussian,
-                             ensemble=self.ensemble)
+                             ensemble=self.ensemble, context=self.context)
 
 
 class ModelInnerConfig(ConfigModel):
@@ -79,3 +82,23 @@ class GrBALConfig(AlgorithmConfig):
     oracle: bool = Field(False, description="plan with the simulator (the MPC oracle)")
     dynamics: DynamicsConfig = Field(default_factory=DynamicsConfig)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
+
+
+class ReBALConfig(GrBALConfig):
+    """ReBAL (Nagabandi, Clavera et al. 2019, §4): GrBAL's learner with a recurrent update
+    rule. The model reads the past M transitions with a GRU (``dynamics.context`` wide) and
+    predicts the next K from its hidden state (:meth:`DynamicsModel.encode`); the GRU and
+    the model are meta-trained together on GrBAL's windows, and at test the context is
+    recomputed from the last ``test_past`` (default ``past``) transitions at every step.
+    ``inner`` / ``test_inner`` do not adapt ReBAL's model: they set the ``mb_finetune``
+    baseline's gradient step. ReBAL's baselines are GrBAL's: the same model without the
+    context (:func:`adaptrl.algorithms.baselines.mb_config`)."""
+
+    name: Literal["rebal"] = "rebal"  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _needs_context(self) -> ReBALConfig:
+        if self.dynamics.context < 1:
+            raise ValueError(f"algorithm.dynamics.context: ReBAL needs a recurrent context "
+                             f"of at least 1 unit, got {self.dynamics.context}")
+        return self

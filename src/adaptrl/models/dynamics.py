@@ -16,7 +16,16 @@ task (:mod:`adaptrl.models.functional`). Options:
   is the Gaussian negative log-likelihood (PETS, Chua et al. 2018, eq. 1); predictions use
   the mean;
 * ``ensemble`` — ``E`` independently initialised members trained on the same batches (no
-  bootstrap resampling), whose losses add and whose mean predictions are averaged.
+  bootstrap resampling), whose losses add and whose mean predictions are averaged;
+* ``context`` — ReBAL's recurrent model (Nagabandi, Clavera et al. 2019, §4: the update
+  rule is a recurrent network): a GRU reads the last M transitions ``(s, a, s' - s)``,
+  normalised, oldest first, and its final hidden state ``h`` (``context`` wide; ``0`` for no
+  transitions) is a further input of every member, ``f_theta(s, a, h)``. Adapting to a task
+  is computing ``h`` (:meth:`DynamicsModel.encode`); the weights stay. The context travels in
+  the parameter dict under :data:`CONTEXT`, so a per-slot context is a per-slot model to
+  the planner like GrBAL's per-slot weights. (The paper's recurrent model is an LSTM of 256
+  units, REFERENCES.md; a GRU, the code base's recurrent cell as in RL², of ``context``
+  units for these low-dimensional systems, like the 64 x 64 model.)
 """
 
 from __future__ import annotations
@@ -24,8 +33,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from adaptrl.models.functional import MLP, Params, named_params
+from adaptrl.models.recurrent import sub_params
+
+CONTEXT = "context"
+"""The key of a recurrent model's context ``[N, context]`` in a parameter dict."""
 
 LOG_STD_RANGE = (-10.0, 2.0)
 """Bounds of a Gaussian head's predicted log standard deviation (normalised units)."""
@@ -40,18 +54,22 @@ class DynamicsModel(nn.Module):
 
     def __init__(self, obs_dim: int, action_dim: int = 0, choices: int | None = None,
                  hidden: tuple[int, ...] = (200, 200), activation: str = "relu",
-                 gaussian: bool = False, ensemble: int = 1) -> None:
+                 gaussian: bool = False, ensemble: int = 1, context: int = 0) -> None:
         super().__init__()
         if (choices is None) == (action_dim == 0):
             raise ValueError("give either action_dim (a Box action) or choices (discrete)")
         if ensemble < 1:
             raise ValueError(f"ensemble must be >= 1, got {ensemble}")
+        if context < 0:
+            raise ValueError(f"context must be >= 0 (0: no recurrent context), got {context}")
         self.obs_dim, self.choices = obs_dim, choices
         self.action_features = choices if choices is not None else action_dim
-        self.gaussian = gaussian
+        self.gaussian, self.context = gaussian, context
         out = obs_dim * (2 if gaussian else 1)
-        self.members = nn.ModuleList(MLP(obs_dim + self.action_features, out, tuple(hidden),
-                                         activation) for _ in range(ensemble))
+        self.members = nn.ModuleList(MLP(obs_dim + self.action_features + context, out,
+                                         tuple(hidden), activation) for _ in range(ensemble))
+        if context:
+            self.encoder = nn.GRU(2 * obs_dim + self.action_features, context, batch_first=True)
         for name, size in (("obs", obs_dim), ("act", self.action_features),
                            ("delta", obs_dim)):
             self.register_buffer(f"{name}_mean", torch.zeros(size))
@@ -78,10 +96,48 @@ class DynamicsModel(nn.Module):
         if self.choices is None:
             self.act_mean, self.act_std = stats(self.action_input(action))
 
-    def _inputs(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def _state_action(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         o = (obs.to(self.obs_mean.dtype) - self.obs_mean) / self.obs_std
         a = (self.action_input(action) - self.act_mean) / self.act_std
         return torch.cat([o, a], dim=-1)
+
+    def _inputs(self, obs: torch.Tensor, action: torch.Tensor,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        x = self._state_action(obs, action)
+        if not self.context:
+            return x
+        if context is None:
+            raise ValueError(f"a recurrent model needs its context (params[{CONTEXT!r}], "
+                             "from DynamicsModel.encode)")
+        h = context.reshape(context.shape[0], *([1] * (x.dim() - 2)), self.context)
+        return torch.cat([x, h.expand(*x.shape[:-1], self.context).to(x.dtype)], dim=-1)
+
+    def encode(self, params: Params | None, obs: torch.Tensor, action: torch.Tensor,
+               next_obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """ReBAL's adaptation: the GRU's hidden state ``[N, context]`` after reading each
+        row's transitions ``[N, M, ...]`` oldest first (zeros where none is filled).
+        ``mask [N, M]`` must mark a suffix of each row (the last ``min(seen, M)``, as
+        :class:`~adaptrl.planning.controller.Window` fills); the filled rows are moved to
+        the front and the state is read after the last of them, so the unfilled ones are
+        never read. ``params`` (default: the model's own) may carry ``encoder.*``."""
+        if not self.context:
+            raise ValueError("encode needs a model with a recurrent context (context > 0)")
+        n, m = obs.shape[:2]
+        x = torch.cat([self._state_action(obs, action), self.normalised_target(obs, next_obs)],
+                      dim=-1)
+        filled = (torch.full((n,), m, device=obs.device) if mask is None
+                  else mask.sum(-1))
+        order = torch.arange(m, device=obs.device)
+        if mask is not None and not torch.equal(mask, order >= (m - filled)[:, None]):
+            raise ValueError("encode reads windows whose filled rows are the last ones")
+        index = (order + (m - filled)[:, None]) % m  # the filled rows first, in order
+        x = x.gather(1, index[..., None].expand_as(x))
+        enc = sub_params(params, "encoder.")
+        out, _ = (self.encoder(x) if enc is None
+                  else functional_call(self.encoder, enc, (x,)))  # [N, M, context]
+        last = out.gather(1, (filled - 1).clamp(min=0).reshape(n, 1, 1).expand(
+            n, 1, self.context))[:, 0]
+        return torch.where((filled > 0)[:, None], last, torch.zeros_like(last))
 
     def normalised_target(self, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """``((s' - s) - delta_mean) / delta_std``: what the network regresses."""
@@ -96,7 +152,7 @@ class DynamicsModel(nn.Module):
         ``obs [..., obs_dim]``, ``action [..., act]`` (or ``[...]`` indices); with per-task
         ``params`` (leading dim ``n``) the inputs' first dim is the task."""
         p = named_params(self) if params is None else params
-        x = self._inputs(obs, action)
+        x = self._inputs(obs, action, p.get(CONTEXT))
         out = []
         for e, member in enumerate(self.members):
             y = member(x, p, prefix=f"members.{e}.")
