@@ -384,6 +384,25 @@ def pool_seeds(studies: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def pooled_by_box(studies: list[dict[str, Any]], boxes: list[dict[str, Any]]
+                  ) -> dict[str, list[float]]:
+    """Each agent's OOD normalised return (and GrBAL - mb) by test box, the mean over every
+    seed's tasks in the box (the studies' own stored tasks say which box)."""
+    totals: dict[str, list[float]] = {}
+    counts = [0] * len(boxes)
+    for study in studies:
+        tasks = Tasks({k: torch.tensor(v) for k, v in study["tasks"]["ood"].items()})
+        per = study["ood"]["per_task"]
+        rows = {**{k: v[0] for k, v in per.items()},
+                "grbal-mb": [g - m for g, m in zip(per["grbal"][0], per["mb"][0])]}
+        for i, box in enumerate(box_of(tasks, boxes)):
+            counts[box] += 1
+            for key, values in rows.items():
+                totals.setdefault(key, [0.0] * len(boxes))[box] += values[i]
+    return {k: [t / c for t, c in zip(v, counts)] for k, v in totals.items()} | {
+        "tasks": [float(c) for c in counts]}
+
+
 def print_pooled(pooled: dict[str, Any]) -> None:
     print(f"{pooled['seeds']} seeds: mean over seeds ± 95% CI over seeds [over all pairs]; "
           "per seed")
@@ -433,7 +452,8 @@ def main() -> None:
                         help="only the returns (skip the horizon errors and the trajectory)")
     parser.add_argument("--pool", nargs="+", default=None, metavar="JSON",
                         help="only pool these studies of several training seeds (same tasks, "
-                        "same settings): intervals over seeds; writes OUT.json")
+                        "same settings): intervals over seeds; with --report also by OOD test "
+                        "box (boxes from --grbal's config); writes OUT.json")
     parser.add_argument("--replot", action="store_true",
                         help="only redraw the horizon-error plot from OUT.json")
     args = parser.parse_args()
@@ -443,8 +463,14 @@ def main() -> None:
                             f"{args.out}-horizon-error.png")
         return
     if args.pool:
-        pooled = pool_seeds([json.loads(Path(f).read_text()) for f in args.pool])
+        studies = [json.loads(Path(f).read_text()) for f in args.pool]
+        pooled = pool_seeds(studies)
         pooled["studies"] = args.pool
+        if args.report:  # by OOD test box, over all seeds' tasks
+            _, config, _ = load_run(Path(args.grbal))
+            pooled["ood_by_box"] = pooled_by_box(studies, config.family.params["test_boxes"])
+            for key, values in pooled["ood_by_box"].items():
+                print(f"  OOD by box, {key:<12} " + "  ".join(f"{v:+.3f}" for v in values))
         Path(f"{args.out}.json").write_text(json.dumps(pooled, indent=1))
         print_pooled(pooled)
         return

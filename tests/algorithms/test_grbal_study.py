@@ -183,3 +183,20 @@ def test_pool_seeds_intervals_over_seeds_and_pairs_known_answer() -> None:
         (1.0 + 0.9) / 2)
     assert pooled["ood"]["normalised"]["mb"]["per_seed"] == pytest.approx([0.9, 0.9])
     assert pooled["seeds"] == 2
+
+
+def test_pooled_by_box_averages_every_seeds_tasks_in_each_box() -> None:
+    """Two seeds, three OOD tasks in boxes 0, 1, 0: box 0's mean is over four (seed, task)
+    values, box 1's over two; GrBAL - mb alike; the task counts are kept."""
+    study = _study()
+    boxes = [{"mass": [0.0, 1.0]}, {"mass": [2.0, 3.0]}]
+
+    def one(grbal: list[float], mb: list[float]) -> dict[str, Any]:
+        return {"tasks": {"ood": {"mass": [0.5, 2.5, 0.7]}},
+                "ood": {"per_task": {"grbal": [grbal], "mb": [mb]}}}
+
+    got = study.pooled_by_box([one([1.0, 0.5, 0.9], [0.8, 0.5, 0.9]),
+                               one([0.7, 0.3, 1.0], [0.7, 0.1, 0.6])], boxes)
+    assert got["grbal"] == pytest.approx([(1.0 + 0.9 + 0.7 + 1.0) / 4, (0.5 + 0.3) / 2])
+    assert got["grbal-mb"] == pytest.approx([(0.2 + 0.0 + 0.0 + 0.4) / 4, (0.0 + 0.2) / 2])
+    assert got["tasks"] == [4.0, 2.0]
