@@ -37,7 +37,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from adaptrl.algorithms.grbal import GrBAL, ModelBasedAgent, adapt_model  # noqa: E402
+from adaptrl.algorithms.grbal import GrBAL, ModelBasedAgent, adapt  # noqa: E402
 from adaptrl.evaluation.protocol import adaptation_curves, normalised_to_oracle  # noqa: E402
 from adaptrl.evaluation.statistics import mean_ci95  # noqa: E402
 from adaptrl.experiment.evaluate import load_run, restore_run  # noqa: E402
@@ -213,8 +213,10 @@ def adaptation_diagnostics(agent: ModelBasedAgent,
     out |= {f"open_loop_{w}": torch.zeros(n, horizon) for w in ("before", "after")}
     for t in starts:
         past = window(t - M, t)
-        adapted = adapt_model(model, agent.params, past, agent.inner, False, agent.optimizer)
-        shared = expand_params(agent.params, n)
+        # adapted as the agent adapts (ReBAL: the context of the window; before: of none)
+        adapted = adapt(model, agent.params, past, n, agent.inner, False, agent.optimizer)
+        prior = adapt(model, agent.params, None, n, agent.inner, False)
+        shared = prior if model.context else expand_params(prior, n)
         for params, when in ((shared, "before"), (adapted, "after")):
             with torch.no_grad():
                 out[f"past_{when}"] += model.loss(params, past.obs, past.action, past.next_obs)
@@ -290,15 +292,21 @@ def print_diagnosis(result: dict[str, Any], horizons: tuple[int, ...] = (1, 5, 1
                   f"{m['future_before']:.4f}->{m['future_after']:.4f} | {errs}", flush=True)
 
 
+LEARNER_LABELS = {"grbal": "GrBAL", "rebal": "ReBAL"}
+"""How the plots name the meta-learner (by its algorithm name; the JSON keeps "grbal")."""
+
+
 def plot_horizon_errors(curves: dict[str, dict[str, list[float]]], title: str,
-                        path: str) -> None:
-    """Open-loop error against prediction horizon, from theta and after adapting (log y)."""
+                        path: str, learner: str = "grbal") -> None:
+    """Open-loop error against prediction horizon, from theta and after adapting (log y);
+    ReBAL's theta is its model with the zero context of no transitions."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, style in (("grbal", "-"), ("mb", "--")):
         ks = range(1, len(curves[name]["before"]) + 1)
-        ax.plot(ks, curves[name]["before"], style, color="tab:gray", label=f"{name}, theta")
+        shown = LEARNER_LABELS.get(learner, learner) if name == "grbal" else name
+        ax.plot(ks, curves[name]["before"], style, color="tab:gray", label=f"{shown}, theta")
         ax.plot(ks, curves[name]["after"], style, color="tab:blue",
-                label=f"{name}, adapted on last M")
+                label=f"{shown}, adapted on last M")
     ax.set_yscale("log")
     ax.set_xlabel("prediction horizon (steps)")
     ax.set_ylabel("open-loop state error")
@@ -460,7 +468,7 @@ def main() -> None:
     if args.replot:
         saved = json.loads(Path(f"{args.out}.json").read_text())
         plot_horizon_errors(saved["horizon_error_ood"], saved.get("family", ""),
-                            f"{args.out}-horizon-error.png")
+                            f"{args.out}-horizon-error.png", saved.get("learner", "grbal"))
         return
     if args.pool:
         studies = [json.loads(Path(f).read_text()) for f in args.pool]
@@ -501,7 +509,8 @@ def main() -> None:
     gen = torch.Generator().manual_seed(args.seed)
     sets = {"held-out": held_out_tasks(family, args.tasks, gen),
             "ood": family.sample(args.tasks, "test", gen)}
-    result: dict[str, Any] = {"family": family.name, "grbal_run": args.grbal, "mb_run": args.mb,
+    result: dict[str, Any] = {"family": family.name, "learner": grbal.config.name,
+                              "grbal_run": args.grbal, "mb_run": args.mb,
                               "checkpoint": args.checkpoint,
                               "test_inner": {**agent.inner.model_dump(), "past": agent.memory},
                               "env_steps": {"grbal": grbal.env_steps, "mb": mb.env_steps}}
@@ -551,11 +560,12 @@ def main() -> None:
         b, af = horizon_errors(a, family, sets["ood"], oracle, 15, args.seed)
         curves[name] = {"before": b.tolist(), "after": af.tolist()}
     result["horizon_error_ood"] = curves
-    plot_horizon_errors(curves, family.name, f"{out}-horizon-error.png")
+    plot_horizon_errors(curves, family.name, f"{out}-horizon-error.png", grbal.config.name)
     # one OOD episode: GrBAL + MPC beside the oracle
     task = sets["ood"][0]
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, a in (("GrBAL + MPC", agent), ("MPC oracle", oracle)):
+    learner = LEARNER_LABELS.get(grbal.config.name, grbal.config.name)
+    for name, a in ((f"{learner} + MPC", agent), ("MPC oracle", oracle)):
         env = family.make_env(task, 1)
         steps = play_trials(env, a.actor(task), 1, torch.Generator().manual_seed(args.seed))
         o = steps.observations[:, 0, 0]

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from adaptrl.algorithms.grbal import GrBAL
-from adaptrl.algorithms.grbal_config import GrBALConfig, ModelInnerConfig
+from adaptrl.algorithms.grbal_config import GrBALConfig, ModelInnerConfig, ReBALConfig
+from adaptrl.models.dynamics import CONTEXT
 from adaptrl.models.functional import expand_params
 from adaptrl.planning.controller import Window
 from adaptrl.tasks import PendulumPhysics
@@ -135,6 +136,30 @@ def test_adaptation_diagnostics_known_answers() -> None:
                                        horizon)
     torch.testing.assert_close(before, ref["open_loop_before"].mean(0))
     torch.testing.assert_close(after, ref["open_loop_after"].mean(0))
+
+
+def test_adaptation_diagnostics_of_a_recurrent_model_use_its_context() -> None:
+    """ReBAL's model is scored as its agent adapts: before, with the zero context of no
+    transitions (the one-step error by hand); after, with the context of the window."""
+    study = _study()
+    family = _family(30)
+    torch.manual_seed(0)
+    learner = GrBAL(family, ReBALConfig(**{**TINY, "dynamics": {"hidden": [16], "context": 4}}),
+                    torch.Generator().manual_seed(0), torch.device("cpu"))
+    learner.meta_update(family.sample(3, "train", torch.Generator().manual_seed(1)))
+    agent = learner.agent()
+    tasks = family.sample(2, "test", torch.Generator().manual_seed(3))
+    episodes = study.oracle_episodes(family, tasks, study.replace(agent, oracle=True,
+                                                                  adapt=False), 0)
+    obs, act, _ = episodes
+    starts = [6, 16]
+    d = study.adaptation_diagnostics(agent, episodes, starts, 5, 3)
+    params = {**agent.params, CONTEXT: torch.zeros(2, 4)}
+    one_step = torch.stack([(learner.model.predict(obs[t].unsqueeze(1), act[t].unsqueeze(1),
+                                                   params)[:, 0] - obs[t + 1]).norm(dim=-1)
+                            for t in starts]).mean(0)
+    torch.testing.assert_close(d["open_loop_before"][:, 0], one_step)
+    assert not torch.allclose(d["open_loop_after"], d["open_loop_before"])
 
 
 def test_box_of_finds_each_ood_task_in_its_test_box() -> None:
