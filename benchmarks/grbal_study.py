@@ -42,7 +42,6 @@ from adaptrl.evaluation.protocol import adaptation_curves, normalised_to_oracle 
 from adaptrl.evaluation.statistics import mean_ci95  # noqa: E402
 from adaptrl.experiment.evaluate import load_run, restore_run  # noqa: E402
 from adaptrl.experiment.learners import build_family  # noqa: E402
-from adaptrl.models.functional import expand_params  # noqa: E402
 from adaptrl.planning.controller import RandomActor, Window  # noqa: E402
 from adaptrl.planning.mpc import ActionDomain  # noqa: E402
 from adaptrl.rollouts.trial_sampler import TrialActor, play_trials  # noqa: E402
@@ -216,8 +215,7 @@ def adaptation_diagnostics(agent: ModelBasedAgent,
         # adapted as the agent adapts (ReBAL: the context of the window; before: of none)
         adapted = adapt(model, agent.params, past, n, agent.inner, False, agent.optimizer)
         prior = adapt(model, agent.params, None, n, agent.inner, False)
-        shared = prior if model.context else expand_params(prior, n)
-        for params, when in ((shared, "before"), (adapted, "after")):
+        for params, when in ((prior, "before"), (adapted, "after")):
             with torch.no_grad():
                 out[f"past_{when}"] += model.loss(params, past.obs, past.action, past.next_obs)
                 if future:
@@ -326,12 +324,17 @@ def box_of(tasks: Tasks, boxes: list[dict[str, Any]]) -> list[int]:
     return out
 
 
+def box_mean(values: list[float], where: list[int], box: int) -> float:
+    """The mean of the values of the tasks in ``box`` (``where[i]``: task i's box)."""
+    picked = [v for v, b in zip(values, where) if b == box]
+    return sum(picked) / len(picked)
+
+
 def report_by_box(saved: dict[str, Any], boxes: list[dict[str, Any]], where: list[int]
                   ) -> None:
     """A grid study's or a diagnosis's OOD numbers split by test box (task means per box)."""
     def mean(values: list[float], j: int) -> float:
-        picked = [v for v, b in zip(values, where) if b == j]
-        return sum(picked) / len(picked)
+        return box_mean(values, where, j)
     names = [", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in box.items()) for box in boxes]
     if "grid" in saved:
         print("OOD normalised return by box: past lr | per box: GrBAL (preset) / mb / "
@@ -396,19 +399,18 @@ def pooled_by_box(studies: list[dict[str, Any]], boxes: list[dict[str, Any]]
                   ) -> dict[str, list[float]]:
     """Each agent's OOD normalised return (and GrBAL - mb) by test box, the mean over every
     seed's tasks in the box (the studies' own stored tasks say which box)."""
-    totals: dict[str, list[float]] = {}
-    counts = [0] * len(boxes)
-    for study in studies:
+    where: list[int] = []
+    values: dict[str, list[float]] = {}
+    for study in studies:  # every seed's tasks, one after another
         tasks = Tasks({k: torch.tensor(v) for k, v in study["tasks"]["ood"].items()})
+        where += box_of(tasks, boxes)
         per = study["ood"]["per_task"]
-        rows = {**{k: v[0] for k, v in per.items()},
-                "grbal-mb": [g - m for g, m in zip(per["grbal"][0], per["mb"][0])]}
-        for i, box in enumerate(box_of(tasks, boxes)):
-            counts[box] += 1
-            for key, values in rows.items():
-                totals.setdefault(key, [0.0] * len(boxes))[box] += values[i]
-    return {k: [t / c for t, c in zip(v, counts)] for k, v in totals.items()} | {
-        "tasks": [float(c) for c in counts]}
+        for key, row in {**{k: v[0] for k, v in per.items()},
+                         "grbal-mb": [g - m for g, m in zip(per["grbal"][0],
+                                                            per["mb"][0])]}.items():
+            values.setdefault(key, []).extend(row)
+    return {k: [box_mean(v, where, j) for j in range(len(boxes))] for k, v in values.items()
+            } | {"tasks": [float(where.count(j)) for j in range(len(boxes))]}
 
 
 def print_pooled(pooled: dict[str, Any]) -> None:

@@ -11,10 +11,14 @@ from typing import Any
 
 import pytest
 import torch
+from grbal_tiny import REBAL_TINY, TINY
+from grbal_tiny import build as _build
+from grbal_tiny import pendulum as _family
+from grbal_tiny import tasks as _tasks
 
 from adaptrl.agents.contract import AdaptationUnit
 from adaptrl.algorithms.baselines import TRAINED_BASELINES, baseline_config
-from adaptrl.algorithms.grbal import GrBAL, ModelBasedAgent, adapt_model, live_steps
+from adaptrl.algorithms.grbal import ModelBasedAgent, adapt_model, live_steps
 from adaptrl.algorithms.grbal_config import GrBALConfig, ModelInnerConfig, ReBALConfig
 from adaptrl.algorithms.registry import algorithm_spec
 from adaptrl.evaluation.protocol import adaptation_curves
@@ -23,30 +27,9 @@ from adaptrl.experiment.run_dir import read_metrics
 from adaptrl.experiment.trainer import train
 from adaptrl.models.functional import named_params
 from adaptrl.planning.controller import Window
-from adaptrl.tasks import CartPolePhysics, PendulumPhysics
-from adaptrl.tasks.base import Split
-from adaptrl.tasks.pendulum import CADM_PARAMS
+from adaptrl.tasks import CartPolePhysics
 
-TINY = {"meta_batch_size": 3, "past": 4, "future": 3, "outer_steps": 3, "batch_windows": 5,
-        "dynamics": {"hidden": [16]},
-        "planner": {"name": "cem", "horizon": 4, "candidates": 8, "iterations": 2}}
-
-
-def _family(horizon: int = 12) -> PendulumPhysics:
-    return PendulumPhysics(**{**CADM_PARAMS, "horizon": horizon})
-
-
-def _build(config: GrBALConfig, seed: int = 0, family: Any = None) -> GrBAL:
-    torch.manual_seed(seed)  # the trainer seeds the initialisation the same way
-    return GrBAL(family or _family(), config, torch.Generator().manual_seed(seed),
-                 torch.device("cpu"))
-
-
-def _tasks(seed: int = 1, n: int = 3, split: Split = "train") -> Any:
-    return _family().sample(n, split, torch.Generator().manual_seed(seed))
-
-
-REBAL = ReBALConfig(**{**TINY, "dynamics": {"hidden": [16], "context": 6}})
+REBAL = ReBALConfig(**REBAL_TINY)
 
 
 @pytest.mark.parametrize("config", [
@@ -127,8 +110,12 @@ def test_windows_stay_inside_one_episode() -> None:
         assert (stored == row).all(-1).any()
 
 
-def test_same_seed_same_run_and_exact_resume_of_the_learner() -> None:
-    cfg = GrBALConfig(**TINY)
+LEARNERS = pytest.mark.parametrize("cfg", [GrBALConfig(**TINY), REBAL], ids=["grbal", "rebal"])
+
+
+@LEARNERS
+def test_same_seed_same_run_and_exact_resume_of_the_learner(cfg: GrBALConfig) -> None:
+    """GrBAL's, and ReBAL's whose MPC iteration reads the context online."""
     a, b = _build(cfg), _build(cfg)
     assert a.meta_update(_tasks(1)) == b.meta_update(_tasks(1))
     saved, gen = copy.deepcopy(a.state_dict()), a.generator.get_state()
@@ -138,31 +125,38 @@ def test_same_seed_same_run_and_exact_resume_of_the_learner() -> None:
     c.generator.set_state(gen)
     assert c.meta_update(_tasks(2)) == expected
     for k, v in a.model.state_dict().items():
-        assert torch.equal(v, c.model.state_dict()[k])
+        assert torch.equal(v, c.model.state_dict()[k]), k
     assert c.env_steps == a.env_steps == 2 * 3 * 12
 
 
-def _experiment(iterations: int) -> dict[str, Any]:
-    return {"name": "grbal-tiny", "seed": 3, "iterations": iterations, "checkpoint_every": 1,
+def _experiment(iterations: int, name: str = "grbal") -> dict[str, Any]:
+    return {"name": f"{name}-tiny", "seed": 3, "iterations": iterations, "checkpoint_every": 1,
             "family": {"name": "pendulum-physics", "params": {"horizon": 12}},
-            "algorithm": {"name": "grbal", **TINY},
-            "evaluation": {"num_tasks": 2, "steps": 1, "episodes": 1, "baselines": []}}
+            "algorithm": {"name": name, **(REBAL_TINY if name == "rebal" else TINY)},
+            "evaluation": {"num_tasks": 2, "steps": 1, "episodes": 1, "baselines": ["mb"]}}
 
 
 def _strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows]
 
 
-def test_trainer_resume_equals_unbroken_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["grbal", "rebal"])
+def test_trainer_resume_equals_unbroken_run(tmp_path: Path, name: str) -> None:
+    """Resumed from its checkpoint a run equals the unbroken one; the unbroken one's mb
+    baseline is GrBAL's model for both learners (no recurrent context)."""
     for path, iterations in (("full", 3), ("split", 2)):
-        exp, algo = validate_config(_experiment(iterations))
-        train(exp, algo, tmp_path / path, baselines=False)
-    exp, algo = validate_config(_experiment(3))
+        exp, algo = validate_config(_experiment(iterations, name))
+        train(exp, algo, tmp_path / path, baselines=path == "full")
+    exp, algo = validate_config(_experiment(3, name))
     train(exp, algo, tmp_path / "split", resume=True, baselines=False)
     full = _strip(read_metrics(tmp_path / "full" / "metrics.jsonl"))
     split = _strip(read_metrics(tmp_path / "split" / "metrics.jsonl"))
     assert len(full) == 3 and split == full
     assert full[0]["env_steps"] == 3 * 12 and full[2]["env_steps"] == 9 * 12
+    weights = torch.load(tmp_path / "full" / "baselines" / "mb" / "checkpoints" / "latest.pt",
+                         weights_only=True)["learner"]["model"]
+    assert "members.0.layers.0.weight" in weights
+    assert not any(k.startswith("encoder.") for k in weights)
 
 
 def test_agent_adapts_online_and_is_scored_in_transitions() -> None:

@@ -10,26 +10,16 @@ from typing import Any
 
 import pytest
 import torch
+from grbal_tiny import learner as tiny_learner
 
 from adaptrl.algorithms.grbal import GrBAL, open_loop_loss
 from adaptrl.algorithms.grbal_config import GrBALConfig, ModelInnerConfig
 from adaptrl.models.functional import expand_params, named_params
 from adaptrl.planning.controller import Window
-from adaptrl.tasks import PendulumPhysics
-from adaptrl.tasks.pendulum import CADM_PARAMS
-
-TINY = {"meta_batch_size": 3, "past": 4, "future": 3, "outer_steps": 3, "batch_windows": 5,
-        "dynamics": {"hidden": [16]}, "outer_loss": "open_loop",
-        "planner": {"name": "cem", "horizon": 4, "candidates": 8, "iterations": 2}}
 
 
 def _learner(**settings: Any) -> GrBAL:
-    family = PendulumPhysics(**{**CADM_PARAMS, "horizon": 12})
-    torch.manual_seed(0)
-    learner = GrBAL(family, GrBALConfig(**{**TINY, **settings}),
-                    torch.Generator().manual_seed(0), torch.device("cpu"))
-    learner.meta_update(family.sample(3, "train", torch.Generator().manual_seed(1)))
-    return learner
+    return tiny_learner(outer_loss="open_loop", **settings)
 
 
 def _double(window: Window) -> Window:

@@ -15,21 +15,16 @@ from typing import Any
 
 import pytest
 import torch
+from grbal_tiny import learner as _learner
+from grbal_tiny import pendulum as _family
 
-from adaptrl.algorithms.grbal import GrBAL
-from adaptrl.algorithms.grbal_config import GrBALConfig, ModelInnerConfig, ReBALConfig
+from adaptrl.algorithms.grbal_config import ModelInnerConfig, ReBALConfig
 from adaptrl.models.dynamics import CONTEXT
 from adaptrl.models.functional import expand_params
 from adaptrl.planning.controller import Window
-from adaptrl.tasks import PendulumPhysics
 from adaptrl.tasks.pendulum import CADM_PARAMS
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {"meta_batch_size": 3, "past": 4, "future": 3, "outer_steps": 3, "batch_windows": 5,
-        "dynamics": {"hidden": [16]},
-        "planner": {"name": "cem", "horizon": 4, "candidates": 8, "iterations": 2}}
-
-
 def _study() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "grbal_study", ROOT / "benchmarks" / "grbal_study.py")
@@ -38,18 +33,6 @@ def _study() -> ModuleType:
     sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
-
-
-def _family(horizon: int) -> PendulumPhysics:
-    return PendulumPhysics(**{**CADM_PARAMS, "horizon": horizon})
-
-
-def _learner(family: PendulumPhysics, **settings: Any) -> GrBAL:
-    torch.manual_seed(0)
-    learner = GrBAL(family, GrBALConfig(**{**TINY, **settings}),
-                    torch.Generator().manual_seed(0), torch.device("cpu"))
-    learner.meta_update(family.sample(3, "train", torch.Generator().manual_seed(1)))
-    return learner
 
 
 def test_test_inner_replaces_the_runs_step_window_and_learned_step_sizes() -> None:
@@ -143,10 +126,7 @@ def test_adaptation_diagnostics_of_a_recurrent_model_use_its_context() -> None:
     transitions (the one-step error by hand); after, with the context of the window."""
     study = _study()
     family = _family(30)
-    torch.manual_seed(0)
-    learner = GrBAL(family, ReBALConfig(**{**TINY, "dynamics": {"hidden": [16], "context": 4}}),
-                    torch.Generator().manual_seed(0), torch.device("cpu"))
-    learner.meta_update(family.sample(3, "train", torch.Generator().manual_seed(1)))
+    learner = _learner(family, ReBALConfig, dynamics={"hidden": [16], "context": 4})
     agent = learner.agent()
     tasks = family.sample(2, "test", torch.Generator().manual_seed(3))
     episodes = study.oracle_episodes(family, tasks, study.replace(agent, oracle=True,

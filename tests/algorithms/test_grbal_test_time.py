@@ -8,25 +8,18 @@ from typing import Any
 
 import pytest
 import torch
+from grbal_tiny import TINY
+from grbal_tiny import learner as tiny_learner
 
 from adaptrl.algorithms.baselines import baseline_config
 from adaptrl.algorithms.grbal import GrBAL
 from adaptrl.algorithms.grbal_config import GrBALConfig, ModelInnerConfig
 from adaptrl.evaluation.protocol import adaptation_curves
 from adaptrl.planning.controller import Window
-from adaptrl.tasks import PendulumPhysics
-from adaptrl.tasks.pendulum import CADM_PARAMS
-
-TINY = {"meta_batch_size": 3, "past": 4, "future": 3, "outer_steps": 3, "batch_windows": 5,
-        "dynamics": {"hidden": [16]},
-        "planner": {"name": "cem", "horizon": 4, "candidates": 8, "iterations": 2}}
 
 
 def _learner(**settings: Any) -> GrBAL:
-    family = PendulumPhysics(**{**CADM_PARAMS, "horizon": 12})
-    torch.manual_seed(0)
-    return GrBAL(family, GrBALConfig(**{**TINY, **settings}),
-                 torch.Generator().manual_seed(0), torch.device("cpu"))
+    return tiny_learner(trained=False, **settings)
 
 
 def test_agent_adapts_with_the_test_settings_on_the_last_test_past() -> None:

@@ -3,47 +3,28 @@ GRU's state after the filled rows of a window, by hand; the meta-gradient reache
 (its finite-difference check is test_grbal.py's, parametrised); a learned context predicts
 systems that no context-free model can; runs are deterministic and resume exactly; the agent
 reads its context from the last M transitions at every step; the baselines are GrBAL's model
-without the context."""
+without the context. (Determinism, exact resume and the trained mb baseline are checked in
+test_grbal.py, parametrised over both learners.)"""
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from grbal_tiny import REBAL_TINY as TINY
+from grbal_tiny import build as _build
+from grbal_tiny import pendulum as _family
+from grbal_tiny import tasks as _tasks
 
 from adaptrl.algorithms.baselines import baseline_config
-from adaptrl.algorithms.grbal import GrBAL, adapt
+from adaptrl.algorithms.grbal import adapt
 from adaptrl.algorithms.grbal_config import GrBALConfig, ReBALConfig
 from adaptrl.algorithms.registry import algorithm_spec
 from adaptrl.evaluation.protocol import adaptation_curves
-from adaptrl.experiment.config import validate_config
-from adaptrl.experiment.run_dir import read_metrics
-from adaptrl.experiment.trainer import train
 from adaptrl.models.dynamics import CONTEXT, DynamicsModel
 from adaptrl.models.functional import named_params
 from adaptrl.planning.controller import Window
-from adaptrl.tasks import PendulumPhysics
-from adaptrl.tasks.pendulum import CADM_PARAMS
-
-TINY = {"meta_batch_size": 3, "past": 4, "future": 3, "outer_steps": 3, "batch_windows": 5,
-        "dynamics": {"hidden": [16], "context": 6},
-        "planner": {"name": "cem", "horizon": 4, "candidates": 8, "iterations": 2}}
-
-
-def _family(horizon: int = 12) -> PendulumPhysics:
-    return PendulumPhysics(**{**CADM_PARAMS, "horizon": horizon})
-
-
-def _build(config: GrBALConfig, seed: int = 0) -> GrBAL:
-    torch.manual_seed(seed)
-    return GrBAL(_family(), config, torch.Generator().manual_seed(seed), torch.device("cpu"))
-
-
-def _tasks(seed: int = 1, n: int = 3, split: Any = "train") -> Any:
-    return _family().sample(n, split, torch.Generator().manual_seed(seed))
 
 
 def test_context_is_the_gru_state_after_the_filled_rows_by_hand() -> None:
@@ -136,20 +117,6 @@ def test_a_learned_context_tells_apart_systems_one_model_cannot() -> None:
     assert float(after.detach()) < 0.2 * before, (float(after.detach()), before)
 
 
-def test_same_seed_same_run_and_exact_resume() -> None:
-    cfg = ReBALConfig(**TINY)
-    a, b = _build(cfg), _build(cfg)
-    assert a.meta_update(_tasks(1)) == b.meta_update(_tasks(1))
-    saved, gen = copy.deepcopy(a.state_dict()), a.generator.get_state()
-    expected = a.meta_update(_tasks(2))  # collected with MPC, the context read online
-    c = _build(cfg, seed=9)
-    c.load_state_dict(saved)
-    c.generator.set_state(gen)
-    assert c.meta_update(_tasks(2)) == expected
-    for k, v in a.model.state_dict().items():
-        assert torch.equal(v, c.model.state_dict()[k]), k
-
-
 def test_agent_reads_its_context_from_the_last_m_transitions() -> None:
     learner = _build(ReBALConfig(**{**TINY, "test_past": 5}))
     learner.meta_update(_tasks())
@@ -197,27 +164,3 @@ def test_spec_config_and_baselines_are_grbals_model_without_the_context() -> Non
         assert c.inner.steps == 0 and c.dynamics.hidden == [16]
     assert finetune.adapt_at_test and finetune.test_inner == cfg.inner
     assert not mb.adapt_at_test
-
-
-def _experiment(iterations: int) -> dict[str, Any]:
-    return {"name": "rebal-tiny", "seed": 3, "iterations": iterations, "checkpoint_every": 1,
-            "family": {"name": "pendulum-physics", "params": {"horizon": 12}},
-            "algorithm": {"name": "rebal", **TINY},
-            "evaluation": {"num_tasks": 2, "steps": 1, "episodes": 1,
-                           "baselines": ["mb", "mpc_oracle"]}}
-
-
-def test_trainer_resume_equals_unbroken_run_and_the_baseline_is_grbals(tmp_path: Path) -> None:
-    for path, iterations in (("full", 3), ("split", 2)):
-        exp, algo = validate_config(_experiment(iterations))
-        train(exp, algo, tmp_path / path, baselines=path == "full")
-    exp, algo = validate_config(_experiment(3))
-    train(exp, algo, tmp_path / "split", resume=True, baselines=False)
-
-    def strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows]
-    full = strip(read_metrics(tmp_path / "full" / "metrics.jsonl"))
-    assert len(full) == 3 and strip(read_metrics(tmp_path / "split" / "metrics.jsonl")) == full
-    weights = torch.load(tmp_path / "full" / "baselines" / "mb" / "checkpoints" / "latest.pt",
-                         weights_only=True)["learner"]["model"]
-    assert not any(k.startswith("encoder.") for k in weights)

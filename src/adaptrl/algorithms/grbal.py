@@ -86,10 +86,10 @@ def adapt_model(model: DynamicsModel, params: Params, window: Window, inner: Mod
 def adapt(model: DynamicsModel, params: Params, window: Window | None, slots: int,
           inner: ModelInnerConfig, create_graph: bool, optimizer: InnerOptimizer | None = None
           ) -> Params:
-    """The model adapted to each of ``slots`` rows on its ``window`` (``None``: nothing seen
-    yet): ReBAL's recurrent context when the model has one (its weights unchanged; a zero
-    context for no transitions), else GrBAL's :func:`adapt_model` (the weights unchanged
-    for an empty window)."""
+    """The model's parameters for each of ``slots`` rows, adapted on the row's ``window``
+    (``None``: nothing seen yet, or not adapting): ReBAL's recurrent context when the model
+    has one (shared weights; a zero context for no transitions), else GrBAL's
+    :func:`adapt_model` (``params`` given a row dimension for an empty window)."""
     if model.context:
         if window is None:
             ref = model.obs_mean
@@ -99,7 +99,7 @@ def adapt(model: DynamicsModel, params: Params, window: Window | None, slots: in
                                    window.mask)
         return {**params, CONTEXT: context if create_graph else context.detach()}
     if window is None or not window.filled:
-        return params
+        return expand_params(params, slots)
     return adapt_model(model, params, window, inner, create_graph, optimizer)
 
 
@@ -167,8 +167,6 @@ class ModelBasedAgent:
                 return family.true_dynamics(rows, self.model.obs_mean.device)
             params = adapt(self.model, self.params, window if self.adapt else None, slots,
                            self.inner, False, self.optimizer)
-            if not self.model.context and next(iter(params.values())).dim() == 2:
-                params = expand_params(params, slots)  # shared: a row dim for the planner
             return lambda s, a: self.model.predict(s, a, params)
         return MPCActor(self.planner, ActionDomain.of(self.family.action_space),
                         family.reward, dynamics, family.terminal, self.memory)
